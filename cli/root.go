@@ -1,0 +1,111 @@
+// Package cli is the caracal command line: cobra commands and viper
+// configuration. Commands parse, call a package, and print; they hold no
+// business logic.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// IOStreams are a command's standard streams, injected so tests can pass buffers.
+type IOStreams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+	// Terminal reports whether Out is a terminal (progress bars, colour).
+	Terminal bool
+}
+
+// UsageError is a usage or configuration error; the process exits 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Usagef returns a UsageError with a formatted message.
+func Usagef(format string, a ...any) error { return &UsageError{Err: fmt.Errorf(format, a...)} }
+
+// SilentExit carries an exit code without printing anything more, for
+// commands such as `merkle verify` that already printed their verdict.
+type SilentExit struct{ Code int }
+
+func (e *SilentExit) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// NewRootCmd builds the caracal command tree.
+func NewRootCmd(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "caracal",
+		Short: "Meter and enforce spending budgets for AI agents",
+		Long: `Caracal sits between AI agents and what they spend money on: MCP tool
+servers (caracal mcp) and LLM APIs (caracal proxy). It prices every call,
+checks every budget of the agent and its ancestors before relaying, and
+records each decision in a tamper-evident ledger.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(f.IO.In)
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
+	f.bindGlobalFlags(root)
+
+	root.AddCommand(
+		newInitCmd(f),
+		newQuickstartCmd(f),
+		newVersionCmd(f),
+		newAgentCmd(f),
+		newPolicyCmd(f),
+		newDelegationCmd(f),
+		newPricebookCmd(f),
+		newLedgerCmd(f),
+		newMerkleCmd(f),
+		newKeysCmd(f),
+		newDBCmd(f),
+		newMCPCmd(f),
+		newProxyCmd(f),
+	)
+	return root
+}
+
+// Main runs the CLI with the process's streams and returns the exit code.
+func Main(ctx context.Context, args []string) int {
+	f := NewFactory(&IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, Terminal: isTerminal(os.Stdout)})
+	defer f.Close()
+	root := NewRootCmd(f)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	return ExitCode(f.IO.ErrOut, err)
+}
+
+// ExitCode prints err as `caracal: …` on w and returns the exit code:
+// 0 for nil, 2 for usage and configuration errors, 1 otherwise.
+func ExitCode(w io.Writer, err error) int {
+	if err == nil {
+		return 0
+	}
+	var silent *SilentExit
+	if errors.As(err, &silent) {
+		return silent.Code
+	}
+	fmt.Fprintf(w, "caracal: %v\n", err)
+	var usage *UsageError
+	if errors.As(err, &usage) {
+		return 2
+	}
+	return 1
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

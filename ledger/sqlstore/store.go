@@ -1,0 +1,237 @@
+// Package sqlstore is the SQL implementation of ledger.Store shared by the
+// SQLite and PostgreSQL backends. Queries are written once with `?`
+// placeholders; a Dialect supplies what differs between the two databases.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+
+	"github.com/caracal-dev/caracal/ledger"
+)
+
+// Dialect is what differs between SQL backends.
+type Dialect interface {
+	// Name is "sqlite" or "postgres".
+	Name() string
+	// Goose is the migration dialect.
+	Goose() goose.Dialect
+	// Placeholders says whether queries must use $1, $2 … instead of ?.
+	NumberedPlaceholders() bool
+	// LockPolicies takes exclusive row locks on the given policies inside
+	// tx, in the order given (callers sort by policy ID). SQLite, whose
+	// write transactions are already exclusive, does nothing.
+	LockPolicies(ctx context.Context, tx *sql.Tx, ids []string) error
+	// LockIntegrator makes tx the only integrator until it ends.
+	LockIntegrator(ctx context.Context, tx *sql.Tx) error
+	// IsUniqueViolation reports whether err is a unique-constraint error.
+	IsUniqueViolation(err error) bool
+	// IsUnavailable reports whether err means the database cannot be reached.
+	IsUnavailable(err error) bool
+}
+
+// Store is ledger.Store over database/sql.
+type Store struct {
+	// db takes writes. On SQLite it is a single connection whose
+	// transactions begin IMMEDIATE, so writers queue in Go rather than
+	// spinning on SQLITE_BUSY.
+	db *sql.DB
+	// rdb takes reads that may run beside writes (WAL readers on SQLite);
+	// on PostgreSQL it is the same pool as db.
+	rdb      *sql.DB
+	dialect  Dialect
+	location string
+	fsys     fs.FS
+	// rebound caches queries rewritten for numbered placeholders.
+	rebound syncMap
+}
+
+// Options configure Open.
+type Options struct {
+	// Location is shown by Status (a file path or a redacted URL).
+	Location string
+	// Migrations is the dialect's migration folder.
+	Migrations fs.FS
+	// SkipSchemaCheck opens an outdated or empty schema (for `caracal db`
+	// and `caracal init`); otherwise Open refuses it with ErrSchemaOutdated.
+	SkipSchemaCheck bool
+}
+
+// New wraps an open database. It checks the schema version unless told not to.
+// rdb may be nil, meaning db.
+func New(ctx context.Context, db, rdb *sql.DB, d Dialect, o Options) (*Store, error) {
+	if rdb == nil {
+		rdb = db
+	}
+	s := &Store{db: db, rdb: rdb, dialect: d, location: o.Location, fsys: o.Migrations}
+	if o.SkipSchemaCheck {
+		return s, nil
+	}
+	cur, latest, err := s.Versions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cur < latest {
+		return nil, fmt.Errorf("schema version %d, this binary needs %d: %w", cur, latest, ledger.ErrSchemaOutdated)
+	}
+	return s, nil
+}
+
+// DB exposes the write handle for tests and backend-specific code.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// ReadDB exposes the read handle.
+func (s *Store) ReadDB() *sql.DB { return s.rdb }
+
+// Dialect returns the store's dialect.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// Close closes the database.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if s.rdb != s.db {
+		err = errors.Join(err, s.rdb.Close())
+	}
+	return err
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return s.wrap(err)
+	}
+	return nil
+}
+
+func (s *Store) provider() (*goose.Provider, error) {
+	p, err := goose.NewProvider(s.dialect.Goose(), s.db, s.fsys)
+	if err != nil {
+		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	return p, nil
+}
+
+// Versions returns the schema version applied and the latest this binary knows.
+func (s *Store) Versions(ctx context.Context) (current, latest int64, err error) {
+	p, err := s.provider()
+	if err != nil {
+		return 0, 0, err
+	}
+	current, latest, err = p.GetVersions(ctx)
+	if err != nil {
+		return 0, 0, s.wrap(fmt.Errorf("read schema version: %w", err))
+	}
+	return current, latest, nil
+}
+
+// MigrateUp applies every pending migration and returns the versions applied.
+func (s *Store) MigrateUp(ctx context.Context) ([]int64, error) {
+	p, err := s.provider()
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.Up(ctx)
+	if err != nil {
+		return nil, s.wrap(fmt.Errorf("migrate up: %w", err))
+	}
+	var v []int64
+	for _, r := range res {
+		v = append(v, r.Source.Version)
+	}
+	return v, nil
+}
+
+// MigrateDown rolls back the most recent migration and returns its version.
+func (s *Store) MigrateDown(ctx context.Context) (int64, error) {
+	p, err := s.provider()
+	if err != nil {
+		return 0, err
+	}
+	res, err := p.Down(ctx)
+	if err != nil {
+		return 0, s.wrap(fmt.Errorf("migrate down: %w", err))
+	}
+	return res.Source.Version, nil
+}
+
+// MigrationState is one migration's status.
+type MigrationState struct {
+	Version int64  `json:"version"`
+	Name    string `json:"name"`
+	Applied bool   `json:"applied"`
+}
+
+// MigrationStatus lists every migration this binary knows.
+func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
+	p, err := s.provider()
+	if err != nil {
+		return nil, err
+	}
+	st, err := p.Status(ctx)
+	if err != nil {
+		return nil, s.wrap(fmt.Errorf("migration status: %w", err))
+	}
+	out := make([]MigrationState, 0, len(st))
+	for _, m := range st {
+		out = append(out, MigrationState{Version: m.Source.Version, Name: m.Source.Path, Applied: m.State == goose.StateApplied})
+	}
+	return out, nil
+}
+
+// q rewrites a `?` query for the dialect.
+func (s *Store) q(query string) string {
+	if !s.dialect.NumberedPlaceholders() {
+		return query
+	}
+	if v, ok := s.rebound.Load(query); ok {
+		return v
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	out := b.String()
+	s.rebound.Store(query, out)
+	return out
+}
+
+// wrap marks connection failures with ledger.ErrUnavailable.
+func (s *Store) wrap(err error) error {
+	if err == nil || errors.Is(err, ledger.ErrUnavailable) {
+		return err
+	}
+	if s.dialect.IsUnavailable(err) {
+		return fmt.Errorf("%w: %w", ledger.ErrUnavailable, err)
+	}
+	return err
+}
+
+// tx runs fn in a transaction, committing if it returns nil.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap(fmt.Errorf("begin: %w", err))
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return s.wrap(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.wrap(fmt.Errorf("commit: %w", err))
+	}
+	return nil
+}

@@ -1,0 +1,301 @@
+// Package ledger is Caracal's system of record: agents, keys, policies, the
+// pricebook, reservations, the append-only event ledger and the Merkle
+// hashes and checkpoints over it.
+//
+// Store is implemented by ledger/sqlite (the embedded default) and
+// ledger/postgres; both share the SQL in ledger/sqlstore and pass the same
+// conformance suite in ledger/storetest.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/caracal-dev/caracal/policy"
+)
+
+// Errors a Store returns, wrapped with detail. Test with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict is a uniqueness or state conflict: a duplicate agent
+	// name, a parent cycle, a key already revoked.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid is input the store refuses (a missing parent, a bad field).
+	ErrInvalid = errors.New("invalid")
+	// ErrSchemaOutdated means the database schema is older than this binary;
+	// the message tells the user to run `caracal db migrate up`.
+	ErrSchemaOutdated = errors.New("database schema is older than this binary: run `caracal db migrate up`")
+	// ErrUnavailable means the database could not be reached.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Store is the whole system of record. Every method is safe for concurrent
+// use, and on PostgreSQL across processes.
+type Store interface {
+	Agents
+	Policies
+	Pricebook
+	Enforcer
+	Events
+	Merkle
+	Admin
+	Close() error
+}
+
+// NewAgent is the input to CreateAgent.
+type NewAgent struct {
+	Name     string
+	Owner    string
+	ParentID string // optional; must exist
+	Metadata map[string]string
+}
+
+// Agents manages agents and their API keys.
+type Agents interface {
+	CreateAgent(ctx context.Context, a NewAgent) (policy.Agent, error)
+	// GetAgent finds an agent by ID or by name.
+	GetAgent(ctx context.Context, idOrName string) (policy.Agent, error)
+	ListAgents(ctx context.Context) ([]policy.Agent, error)
+	SetAgentStatus(ctx context.Context, id string, s policy.AgentStatus) (policy.Agent, error)
+	// SetAgentParent changes an agent's parent; it refuses cycles with ErrConflict.
+	SetAgentParent(ctx context.Context, id, parentID string) (policy.Agent, error)
+	// Chain returns the agent and its ancestors, the agent first.
+	Chain(ctx context.Context, agentID string) ([]policy.Agent, error)
+
+	// CreateKey stores a key's SHA-256 hash. The secret itself never reaches the store.
+	CreateKey(ctx context.Context, agentID string, hash []byte, prefix string, expiresAt *time.Time) (policy.APIKey, error)
+	RevokeKey(ctx context.Context, keyID string) (policy.APIKey, error)
+	ListKeys(ctx context.Context, agentID string) ([]policy.APIKey, error)
+	// KeyByHash returns the key with this hash and its agent, or ErrNotFound.
+	// Expiry and revocation are the caller's to judge.
+	KeyByHash(ctx context.Context, hash []byte) (policy.APIKey, policy.Agent, error)
+}
+
+// NewPolicy is the input to CreatePolicy and UpdatePolicy.
+type NewPolicy struct {
+	AgentID       string
+	Limit         money.Amount
+	Currency      string
+	Window        policy.Window
+	WindowType    policy.WindowType
+	Timezone      string
+	Allow         []string
+	DelegatedFrom string
+}
+
+// Policies manages versioned budgets.
+type Policies interface {
+	CreatePolicy(ctx context.Context, p NewPolicy) (policy.Policy, error)
+	// UpdatePolicy writes version n+1 of the policy; usage carries over.
+	UpdatePolicy(ctx context.Context, id string, p NewPolicy) (policy.Policy, error)
+	DeactivatePolicy(ctx context.Context, id string) (policy.Policy, error)
+	GetPolicy(ctx context.Context, id string) (policy.Policy, error)
+	// ListPolicies lists the policies of an agent, or of every agent when
+	// agentID is empty; inactive ones only when includeInactive.
+	ListPolicies(ctx context.Context, agentID string, includeInactive bool) ([]policy.Policy, error)
+	// PolicyHistory returns every version, oldest first.
+	PolicyHistory(ctx context.Context, id string) ([]policy.Policy, error)
+}
+
+// Pricebook manages operator price rules.
+type Pricebook interface {
+	// SetPrice creates or replaces the rule for r.Resource.
+	SetPrice(ctx context.Context, r policy.PriceRule) (policy.PriceRule, error)
+	GetPrice(ctx context.Context, resource string) (policy.PriceRule, error)
+	DeletePrice(ctx context.Context, resource string) error
+	ListPrices(ctx context.Context) ([]policy.PriceRule, error)
+	// ImportPrices sets every rule in one transaction: all or nothing.
+	ImportPrices(ctx context.Context, rules []policy.PriceRule) error
+}
+
+// ReserveRequest asks to reserve Amount for one call.
+type ReserveRequest struct {
+	RequestID string // unique per call
+	AgentID   string
+	Resource  string
+	Operation string // e.g. "tools/call", "chat.completions"
+	Upstream  string
+	Amount    money.Amount
+	Currency  string
+	Unpriced  bool
+	Quantity  string // decimal, optional
+	Unit      string // optional
+	// TTL is how long the reservation may stay open before the expiry
+	// sweep settles it as unconfirmed.
+	TTL time.Duration
+	Now time.Time // zero means time.Now()
+}
+
+// Reservation is an open or finished hold on budget.
+type Reservation struct {
+	RequestID string       `json:"request_id"`
+	AgentID   string       `json:"agent_id"`
+	Chain     []string     `json:"chain"`
+	Resource  string       `json:"resource"`
+	Operation string       `json:"operation"`
+	Upstream  string       `json:"upstream,omitempty"`
+	Amount    money.Amount `json:"amount"`
+	Currency  string       `json:"currency"`
+	Status    string       `json:"status"` // open, settled, released, expired
+	CreatedAt time.Time    `json:"created_at"`
+	ExpiresAt time.Time    `json:"expires_at"`
+}
+
+// SettleRequest finishes a reservation.
+type SettleRequest struct {
+	RequestID string
+	Amount    money.Amount
+	Outcome   policy.Outcome // charged or unconfirmed
+	Tokens    policy.Tokens
+	Quantity  string
+	Unit      string
+	Reason    string
+	Now       time.Time
+}
+
+// Enforcer is atomic check-and-reserve and exactly-once settlement.
+type Enforcer interface {
+	// Reserve decides with policy.Decide over the agent's whole chain and,
+	// if allowed, reserves the amount on every policy, in one atomic step.
+	// A denial is recorded as a ledger event and returned as a Decision,
+	// not an error; err is only for store failures.
+	Reserve(ctx context.Context, r ReserveRequest) (policy.Decision, error)
+	// Settle replaces the reservation with the actual amount and records
+	// the event. Settling a request again returns the first event.
+	Settle(ctx context.Context, r SettleRequest) (Event, error)
+	// Release frees a reservation whose call never ran, recording a
+	// refunded event of amount zero. Releasing again returns the first event.
+	Release(ctx context.Context, requestID, reason string) (Event, error)
+	// ExpireReservations settles every open reservation past its expiry
+	// as an unconfirmed charge of the reserved amount.
+	ExpireReservations(ctx context.Context, now time.Time) (int, error)
+	GetReservation(ctx context.Context, requestID string) (Reservation, error)
+	// Usage returns every active policy on the agent's chain with its usage at now.
+	Usage(ctx context.Context, agentID string, now time.Time) ([]policy.PolicyUsage, error)
+}
+
+// Event is one immutable ledger entry.
+type Event struct {
+	// Seq is the Merkle leaf index, or -1 until the event is integrated.
+	Seq       int64          `json:"seq"`
+	ID        string         `json:"id"`
+	Time      time.Time      `json:"time"`
+	AgentID   string         `json:"agent_id"`
+	AgentName string         `json:"agent_name"`
+	Chain     []string       `json:"chain"` // agent IDs, the agent first
+	Resource  string         `json:"resource"`
+	Operation string         `json:"operation"`
+	Quantity  string         `json:"quantity,omitempty"`
+	Unit      string         `json:"unit,omitempty"`
+	Amount    money.Amount   `json:"amount"`
+	Currency  string         `json:"currency"`
+	RequestID string         `json:"request_id"`
+	Outcome   policy.Outcome `json:"outcome"`
+	Code      policy.Code    `json:"code,omitempty"`
+	Reason    string         `json:"reason,omitempty"`
+	Tokens    policy.Tokens  `json:"tokens"`
+	Upstream  string         `json:"upstream,omitempty"`
+	Unpriced  bool           `json:"unpriced,omitempty"`
+}
+
+// EventFilter selects events. Zero fields do not filter.
+type EventFilter struct {
+	AgentIDs []string
+	Since    time.Time // inclusive
+	Until    time.Time // exclusive
+	Resource string    // glob
+	Outcome  policy.Outcome
+	Limit    int
+}
+
+// SummaryBy is a summary's grouping.
+type SummaryBy string
+
+// Groupings.
+const (
+	ByResource SummaryBy = "resource"
+	ByAgent    SummaryBy = "agent"
+	ByDay      SummaryBy = "day"
+)
+
+// SummaryRow is one group of a summary.
+type SummaryRow struct {
+	Key      string       `json:"key"`
+	Events   int64        `json:"events"`
+	Charged  money.Amount `json:"charged"`
+	Denied   int64        `json:"denied"`
+	Currency string       `json:"currency"`
+}
+
+// Events reads the ledger.
+type Events interface {
+	GetEvent(ctx context.Context, id string) (Event, error)
+	// QueryEvents calls fn for each matching event in ledger order,
+	// streaming: memory does not grow with the ledger.
+	QueryEvents(ctx context.Context, f EventFilter, fn func(Event) error) error
+	Summary(ctx context.Context, f EventFilter, by SummaryBy) ([]SummaryRow, error)
+}
+
+// Checkpoint is a signed tree head as stored.
+type Checkpoint struct {
+	Size      int64     `json:"size"`
+	Root      []byte    `json:"root"`
+	Note      string    `json:"note"` // the signed note, verbatim
+	KeyID     string    `json:"key_id"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// SigningKey is a checkpoint signing key's public half as stored.
+type SigningKey struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	PublicKey string     `json:"public_key"` // note verifier key
+	CreatedAt time.Time  `json:"created_at"`
+	RetiredAt *time.Time `json:"retired_at,omitempty"`
+}
+
+// Merkle is the storage side of the Merkle log. The algorithms live in
+// package merkle.
+type Merkle interface {
+	// Integrate sequences up to max committed, not-yet-sequenced events,
+	// stores their leaf and tree hashes and a checkpoint signed by sign,
+	// all in one transaction, and returns the new checkpoint. With nothing
+	// to integrate it returns the latest checkpoint and integrated=false.
+	Integrate(ctx context.Context, max int, sign Signer) (cp Checkpoint, integrated bool, err error)
+	TreeSize(ctx context.Context) (int64, error)
+	// ReadHashes reads stored hashes by tlog storage index.
+	ReadHashes(ctx context.Context, indexes []int64) ([][32]byte, error)
+	// EventsBySeq calls fn for events with seq in [from, to) in seq order.
+	EventsBySeq(ctx context.Context, from, to int64, fn func(Event) error) error
+	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
+	Checkpoints(ctx context.Context, fn func(Checkpoint) error) error
+	CheckpointAt(ctx context.Context, size int64) (Checkpoint, error)
+	PendingEvents(ctx context.Context) (count int64, oldest time.Time, err error)
+	AddSigningKey(ctx context.Context, k SigningKey) error
+	RetireSigningKey(ctx context.Context, id string, at time.Time) error
+	SigningKeys(ctx context.Context) ([]SigningKey, error)
+}
+
+// Signer signs a checkpoint body; it is implemented in package merkle.
+type Signer interface {
+	KeyID() string
+	// Sign returns the signed note for a tree of size with root.
+	Sign(size int64, root [32]byte) (note []byte, err error)
+}
+
+// Status describes the database.
+type Status struct {
+	Backend       string           `json:"backend"` // sqlite or postgres
+	Location      string           `json:"location"`
+	SchemaVersion int64            `json:"schema_version"`
+	LatestVersion int64            `json:"latest_version"`
+	Rows          map[string]int64 `json:"rows"`
+}
+
+// Admin is database housekeeping.
+type Admin interface {
+	Status(ctx context.Context) (Status, error)
+	Ping(ctx context.Context) error
+}
