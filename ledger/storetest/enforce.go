@@ -1,0 +1,6 @@
+package storetest
+
+import "testing"
+
+func testEnforce(t *testing.T, newStore Factory) {}
+func testEvents(t *testing.T, newStore Factory)  {}

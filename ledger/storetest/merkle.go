@@ -1,0 +1,5 @@
+package storetest
+
+import "testing"
+
+func testMerkle(t *testing.T, newStore Factory) {}
