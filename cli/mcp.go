@@ -1,7 +1,286 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caracal-dev/caracal/interpose"
+	"github.com/caracal-dev/caracal/ledger"
+	"github.com/caracal-dev/caracal/mcp"
+)
+
+type mcpFlags struct {
+	agent           string
+	listen          string
+	name            string
+	upstreamURL     string
+	headers         []string
+	trusted         bool
+	maxMessageSize  int64
+	callTimeout     time.Duration
+	maxCallDuration time.Duration
+	allowedOrigins  []string
+	allowedHosts    []string
+	logLevel        string
+}
 
 func newMCPCmd(f *Factory) *cobra.Command {
-	return &cobra.Command{Use: "mcp", Short: "not yet available"}
+	var fl mcpFlags
+	cmd := &cobra.Command{
+		Use:   "mcp [flags] [-- COMMAND ARGS...]",
+		Short: "Run the metering MCP proxy in front of MCP servers",
+		Long: `Run the metering MCP proxy between an MCP host and MCP servers.
+
+Every tools/call is priced, checked against the agent's budgets before it is
+relayed, and recorded in the ledger; tools/list shows each tool's price in
+_meta["dev.caracal/price"]; every other message passes through unchanged.
+
+Upstreams, in order of precedence:
+  -- COMMAND ARGS...     one stdio server, launched and supervised by Caracal
+  --upstream-url URL     one Streamable HTTP (or legacy SSE) server
+  mcp.upstreams          from the configuration file; with several, tool
+                         names are prefixed <server>__<tool> (gateway mode)
+
+Fronts:
+  stdio (default)        the host launches caracal; the agent is --agent or
+                         $CARACAL_AGENT
+  --listen ADDR          Streamable HTTP at http://ADDR/mcp; agents send
+                         Authorization: Bearer <agent key>. With --agent on a
+                         loopback address, requests without a key are charged
+                         to that agent.
+
+See docs/mcp.md.`,
+		Example: `  caracal mcp --agent claude -- npx -y @modelcontextprotocol/server-everything
+  caracal mcp --agent claude --upstream-url https://mcp.example.com/mcp
+  caracal mcp --listen 127.0.0.1:8090 --config ~/.caracal/config.yaml`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() < 0 && len(args) > 0 {
+				return Usagef("unexpected argument %q: put the upstream command after --", args[0])
+			}
+			if cmd.ArgsLenAtDash() > 0 {
+				return Usagef("unexpected argument %q: put the upstream command after --", args[0])
+			}
+			return runMCP(cmd.Context(), f, fl, args)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&fl.agent, "agent", "", "agent (name or ID) charged for calls; default $CARACAL_AGENT")
+	fs.StringVar(&fl.listen, "listen", "", "serve the Streamable HTTP front on this address instead of stdio (default mcp.listen)")
+	fs.StringVar(&fl.name, "name", "", "name of a single upstream in resources (mcp:<name>/<tool>); default the name the server advertises")
+	fs.StringVar(&fl.upstreamURL, "upstream-url", "", "URL of a Streamable HTTP (or SSE) upstream")
+	fs.StringArrayVar(&fl.headers, "header", nil, "HTTP header for --upstream-url, as Name=Value (repeatable)")
+	fs.BoolVar(&fl.trusted, "trusted", false, "use prices the single upstream declares in its tools' _meta (the pricebook still wins)")
+	fs.Int64Var(&fl.maxMessageSize, "max-message-size", mcp.DefaultMaxMessageSize, "largest JSON-RPC message accepted from either side, in bytes")
+	fs.DurationVar(&fl.callTimeout, "call-timeout", 2*time.Minute, "longest wait for a tools/call response without progress")
+	fs.DurationVar(&fl.maxCallDuration, "max-call-duration", 15*time.Minute, "longest a tools/call may run, even while reporting progress")
+	fs.StringArrayVar(&fl.allowedOrigins, "allowed-origin", nil, "extra Origin accepted by the HTTP front (repeatable)")
+	fs.StringArrayVar(&fl.allowedHosts, "allowed-host", nil, "extra Host accepted by the HTTP front (repeatable)")
+	fs.StringVar(&fl.logLevel, "log-level", "info", "stderr log level: debug, info, warn or error")
+	return cmd
+}
+
+func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) error {
+	cfg, err := f.Config()
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(fl.logLevel)); err != nil {
+		return Usagef("--log-level: %q is not one of debug, info, warn, error", fl.logLevel)
+	}
+	if fl.maxMessageSize <= 0 {
+		return Usagef("--max-message-size: must be positive")
+	}
+	if fl.callTimeout <= 0 || fl.maxCallDuration <= 0 {
+		return Usagef("--call-timeout and --max-call-duration: must be positive")
+	}
+	ups, err := mcpUpstreams(cfg, fl, command)
+	if err != nil {
+		return err
+	}
+	listen := fl.listen
+	if listen == "" {
+		listen = cfg.MCP.Listen
+	}
+	agentRef := fl.agent
+	if agentRef == "" {
+		agentRef = strings.TrimSpace(os.Getenv("CARACAL_AGENT"))
+	}
+	if listen == "" && agentRef == "" {
+		return Usagef("--agent: required for the stdio front (or set CARACAL_AGENT)")
+	}
+	if listen != "" && agentRef != "" && !mcp.IsLoopback(listen) {
+		return Usagef("--agent: refusing to accept requests without a key on %s; keyless mode (--listen with --agent) needs a loopback address such as 127.0.0.1", listen)
+	}
+
+	log := slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: level})).With("component", "mcp")
+	store, err := f.Store(ctx)
+	if err != nil {
+		return err
+	}
+	engine := interpose.New(interpose.Options{
+		Store:        store,
+		DefaultPrice: cfg.Pricing.Default,
+		Currency:     cfg.Pricing.Currency,
+		Strict:       cfg.Pricing.Strict,
+		Logger:       log,
+	})
+	agentID := ""
+	if agentRef != "" {
+		a, err := engine.Agent(ctx, agentRef)
+		if err != nil {
+			if errors.Is(err, ledger.ErrNotFound) {
+				return Usagef("--agent: no agent named %q (see `caracal agent list`)", agentRef)
+			}
+			return err
+		}
+		agentID = a.ID
+	}
+	proxy, err := mcp.New(mcp.Options{
+		Meter:           engine,
+		Upstreams:       ups,
+		MaxMessageSize:  fl.maxMessageSize,
+		CallTimeout:     fl.callTimeout,
+		MaxCallDuration: fl.maxCallDuration,
+		Stderr:          f.IO.ErrOut,
+		Logger:          log,
+		Version:         buildVersion().Version,
+	})
+	if err != nil {
+		return Usagef("%v", err)
+	}
+	if err := proxy.CheckCommands(); err != nil {
+		return Usagef("%v", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	bg := startBackground(ctx, engine, store, cfg.Home, log)
+	defer bg.stop()
+
+	if listen == "" {
+		return proxy.ServeStdio(ctx, agentID, f.IO.In, f.IO.Out)
+	}
+	front, err := proxy.NewHTTPFront(mcp.FrontOptions{
+		Auth:           engine,
+		ListenAddr:     listen,
+		DefaultAgentID: agentID,
+		AllowedHosts:   fl.allowedHosts,
+		AllowedOrigins: fl.allowedOrigins,
+	})
+	if err != nil {
+		return Usagef("--listen: %v", err)
+	}
+	defer front.Close()
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return Usagef("--listen: %v", err)
+	}
+	srv := &http.Server{Handler: front, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	fmt.Fprintf(f.IO.ErrOut, "caracal mcp: listening on http://%s/mcp\n", ln.Addr())
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer scancel()
+	_ = srv.Shutdown(sctx)
+	return nil
+}
+
+// mcpUpstreams picks the upstreams: the command after --, else
+// --upstream-url, else mcp.upstreams from the configuration.
+func mcpUpstreams(cfg *Config, fl mcpFlags, command []string) ([]mcp.UpstreamSpec, error) {
+	if len(command) > 0 && fl.upstreamURL != "" {
+		return nil, Usagef("--upstream-url: give either an upstream URL or a command after --, not both")
+	}
+	if len(fl.headers) > 0 && fl.upstreamURL == "" {
+		return nil, Usagef("--header: only applies to --upstream-url")
+	}
+	if fl.name != "" && !validUpstreamName(fl.name) {
+		return nil, Usagef("--name: invalid name %q: use lower-case letters, digits, _ and -", fl.name)
+	}
+	switch {
+	case len(command) > 0:
+		return []mcp.UpstreamSpec{{Name: fl.name, Command: command, Trusted: fl.trusted}}, nil
+	case fl.upstreamURL != "":
+		if err := validateHTTPURL(fl.upstreamURL); err != nil {
+			return nil, Usagef("--upstream-url: %v", err)
+		}
+		h := map[string]string{}
+		for _, kv := range fl.headers {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				return nil, Usagef("--header: %q is not Name=Value", kv)
+			}
+			h[strings.TrimSpace(k)] = expandEnv(v)
+		}
+		return []mcp.UpstreamSpec{{Name: fl.name, URL: fl.upstreamURL, Headers: h, Trusted: fl.trusted}}, nil
+	}
+	if len(cfg.MCP.Upstreams) == 0 {
+		return nil, Usagef("no upstream: give a command after --, --upstream-url, or mcp.upstreams in the configuration")
+	}
+	if fl.name != "" {
+		return nil, Usagef("--name: only applies to a single upstream given on the command line")
+	}
+	out := make([]mcp.UpstreamSpec, 0, len(cfg.MCP.Upstreams))
+	for _, u := range cfg.MCP.Upstreams {
+		out = append(out, mcp.UpstreamSpec{Name: u.Name, Command: u.Command, Env: u.Env, URL: u.URL, Headers: u.Headers, Trusted: u.Trusted})
+	}
+	return out, nil
+}
+
+func validUpstreamName(s string) bool {
+	return upstreamName.MatchString(s) && !strings.Contains(s, "__")
+}
+
+// background is what a serving command runs beside its front: the expiry
+// sweep of reservations and the Merkle integrator.
+type background struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	integ  *ledger.Integrator
+	log    *slog.Logger
+}
+
+func startBackground(ctx context.Context, engine *interpose.Engine, store ledger.Store, home string, log *slog.Logger) *background {
+	ctx, cancel := context.WithCancel(ctx)
+	b := &background{cancel: cancel, done: make(chan struct{}), log: log}
+	go func() {
+		defer close(b.done)
+		if err := engine.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("reservation sweep stopped", "err", err)
+		}
+	}()
+	signer, err := ledger.LoadSigner(ctx, store, home)
+	if err != nil {
+		log.Warn("checkpoints will not be signed by this process; events stay queued for the next integrator", "err", err)
+		return b
+	}
+	b.integ = ledger.StartIntegrator(ctx, store, signer, ledger.IntegratorConfig{Logger: log})
+	return b
+}
+
+func (b *background) stop() {
+	if b.integ != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := b.integ.Stop(ctx); err != nil {
+			b.log.Warn("integrating the last events failed; the next integrator will", "err", err)
+		}
+		cancel()
+	}
+	b.cancel()
+	<-b.done
 }

@@ -1,7 +1,209 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caracal-dev/caracal/interpose"
+	"github.com/caracal-dev/caracal/interpose/llmproxy"
+	"github.com/caracal-dev/caracal/ledger"
+)
+
+// proxyDefaultListen is where `caracal proxy` listens when neither
+// --listen nor proxy.listen says otherwise.
+const proxyDefaultListen = "127.0.0.1:8080"
+
+type proxyFlags struct {
+	listen          string
+	upstreamTimeout time.Duration
+	maxDuration     time.Duration
+	drainTimeout    time.Duration
+	maxRequestBytes int64
+}
 
 func newProxyCmd(f *Factory) *cobra.Command {
-	return &cobra.Command{Use: "proxy", Short: "not yet available"}
+	var fl proxyFlags
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Serve the metering reverse proxy for LLM APIs (OpenAI-compatible, Anthropic)",
+		Long: `Serve the metering reverse proxy for LLM APIs.
+
+Agents call http://HOST/<provider>/<provider path> with their Caracal key
+where the SDK expects its API key; the provider's key, from proxy.providers
+in the configuration (api_key_env or api_key_file), is injected by the proxy.
+Each request's worst-case cost is reserved before it is relayed and settled
+from the usage the provider reports.
+
+  OpenAI SDK:    base_url = http://HOST/openai/v1     api_key = crk_…
+  Anthropic SDK: base_url = http://HOST/anthropic     api_key = crk_…
+
+See docs/http-proxy.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runProxy(cmd.Context(), f, fl)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&fl.listen, "listen", "", "address to listen on (default proxy.listen, then "+proxyDefaultListen+")")
+	fs.DurationVar(&fl.upstreamTimeout, "upstream-timeout", 10*time.Minute, "longest wait for a provider's response headers (then 504)")
+	fs.DurationVar(&fl.maxDuration, "max-duration", 15*time.Minute, "longest exchange with a provider, streams included")
+	fs.DurationVar(&fl.drainTimeout, "drain-timeout", time.Minute, "how long to keep reading a response whose client left, to learn its usage")
+	fs.Int64Var(&fl.maxRequestBytes, "max-request-bytes", 32<<20, "largest metered request body")
+	return cmd
+}
+
+func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
+	cfg, err := f.Config()
+	if err != nil {
+		return err
+	}
+	if len(cfg.Proxy.Providers) == 0 {
+		return Usagef("config: proxy.providers: none configured; add at least one provider (see `caracal proxy --help`)")
+	}
+	providers := make([]llmproxy.Provider, 0, len(cfg.Proxy.Providers))
+	for i, p := range cfg.Proxy.Providers {
+		key, err := providerKey(i, p)
+		if err != nil {
+			return err
+		}
+		providers = append(providers, llmproxy.Provider{Name: p.Name, BaseURL: p.BaseURL, APIKey: key, Timeout: fl.upstreamTimeout})
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--upstream-timeout", fl.upstreamTimeout}, {"--max-duration", fl.maxDuration}, {"--drain-timeout", fl.drainTimeout}} {
+		if d.v <= 0 {
+			return Usagef("%s: must be positive", d.name)
+		}
+	}
+	if fl.maxRequestBytes <= 0 {
+		return Usagef("--max-request-bytes: must be positive")
+	}
+	listen := fl.listen
+	if listen == "" {
+		listen = cfg.Proxy.Listen
+	}
+	if listen == "" {
+		listen = proxyDefaultListen
+	}
+
+	store, err := f.Store(ctx)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	engine := interpose.New(interpose.Options{
+		Store:        store,
+		DefaultPrice: cfg.Pricing.Default,
+		Currency:     cfg.Pricing.Currency,
+		Strict:       cfg.Pricing.Strict,
+		// A reservation must outlive the longest exchange and its drain, or
+		// the expiry sweep would settle a live stream as unconfirmed.
+		ReservationTTL: max(interpose.DefaultReservationTTL, fl.maxDuration+fl.drainTimeout+time.Minute),
+		Logger:         log,
+	})
+	px, err := llmproxy.New(llmproxy.Options{
+		Engine:          engine,
+		Providers:       providers,
+		Logger:          log,
+		MaxRequestBytes: fl.maxRequestBytes,
+		UpstreamTimeout: fl.upstreamTimeout,
+		MaxDuration:     fl.maxDuration,
+		DrainTimeout:    fl.drainTimeout,
+	})
+	if err != nil {
+		return Usagef("config: proxy.providers: %v", err)
+	}
+
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return Usagef("--listen: %v", err)
+	}
+	srv := &http.Server{Handler: px, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+
+	// Every charge goes into the Merkle log within DESIGN §4's bound.
+	home, err := f.Home()
+	if err != nil {
+		return err
+	}
+	signer, err := ledger.LoadSigner(ctx, store, home)
+	if err != nil {
+		return fmt.Errorf("checkpoint signing key: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	integrator := ledger.StartIntegrator(ctx, store, signer, ledger.IntegratorConfig{Logger: log})
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		if err := engine.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("reservation sweep stopped", "err", err)
+		}
+	}()
+	names := make([]string, len(providers))
+	for i, p := range providers {
+		names[i] = "/" + p.Name + "/ → " + p.BaseURL
+	}
+	fmt.Fprintf(f.IO.Out, "caracal proxy: listening on http://%s (%s)\n", ln.Addr(), strings.Join(names, ", "))
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		cancel()
+		<-sweepDone
+		_ = integrator.Stop(context.Background())
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	// Finish in-flight requests, then the settlements of responses whose
+	// clients left, so no reservation is abandoned by a clean shutdown.
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), fl.drainTimeout+5*time.Second)
+	defer scancel()
+	_ = srv.Shutdown(sctx)
+	if err := px.Wait(sctx); err != nil {
+		log.Warn("shutdown before every response was settled; the sweep will settle the rest as unconfirmed", "err", err)
+	}
+	cancel()
+	<-sweepDone
+	// Stop integrates what the last settlements queued.
+	if err := integrator.Stop(sctx); err != nil {
+		log.Warn("final Merkle integration failed; the next process integrates the rest", "err", err)
+	}
+	return nil
+}
+
+// providerKey reads a provider's API key from its environment variable or
+// file. The key itself never appears in an error or a log line.
+func providerKey(i int, p Provider) (string, error) {
+	field := fmt.Sprintf("config: proxy.providers[%d]", i)
+	switch {
+	case p.APIKeyEnv != "":
+		k := strings.TrimSpace(os.Getenv(p.APIKeyEnv))
+		if k == "" {
+			return "", Usagef("%s.api_key_env: environment variable %s is not set", field, p.APIKeyEnv)
+		}
+		return k, nil
+	case p.APIKeyFile != "":
+		b, err := os.ReadFile(p.APIKeyFile)
+		if err != nil {
+			return "", Usagef("%s.api_key_file: %v", field, err)
+		}
+		k := strings.TrimSpace(string(b))
+		if k == "" {
+			return "", Usagef("%s.api_key_file: %s is empty", field, p.APIKeyFile)
+		}
+		return k, nil
+	}
+	return "", Usagef("%s: set api_key_env or api_key_file", field)
 }

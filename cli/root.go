@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	_ "time/tzdata" // policy time zones must resolve on hosts without a zoneinfo database
 
 	"github.com/spf13/cobra"
 )
@@ -70,17 +72,42 @@ records each decision in a tamper-evident ledger.`,
 		newMCPCmd(f),
 		newProxyCmd(f),
 	)
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group (a command with
+// subcommands and no action of its own) fail with a usage error on an
+// unknown subcommand, where cobra would print help and exit 0.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		refuseUnknownSubcommands(c)
+	}
+	if cmd.HasParent() && cmd.HasSubCommands() && !cmd.Runnable() {
+		cmd.Args = cobra.ArbitraryArgs
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return Usagef("unknown command %q for %q", args[0], c.CommandPath())
+			}
+			return c.Help()
+		}
+	}
 }
 
 // Main runs the CLI with the process's streams and returns the exit code.
 func Main(ctx context.Context, args []string) int {
 	f := NewFactory(&IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, Terminal: isTerminal(os.Stdout)})
+	return Execute(ctx, f, args)
+}
+
+// Execute runs one command line against f, closes f and returns the exit
+// code, as a process would.
+func Execute(ctx context.Context, f *Factory, args []string) int {
 	defer f.Close()
 	root := NewRootCmd(f)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	return ExitCode(f.IO.ErrOut, err)
+	return ExitCode(f.IO.ErrOut, usageFromCobra(err))
 }
 
 // ExitCode prints err as `caracal: …` on w and returns the exit code:
@@ -108,4 +135,23 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// usageFromCobra marks cobra's own argument errors (unknown command, wrong
+// argument count, missing required flag) as usage errors.
+func usageFromCobra(err error) error {
+	if err == nil {
+		return nil
+	}
+	var usage *UsageError
+	if errors.As(err, &usage) {
+		return err
+	}
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "accepts ", "requires at least", "requires at most", "required flag", "unknown flag", "unknown shorthand flag", "invalid argument"} {
+		if strings.HasPrefix(msg, p) {
+			return &UsageError{Err: err}
+		}
+	}
+	return err
 }

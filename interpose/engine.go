@@ -5,9 +5,16 @@ package interpose
 
 import (
 	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/caracal-dev/caracal/internal/apikey"
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
@@ -25,30 +32,125 @@ type Options struct {
 	// ReservationTTL is how long a reservation may stay open before the
 	// sweep settles it as unconfirmed. Default 10 minutes.
 	ReservationTTL time.Duration
-	Logger         *slog.Logger
+	// SweepInterval is how often Run looks for expired reservations.
+	// Default 5 seconds.
+	SweepInterval time.Duration
+	// PriceCacheTTL is how long the pricebook read from the store is reused
+	// before it is read again. Default and maximum 1 second, so a price
+	// change reaches every process within a second; negative disables the
+	// cache.
+	PriceCacheTTL time.Duration
+	Logger        *slog.Logger
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 }
 
+// Defaults of Options.
+const (
+	DefaultReservationTTL = 10 * time.Minute
+	DefaultSweepInterval  = 5 * time.Second
+	MaxPriceCacheTTL      = time.Second
+)
+
 // Engine runs the enforcement pipeline. It is safe for concurrent use.
 type Engine struct {
 	opts Options
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	prices    []policy.PriceRule
+	pricesAt  time.Time
+	pricesSet bool
 }
 
 // New returns an Engine.
 func New(o Options) *Engine {
-	panic("interpose.New: not implemented yet")
+	if o.Currency == "" {
+		o.Currency = money.DefaultCurrency
+	}
+	if o.ReservationTTL <= 0 {
+		o.ReservationTTL = DefaultReservationTTL
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.PriceCacheTTL == 0 || o.PriceCacheTTL > MaxPriceCacheTTL {
+		o.PriceCacheTTL = MaxPriceCacheTTL
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Engine{opts: o, log: log}
+}
+
+// Authentication errors. Test with errors.Is.
+var (
+	ErrUnknownKey     = errors.New("unknown API key")
+	ErrKeyRevoked     = errors.New("API key revoked")
+	ErrKeyExpired     = errors.New("API key expired")
+	ErrAgentSuspended = errors.New("agent is suspended")
+)
+
+// suspendedError names the suspended agent and is ErrAgentSuspended.
+type suspendedError struct{ name string }
+
+func (e *suspendedError) Error() string        { return fmt.Sprintf("agent %q is suspended", e.name) }
+func (e *suspendedError) Is(target error) bool { return target == ErrAgentSuspended }
+
+// GenerateKey makes a new agent API key (see package internal/apikey):
+// "crk_" followed by 32 random bytes in unpadded base64url. It returns the
+// secret (to show once), its SHA-256 hash (to store) and its display prefix.
+func GenerateKey() (secret string, hash []byte, prefix string, err error) {
+	return apikey.Generate()
 }
 
 // Authenticate resolves an agent API key (crk_…) to its agent. Unknown,
-// expired and revoked keys and suspended agents are errors that say which.
+// expired and revoked keys and suspended agents are errors that say which
+// (ErrUnknownKey, ErrKeyExpired, ErrKeyRevoked, ErrAgentSuspended); a store
+// failure is returned wrapped.
+//
+// The key is looked up by its SHA-256 hash, so the secret never reaches
+// the store and the lookup's timing depends only on the hash, which an
+// attacker cannot steer; the stored prefix is then compared in constant
+// time as a second check.
 func (e *Engine) Authenticate(ctx context.Context, key string) (policy.Agent, error) {
-	panic("not implemented yet")
+	if !apikey.LooksValid(key) {
+		return policy.Agent{}, ErrUnknownKey
+	}
+	k, a, err := e.opts.Store.KeyByHash(ctx, apikey.Hash(key))
+	if errors.Is(err, ledger.ErrNotFound) {
+		return policy.Agent{}, ErrUnknownKey
+	}
+	if err != nil {
+		return policy.Agent{}, fmt.Errorf("authenticate: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(k.Prefix), []byte(key[:min(len(key), len(k.Prefix))])) != 1 {
+		return policy.Agent{}, ErrUnknownKey
+	}
+	now := e.opts.Now()
+	if k.RevokedAt != nil {
+		return policy.Agent{}, ErrKeyRevoked
+	}
+	if k.ExpiresAt != nil && !now.Before(*k.ExpiresAt) {
+		return policy.Agent{}, ErrKeyExpired
+	}
+	if a.Status == policy.StatusSuspended {
+		return policy.Agent{}, &suspendedError{name: a.Name}
+	}
+	return a, nil
 }
 
 // Agent resolves an agent by name or ID.
 func (e *Engine) Agent(ctx context.Context, nameOrID string) (policy.Agent, error) {
-	panic("not implemented yet")
+	a, err := e.opts.Store.GetAgent(ctx, nameOrID)
+	if err != nil {
+		return policy.Agent{}, fmt.Errorf("agent %q: %w", nameOrID, err)
+	}
+	return a, nil
 }
 
 // Quote is what a call to a resource costs before it runs.
@@ -61,16 +163,94 @@ type Quote struct {
 	Declared bool `json:"declared,omitempty"`
 }
 
+// pricebook returns the store's price rules, reusing a copy read less than
+// PriceCacheTTL ago.
+func (e *Engine) pricebook(ctx context.Context) ([]policy.PriceRule, error) {
+	if e.opts.PriceCacheTTL < 0 {
+		return e.opts.Store.ListPrices(ctx)
+	}
+	now := time.Now()
+	e.mu.Lock()
+	if e.pricesSet && now.Sub(e.pricesAt) < e.opts.PriceCacheTTL {
+		r := e.prices
+		e.mu.Unlock()
+		return r, nil
+	}
+	e.mu.Unlock()
+	rules, err := e.opts.Store.ListPrices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.prices, e.pricesAt, e.pricesSet = rules, now, true
+	e.mu.Unlock()
+	return rules, nil
+}
+
+// InvalidatePrices makes the next Quote read the pricebook from the store.
+func (e *Engine) InvalidatePrices() {
+	e.mu.Lock()
+	e.pricesSet = false
+	e.mu.Unlock()
+}
+
 // Quote prices a call on resource with JSON arguments args. declared is a
 // price a trusted upstream declared for it (nil if none); the pricebook wins.
+// A resource neither rule prices is quoted at DefaultPrice and marked
+// Unpriced (Begin refuses it under Strict).
 func (e *Engine) Quote(ctx context.Context, resource string, args []byte, declared *policy.PriceRule) (Quote, error) {
-	panic("not implemented yet")
+	rules, err := e.pricebook(ctx)
+	if err != nil {
+		return Quote{}, fmt.Errorf("read pricebook: %w", err)
+	}
+	rule, ok := policy.MatchRule(rules, resource)
+	isDeclared := false
+	if !ok && declared != nil {
+		rule, ok, isDeclared = *declared, true, true
+	}
+	if !ok {
+		return Quote{Price: e.opts.DefaultPrice, Currency: e.opts.Currency, Unpriced: true}, nil
+	}
+	price, err := policy.Cost(rule, args, policy.Tokens{})
+	if err != nil {
+		return Quote{}, fmt.Errorf("price %s: %w", resource, err)
+	}
+	cur := rule.Currency
+	if cur == "" {
+		cur = money.DefaultCurrency
+	}
+	return Quote{Price: price, Currency: cur, Rule: &rule, Declared: isDeclared}, nil
 }
 
 // Allowlist returns a function reporting whether agentID may use a resource
-// under every allowlist on its chain, for filtering tools/list.
+// under every allowlist on its chain, for filtering tools/list. The
+// function reflects the policies active when Allowlist was called.
 func (e *Engine) Allowlist(ctx context.Context, agentID string) (func(resource string) bool, error) {
-	panic("not implemented yet")
+	us, err := e.opts.Store.Usage(ctx, agentID, e.opts.Now())
+	if err != nil {
+		return nil, fmt.Errorf("allowlist of %s: %w", agentID, err)
+	}
+	var lists [][]string
+	for _, u := range us {
+		if len(u.Policy.Allow) > 0 {
+			lists = append(lists, u.Policy.Allow)
+		}
+	}
+	return func(resource string) bool {
+		for _, l := range lists {
+			ok := false
+			for _, p := range l {
+				if policy.MatchPattern(p, resource) {
+					ok = true
+					break
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}, nil
 }
 
 // Call is one metered operation.
@@ -98,14 +278,73 @@ type Ticket struct {
 	Quote     Quote
 	Reserved  money.Amount
 	Decision  policy.Decision
+	// args are the call's arguments, for pricing per-unit rules at settlement.
+	args []byte
+}
+
+// denialRecorder is implemented by stores that can record a denial decided
+// outside Reserve (ledger/sqlstore does), so strict-pricing refusals reach
+// the audit trail too.
+type denialRecorder interface {
+	RecordDenial(ctx context.Context, r ledger.ReserveRequest, d policy.Decision) (ledger.Event, error)
+}
+
+// unavailable is the fail-closed decision.
+func unavailable(price money.Amount, currency, why string) policy.Decision {
+	return policy.Decision{Code: policy.CodeUnavailable, Reason: "metering is unavailable: " + why, Price: price, Currency: currency}
 }
 
 // Begin prices and reserves a call. It returns a Ticket when the call may
 // proceed; otherwise nil and the denying Decision, already recorded in the
 // ledger. Any store or evaluation error denies with code unavailable (fail
-// closed).
-func (e *Engine) Begin(ctx context.Context, c Call) (*Ticket, policy.Decision) {
-	panic("not implemented yet")
+// closed), logged; an unknown agent denies with code unknown_agent. Begin
+// never panics: a panic inside evaluation is recovered into an unavailable
+// decision.
+func (e *Engine) Begin(ctx context.Context, c Call) (t *Ticket, d policy.Decision) {
+	if c.RequestID == "" {
+		c.RequestID = uuid.NewString()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error("metering panicked; call denied", "request_id", c.RequestID, "agent", c.AgentID, "resource", c.Resource, "panic", fmt.Sprint(p))
+			t, d = nil, unavailable(0, e.opts.Currency, "internal error")
+		}
+	}()
+	q, err := e.Quote(ctx, c.Resource, c.Arguments, c.Declared)
+	if err != nil {
+		e.log.Error("pricing failed; call denied", "request_id", c.RequestID, "agent", c.AgentID, "resource", c.Resource, "err", err)
+		return nil, unavailable(0, e.opts.Currency, "cannot price the call")
+	}
+	amount := q.Price
+	if c.Reserve != nil {
+		amount = *c.Reserve
+	}
+	req := ledger.ReserveRequest{
+		RequestID: c.RequestID, AgentID: c.AgentID, Resource: c.Resource, Operation: c.Operation,
+		Upstream: c.Upstream, Amount: amount, Currency: q.Currency, Unpriced: q.Unpriced,
+		Quantity: c.Quantity, Unit: c.Unit, TTL: e.opts.ReservationTTL, Now: e.opts.Now(),
+	}
+	if q.Unpriced && e.opts.Strict {
+		d := policy.Decision{Code: policy.CodeUnpriced, Reason: fmt.Sprintf("%s has no price and strict pricing refuses unpriced resources", c.Resource), Currency: q.Currency}
+		if r, ok := e.opts.Store.(denialRecorder); ok {
+			if _, err := r.RecordDenial(ctx, req, d); err != nil {
+				e.log.Error("recording a denial failed", "request_id", c.RequestID, "agent", c.AgentID, "resource", c.Resource, "err", err)
+			}
+		}
+		return nil, d
+	}
+	d, err = e.opts.Store.Reserve(ctx, req)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, policy.Decision{Code: policy.CodeUnknownAgent, Reason: fmt.Sprintf("unknown agent %q", c.AgentID), Price: amount, Currency: q.Currency}
+	}
+	if err != nil {
+		e.log.Error("reservation failed; call denied", "request_id", c.RequestID, "agent", c.AgentID, "resource", c.Resource, "err", err)
+		return nil, unavailable(amount, q.Currency, "the ledger cannot be reached")
+	}
+	if !d.Allow {
+		return nil, d
+	}
+	return &Ticket{RequestID: c.RequestID, Quote: q, Reserved: amount, Decision: d, args: c.Arguments}, d
 }
 
 // Result is how a relayed call ended.
@@ -121,30 +360,136 @@ type Result struct {
 	Unit      string
 }
 
-// Settle charges the call and records the event.
+// charge works out what a finished call costs.
+func (t *Ticket) charge(r Result) (money.Amount, string, error) {
+	rule := t.Quote.Rule
+	if r.ToolError && rule != nil && rule.ChargeErrors != nil && !*rule.ChargeErrors {
+		return 0, "tool error not charged under the price rule", nil
+	}
+	switch {
+	case r.Amount != nil:
+		return *r.Amount, "", nil
+	case r.Tokens != nil && rule != nil:
+		c, err := policy.Cost(*rule, t.args, *r.Tokens)
+		return c, "", err
+	default:
+		return t.Reserved, "", nil
+	}
+}
+
+// Settle charges the call and records the event. The charge is r.Amount if
+// set, else the cost of r.Tokens under the ticket's price rule, else the
+// reserved amount; a tool error is charged zero when the rule's
+// ChargeErrors is false.
 func (e *Engine) Settle(ctx context.Context, t *Ticket, r Result) (ledger.Event, error) {
-	panic("not implemented yet")
+	amount, reason, err := t.charge(r)
+	if err != nil {
+		// The call ran but cannot be priced: charge what was reserved.
+		e.log.Error("pricing the result failed; charging the reservation", "request_id", t.RequestID, "err", err)
+		amount, reason = t.Reserved, "result could not be priced: "+err.Error()
+	}
+	sr := ledger.SettleRequest{
+		RequestID: t.RequestID, Amount: amount, Outcome: policy.OutcomeCharged,
+		Quantity: r.Quantity, Unit: r.Unit, Reason: reason, Now: e.opts.Now(),
+	}
+	if r.Tokens != nil {
+		sr.Tokens = *r.Tokens
+	}
+	ev, err := e.opts.Store.Settle(ctx, sr)
+	if err != nil {
+		return ledger.Event{}, fmt.Errorf("settle %s: %w", t.RequestID, err)
+	}
+	return ev, nil
 }
 
 // Release frees the reservation of a call that never ran upstream.
 func (e *Engine) Release(ctx context.Context, t *Ticket, reason string) (ledger.Event, error) {
-	panic("not implemented yet")
+	ev, err := e.opts.Store.Release(ctx, t.RequestID, reason)
+	if err != nil {
+		return ledger.Event{}, fmt.Errorf("release %s: %w", t.RequestID, err)
+	}
+	return ev, nil
 }
 
 // Unconfirmed settles a call whose outcome is unknown (lost upstream,
 // client gone) as a charge of the reserved amount marked unconfirmed.
 func (e *Engine) Unconfirmed(ctx context.Context, t *Ticket, reason string) (ledger.Event, error) {
-	panic("not implemented yet")
+	ev, err := e.opts.Store.Settle(ctx, ledger.SettleRequest{
+		RequestID: t.RequestID, Amount: t.Reserved, Outcome: policy.OutcomeUnconfirmed, Reason: reason, Now: e.opts.Now(),
+	})
+	if err != nil {
+		return ledger.Event{}, fmt.Errorf("settle %s as unconfirmed: %w", t.RequestID, err)
+	}
+	return ev, nil
 }
+
+// ErrDenied is returned by Do when the call was refused; the error's text
+// is the decision's reason and the Decision says why in detail.
+var ErrDenied = errors.New("call denied")
 
 // Do meters fn: it begins the call, runs fn if admitted, and settles with
 // fn's Result, releasing the reservation if fn returns an error. It is the
 // Go API for programs that meter their own spending without a proxy.
+//
+// A refused call does not run fn and returns the Decision with an error
+// wrapping ErrDenied. An error from fn means nothing was spent: the
+// reservation is released and fn's error returned. If fn panics, the call's
+// outcome is unknown, so it is settled as unconfirmed before the panic
+// continues. A settlement failure is returned as the error (the call ran;
+// the expiry sweep will settle it as unconfirmed).
 func (e *Engine) Do(ctx context.Context, c Call, fn func(ctx context.Context) (Result, error)) (policy.Decision, error) {
-	panic("not implemented yet")
+	t, d := e.Begin(ctx, c)
+	if t == nil {
+		return d, fmt.Errorf("%w: %s", ErrDenied, d.Reason)
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			// fn panicked: its spending is unknown, so nothing is refunded.
+			if _, err := e.Unconfirmed(context.WithoutCancel(ctx), t, "metered function panicked"); err != nil {
+				e.log.Error("settling after a panic failed", "request_id", t.RequestID, "err", err)
+			}
+		}
+	}()
+	res, err := fn(ctx)
+	finished = true
+	if err != nil {
+		if _, rerr := e.Release(context.WithoutCancel(ctx), t, "metered function failed: "+err.Error()); rerr != nil {
+			e.log.Error("releasing a failed call failed", "request_id", t.RequestID, "err", rerr)
+		}
+		return d, err
+	}
+	if _, err := e.Settle(context.WithoutCancel(ctx), t, res); err != nil {
+		return d, err
+	}
+	return d, nil
 }
 
-// Run sweeps expired reservations until ctx ends.
+// Run sweeps expired reservations every SweepInterval until ctx ends,
+// settling each as an unconfirmed charge. A failed sweep is logged and
+// retried at the next tick. It returns nil when ctx ends.
 func (e *Engine) Run(ctx context.Context) error {
-	panic("not implemented yet")
+	tk := time.NewTicker(e.opts.SweepInterval)
+	defer tk.Stop()
+	for {
+		e.Sweep(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tk.C:
+		}
+	}
+}
+
+// Sweep settles every expired reservation once and returns how many it
+// settled; a store failure is logged.
+func (e *Engine) Sweep(ctx context.Context) int {
+	n, err := e.opts.Store.ExpireReservations(ctx, e.opts.Now())
+	if err != nil && ctx.Err() == nil {
+		e.log.Error("expiry sweep failed", "err", err)
+	}
+	if n > 0 {
+		e.log.Info("expired reservations settled as unconfirmed", "count", n)
+	}
+	return n
 }

@@ -1,20 +1,381 @@
 package policy
 
-import "github.com/caracal-dev/caracal/internal/money"
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"strings"
+
+	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/tidwall/gjson"
+)
 
 // MatchPattern reports whether resource matches pattern, where `*` matches
 // any run of characters (including `/`).
+//
+// `*` is the only metacharacter: `?`, `[` and `\` match themselves. The
+// match is on bytes and runs in time proportional to
+// len(pattern) × len(resource) at worst.
 func MatchPattern(pattern, resource string) bool {
-	panic("policy.MatchPattern: not implemented yet")
+	// Greedy match with a single backtrack point: the most recent `*`
+	// absorbs one more byte each time the rest fails.
+	p, s := 0, 0
+	star, mark := -1, 0
+	for s < len(resource) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, s
+			p++
+		case p < len(pattern) && pattern[p] == resource[s]:
+			p++
+			s++
+		case star >= 0:
+			p = star + 1
+			mark++
+			s = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
 }
 
 // MatchRule returns the most specific rule whose pattern matches resource.
+//
+// Specificity, in order:
+//
+//  1. a pattern without `*` equal to the resource beats every glob;
+//  2. more literal (non-`*`) characters beat fewer:
+//     "llm:openai/gpt-4o-mini*" beats "llm:openai/gpt-4o*";
+//  3. then the longer pattern (more `*`s at equal literals): "mcp:a*b*"
+//     beats "mcp:a*b";
+//  4. then the lexically smaller pattern, so the choice never depends on
+//     the order of rules.
 func MatchRule(rules []PriceRule, resource string) (PriceRule, bool) {
-	panic("policy.MatchRule: not implemented yet")
+	best := -1
+	for i := range rules {
+		if !MatchPattern(rules[i].Resource, resource) {
+			continue
+		}
+		if best < 0 || moreSpecific(rules[i].Resource, rules[best].Resource, resource) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return PriceRule{}, false
+	}
+	return rules[best], true
 }
+
+// moreSpecific reports whether pattern a beats pattern b for resource; both
+// match it.
+func moreSpecific(a, b, resource string) bool {
+	if ea, eb := a == resource, b == resource; ea != eb {
+		return ea
+	}
+	la, lb := literals(a), literals(b)
+	if la != lb {
+		return la > lb
+	}
+	if len(a) != len(b) {
+		return len(a) > len(b)
+	}
+	return a < b
+}
+
+func literals(pattern string) int { return len(pattern) - strings.Count(pattern, "*") }
 
 // Cost prices one call under r from its JSON arguments (for PerUnit) and its
 // token counts, rounding once, half up.
+//
+// The cost is
+//
+//	per_call + Σ price_per_million(class) × tokens(class) / 1,000,000
+//	         + per_unit.price × quantity
+//
+// where every term but per_call is added up exactly, as an integer number
+// of 1e-18 units in 128 bits, and the sum is rounded once to a nano-unit,
+// half up. So one input and one output token at 0.0005/M each cost one
+// nano-unit (0.5 + 0.5), not two (each half rounded up on its own).
+//
+// The quantity is read with gjson at PerUnit.Path from args. It may be a
+// JSON number, integer or decimal (exponents allowed, read from the
+// number's text, never through float64), or a string holding a decimal;
+// it has at most 9 fractional digits. A missing path or null is quantity 0;
+// a negative quantity, another JSON type or invalid JSON args are errors.
+// Negative token counts and negative prices are errors; a result beyond
+// money.Max is money.ErrOverflow.
 func Cost(r PriceRule, args []byte, t Tokens) (money.Amount, error) {
-	panic("policy.Cost: not implemented yet")
+	if r.PerCall < 0 {
+		return 0, fmt.Errorf("price rule %q: per_call: negative price %s", r.Resource, r.PerCall)
+	}
+	// Terms in 1e-18 units: nanos per million tokens × tokens × 1000, and
+	// per-unit nanos × quantity nanos.
+	var sum u128
+	for _, term := range [...]struct {
+		field  string
+		price  money.Amount
+		tokens int64
+		token  string
+	}{
+		{"input_per_million", r.InputPerMillion, t.Input, "input"},
+		{"output_per_million", r.OutputPerMillion, t.Output, "output"},
+		{"cached_input_per_million", r.CachedInputPerMillion, t.CachedRead, "cached_read"},
+		{"cache_write_per_million", r.CacheWritePerMillion, t.CacheWrite, "cache_write"},
+		{"reasoning_per_million", r.ReasoningPerMillion, t.Reasoning, "reasoning"},
+	} {
+		if term.tokens < 0 {
+			return 0, fmt.Errorf("price rule %q: negative %s token count %d", r.Resource, term.token, term.tokens)
+		}
+		if term.price < 0 {
+			return 0, fmt.Errorf("price rule %q: %s: negative price %s", r.Resource, term.field, term.price)
+		}
+		if term.price == 0 || term.tokens == 0 {
+			continue
+		}
+		v, ok := mul64(uint64(term.price), uint64(term.tokens)).mulSmall(1_000_000_000 / 1_000_000)
+		if !ok || !sum.add(v) {
+			return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, money.ErrOverflow)
+		}
+	}
+	if r.PerUnit != nil && r.PerUnit.Price != 0 {
+		if r.PerUnit.Price < 0 {
+			return 0, fmt.Errorf("price rule %q: per_unit: price: negative price %s", r.Resource, r.PerUnit.Price)
+		}
+		q, err := Quantity(args, r.PerUnit.Path)
+		if err != nil {
+			return 0, fmt.Errorf("price rule %q: %w", r.Resource, err)
+		}
+		if !sum.add(mul64(uint64(r.PerUnit.Price), uint64(q))) {
+			return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, money.ErrOverflow)
+		}
+	}
+	variable, ok := sum.divRound(money.Scale)
+	if !ok {
+		return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, money.ErrOverflow)
+	}
+	total, err := r.PerCall.Add(variable)
+	if err != nil {
+		return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, err)
+	}
+	return total, nil
+}
+
+// Quantity reads the non-negative decimal at gjson path in the JSON
+// document args, as Cost does: a number (read from its text, never through
+// float64) or a string holding a decimal, with at most 9 fractional digits.
+// A missing path, null or empty args give 0.
+func Quantity(args []byte, path string) (money.Amount, error) {
+	if len(args) == 0 {
+		return 0, nil
+	}
+	if !gjson.ValidBytes(args) {
+		return 0, fmt.Errorf("quantity at %q: arguments are not valid JSON", path)
+	}
+	v := gjson.GetBytes(args, path)
+	var text string
+	switch v.Type {
+	case gjson.Null:
+		return 0, nil // missing, or JSON null
+	case gjson.Number:
+		text = v.Raw
+	case gjson.String:
+		text = strings.TrimSpace(v.Str)
+	case gjson.True, gjson.False:
+		return 0, fmt.Errorf("quantity at %q: want a number, got a boolean", path)
+	default:
+		kind := "an object"
+		if strings.HasPrefix(v.Raw, "[") {
+			kind = "an array"
+		}
+		return 0, fmt.Errorf("quantity at %q: want a number, got %s", path, kind)
+	}
+	q, err := parseDecimal(text)
+	if err != nil {
+		return 0, fmt.Errorf("quantity at %q: %w", path, err)
+	}
+	if q < 0 {
+		return 0, fmt.Errorf("quantity at %q: negative quantity %s", path, q)
+	}
+	return q, nil
+}
+
+// parseDecimal is money.Parse extended to JSON's exponent notation
+// ("1.5e3", "25E-2"), shifting the decimal point in the text itself.
+func parseDecimal(s string) (money.Amount, error) {
+	i := strings.IndexAny(s, "eE")
+	if i < 0 {
+		return money.Parse(s)
+	}
+	mant, expText := s[:i], s[i+1:]
+	exp := 0
+	neg := false
+	switch {
+	case strings.HasPrefix(expText, "-"):
+		neg, expText = true, expText[1:]
+	case strings.HasPrefix(expText, "+"):
+		expText = expText[1:]
+	}
+	if expText == "" {
+		return 0, fmt.Errorf("invalid number %q", s)
+	}
+	for _, c := range expText {
+		if c < '0' || c > '9' || exp > 1000 {
+			return 0, fmt.Errorf("invalid number %q", s)
+		}
+		exp = exp*10 + int(c-'0')
+	}
+	if neg {
+		exp = -exp
+	}
+	sign := ""
+	if strings.HasPrefix(mant, "-") || strings.HasPrefix(mant, "+") {
+		sign, mant = mant[:1], mant[1:]
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := intPart + frac
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return 0, fmt.Errorf("invalid number %q", s)
+	}
+	point := len(intPart) + exp // position of the decimal point in digits
+	switch {
+	case point <= 0:
+		digits = strings.Repeat("0", -point) + digits
+		point = 0
+	case point > len(digits):
+		digits += strings.Repeat("0", point-len(digits))
+	}
+	// Trailing zeros of the fraction change nothing, however many the
+	// shift added.
+	a, err := money.Parse(sign + "0" + digits[:point] + "." + strings.TrimRight(digits[point:], "0"))
+	switch {
+	case errors.Is(err, money.ErrOverflow):
+		return 0, fmt.Errorf("invalid number %q: %w", s, money.ErrOverflow)
+	case err != nil:
+		return 0, fmt.Errorf("invalid number %q: more than %d decimal places", s, money.Decimals)
+	}
+	return a, nil
+}
+
+// NormalizePriceRule fills r's defaults: an empty currency becomes
+// money.DefaultCurrency.
+func NormalizePriceRule(r PriceRule) PriceRule {
+	if r.Currency == "" {
+		r.Currency = money.DefaultCurrency
+	}
+	return r
+}
+
+// ValidatePriceRule checks a rule as the pricebook stores it. Errors name
+// the rule and the field, e.g.
+// `price rule "mcp:fs/*": per_call: negative price -1.00`.
+// Call NormalizePriceRule first to accept an empty currency.
+func ValidatePriceRule(r PriceRule) error {
+	if err := validatePriceRule(r); err != nil {
+		return fmt.Errorf("price rule %q: %w", r.Resource, err)
+	}
+	return nil
+}
+
+// validatePriceRule is ValidatePriceRule with errors that begin with the
+// field, for callers that name the rule their own way.
+func validatePriceRule(r PriceRule) error {
+	if err := ValidateResourcePattern(r.Resource); err != nil {
+		return fmt.Errorf("resource: %w", err)
+	}
+	if err := money.ValidateCurrency(r.Currency); err != nil {
+		return fmt.Errorf("currency: %w", err)
+	}
+	for _, f := range [...]struct {
+		name  string
+		price money.Amount
+	}{
+		{"per_call", r.PerCall},
+		{"input_per_million", r.InputPerMillion},
+		{"output_per_million", r.OutputPerMillion},
+		{"cached_input_per_million", r.CachedInputPerMillion},
+		{"cache_write_per_million", r.CacheWritePerMillion},
+		{"reasoning_per_million", r.ReasoningPerMillion},
+	} {
+		if f.price < 0 {
+			return fmt.Errorf("%s: negative price %s", f.name, f.price)
+		}
+	}
+	if u := r.PerUnit; u != nil {
+		if strings.TrimSpace(u.Path) == "" {
+			return errors.New("per_unit: path: empty (want a gjson path into the call arguments, e.g. count)")
+		}
+		if u.Price < 0 {
+			return fmt.Errorf("per_unit: price: negative price %s", u.Price)
+		}
+	}
+	return nil
+}
+
+// ValidateResourcePattern checks a resource or resource pattern: not
+// empty, and free of spaces and control characters, which no resource
+// name contains.
+func ValidateResourcePattern(p string) error {
+	if p == "" {
+		return errors.New("empty")
+	}
+	for _, c := range p {
+		if c <= ' ' || c == 0x7f {
+			return fmt.Errorf("%q contains a space or control character", p)
+		}
+	}
+	return nil
+}
+
+// u128 is an unsigned 128-bit integer for exact cost sums.
+type u128 struct{ hi, lo uint64 }
+
+func mul64(a, b uint64) u128 {
+	hi, lo := bits.Mul64(a, b)
+	return u128{hi, lo}
+}
+
+// mulSmall returns x×m, or false on overflow.
+func (x u128) mulSmall(m uint64) (u128, bool) {
+	hh, hl := bits.Mul64(x.hi, m)
+	lh, ll := bits.Mul64(x.lo, m)
+	hi, carry := bits.Add64(hl, lh, 0)
+	if hh != 0 || carry != 0 {
+		return u128{}, false
+	}
+	return u128{hi, ll}, true
+}
+
+// add sets x to x+y, or reports false on overflow.
+func (x *u128) add(y u128) bool {
+	lo, c := bits.Add64(x.lo, y.lo, 0)
+	hi, c2 := bits.Add64(x.hi, y.hi, c)
+	if c2 != 0 {
+		return false
+	}
+	x.hi, x.lo = hi, lo
+	return true
+}
+
+// divRound returns x/d rounded half up as an Amount, or false if it does
+// not fit.
+func (x u128) divRound(d uint64) (money.Amount, bool) {
+	if x.hi >= d {
+		return 0, false
+	}
+	q, r := bits.Div64(x.hi, x.lo, d)
+	if q > math.MaxInt64 {
+		return 0, false
+	}
+	if r >= d-r {
+		q++
+	}
+	if q > math.MaxInt64 {
+		return 0, false
+	}
+	return money.Amount(q), true
 }

@@ -1,5 +1,39 @@
 // Package policy is Caracal's pure domain: agents, budgets, time windows,
-// allowlists, price rules and the decision function. It performs no I/O.
+// allowlists, price rules and the decision function. It touches no
+// database and no network; the one thing it reads is the system's time zone
+// database, through LoadLocation.
+//
+// # Windows
+//
+// Usage of a policy is kept in buckets: one per calendar window, one per
+// minute for rolling windows, and a single bucket at the Unix epoch for a
+// total window. BucketStart names the bucket a spend is recorded in;
+// WindowStart says which buckets count at a given moment.
+//
+// Calendar windows are aligned to the clock in the policy's time zone
+// (Policy.Timezone, an IANA name; empty means UTC):
+//
+//   - hourly: the start of the local clock hour containing t, at the UTC
+//     offset in force at t. In a fall-back hour each of the two local
+//     01:00–02:00 hours is its own window;
+//   - daily: local midnight, so a 23-hour or 25-hour day across a DST change
+//     is one window;
+//   - weekly: local midnight of the Monday on or before t;
+//   - monthly: local midnight of the 1st.
+//
+// Where a zone changes its offset at midnight itself, a day (and so a week
+// or month) starts at its first instant: the moment of the change when
+// midnight is skipped, the first midnight when it occurs twice.
+//
+// Rolling windows cover the trailing duration D ending now — 1 hour, 24
+// hours, 7 days and 30 days for hourly, daily, weekly and monthly — at a
+// granularity of one minute. A spend is recorded in the bucket of its minute
+// (t truncated to the minute). At now, the buckets that count are the D/1min
+// most recent ones, the current minute's included: those with
+// start > now − D, where now is truncated to the minute. A spend therefore
+// stops counting between D − 1 min and D after it happened: exactly when
+// the minute that is D after its own minute begins. The rolling type has no
+// meaning for a total window, which ignores it.
 package policy
 
 import (

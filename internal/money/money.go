@@ -93,11 +93,13 @@ func Parse(s string) (Amount, error) {
 		return 0, fmt.Errorf("invalid amount %q: %w", orig, ErrOverflow)
 	}
 	total, carry := bits.Add64(lo, frac, 0)
-	if carry != 0 || total > math.MaxInt64 {
+	// The negative range reaches one further, so that Parse reads back
+	// the String of every Amount, math.MinInt64 included.
+	if carry != 0 || total > maxMagnitude(neg) {
 		return 0, fmt.Errorf("invalid amount %q: %w", orig, ErrOverflow)
 	}
 	if neg {
-		return -Amount(total), nil
+		return Amount(-total), nil
 	}
 	return Amount(total), nil
 }
@@ -162,10 +164,11 @@ func (a Amount) Add(b Amount) (Amount, error) {
 
 // Sub returns a-b, or ErrOverflow.
 func (a Amount) Sub(b Amount) (Amount, error) {
-	if b == math.MinInt64 {
+	s := a - b
+	if (b > 0 && s > a) || (b < 0 && s < a) {
 		return 0, ErrOverflow
 	}
-	return a.Add(-b)
+	return s, nil
 }
 
 // MulInt returns a×n, or ErrOverflow.
@@ -192,17 +195,29 @@ func (a Amount) MulRatio(num, den int64) (Amount, error) {
 		return 0, ErrOverflow
 	}
 	q, r := bits.Div64(hi, lo, uint64(den))
+	// Checked before rounding too, so that q+1 cannot wrap past 2^64-1.
+	if q > maxMagnitude(neg) {
+		return 0, ErrOverflow
+	}
 	// Half up: round away from zero when the remainder is at least half.
 	if r >= uint64(den)-r {
 		q++
 	}
-	if q > math.MaxInt64 {
+	if q > maxMagnitude(neg) {
 		return 0, ErrOverflow
 	}
 	if neg {
-		return -Amount(q), nil
+		return Amount(-q), nil
 	}
 	return Amount(q), nil
+}
+
+// maxMagnitude is the largest absolute value an Amount of that sign holds.
+func maxMagnitude(neg bool) uint64 {
+	if neg {
+		return 1 << 63
+	}
+	return math.MaxInt64
 }
 
 // Sum adds amounts, or returns ErrOverflow.

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pressly/goose/v3"
 
@@ -51,6 +52,9 @@ type Store struct {
 	fsys     fs.FS
 	// rebound caches queries rewritten for numbered placeholders.
 	rebound syncMap
+	// enforce holds the enforcement path's SQLite commit grouping and
+	// prepared statements (see writeTx in reserve.go).
+	enforce enforceState
 }
 
 // Options configure Open.
@@ -80,6 +84,11 @@ func New(ctx context.Context, db, rdb *sql.DB, d Dialect, o Options) (*Store, er
 	}
 	if cur < latest {
 		return nil, fmt.Errorf("schema version %d, this binary needs %d: %w", cur, latest, ledger.ErrSchemaOutdated)
+	}
+	if cur > latest {
+		// A newer binary migrated this database; an older one could
+		// misread or miswrite what it does not know.
+		return nil, fmt.Errorf("schema version %d is newer than this binary knows (%d): upgrade caracal", cur, latest)
 	}
 	return s, nil
 }
@@ -234,4 +243,84 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return s.wrap(fmt.Errorf("commit: %w", err))
 	}
 	return nil
+}
+
+// querier is what *sql.DB and *sql.Tx have in common, so one query helper
+// serves both a plain read and a read inside a transaction.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// rowScanner is what *sql.Row and *sql.Rows have in common.
+type rowScanner interface {
+	Scan(dest ...any) error
+}
+
+// fromNS turns a unix-nanosecond column into a UTC time.
+func fromNS(ns int64) time.Time { return time.Unix(0, ns).UTC() }
+
+// toNS turns a time into a unix-nanosecond column value.
+func toNS(t time.Time) int64 { return t.UnixNano() }
+
+// fromNullNS turns a nullable unix-nanosecond column into an optional time.
+func fromNullNS(ns sql.NullInt64) *time.Time {
+	if !ns.Valid {
+		return nil
+	}
+	t := fromNS(ns.Int64)
+	return &t
+}
+
+// toNullNS turns an optional time into a nullable column value.
+func toNullNS(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
+}
+
+// placeholders returns "?, ?, …" with n marks, for IN lists.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+// now is the store's clock for rows the caller gives no time for.
+func now() time.Time { return time.Now().UTC() }
+
+// kindError is a store error whose message is exactly what the user should
+// read and which still matches a ledger sentinel (and its cause, if any)
+// with errors.Is.
+type kindError struct {
+	kind  error
+	msg   string
+	cause error
+}
+
+func (e *kindError) Error() string { return e.msg }
+
+func (e *kindError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.kind}
+	}
+	return []error{e.kind, e.cause}
+}
+
+// errorf returns an error printing the formatted message and matching kind
+// (ledger.ErrNotFound, ErrConflict, ErrInvalid …) with errors.Is.
+func errorf(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// invalid marks a validation error from package policy as ledger.ErrInvalid,
+// keeping its message as it is.
+func invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &kindError{kind: ledger.ErrInvalid, msg: err.Error(), cause: err}
 }

@@ -1,0 +1,387 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/caracal-dev/caracal/merkle"
+)
+
+// LeafOf converts an event to its Merkle leaf (see docs/ledger-format.md).
+func LeafOf(e Event) merkle.Leaf {
+	chain := e.Chain
+	if chain == nil {
+		chain = []string{}
+	}
+	return merkle.Leaf{
+		ID: e.ID, TimeNS: e.Time.UnixNano(), AgentID: e.AgentID, AgentName: e.AgentName, Chain: chain,
+		Resource: e.Resource, Operation: e.Operation, Quantity: e.Quantity, Unit: e.Unit,
+		AmountNanos: int64(e.Amount), Currency: e.Currency, RequestID: e.RequestID,
+		Outcome: string(e.Outcome), Code: string(e.Code), Reason: e.Reason,
+		InputTokens: e.Tokens.Input, OutputTokens: e.Tokens.Output, CachedTokens: e.Tokens.CachedRead,
+		CacheWriteTokens: e.Tokens.CacheWrite, ReasoningTokens: e.Tokens.Reasoning,
+		Upstream: e.Upstream, Unpriced: e.Unpriced,
+	}
+}
+
+// leafReader is implemented by stores that read a leaf's columns exactly
+// as stored (the SQL store does), so edits that survive conversion to an
+// Event, such as a non-canonical chain column, are still detected.
+type leafReader interface {
+	LeafAt(ctx context.Context, seq int64) ([]byte, error)
+	SeqOf(ctx context.Context, eventID string) (int64, error)
+}
+
+// VerifySource returns what merkle.Verify reads for m: m itself when it
+// implements merkle.Source (the SQL store does), else an adapter over the
+// Merkle interface.
+func VerifySource(m Merkle) merkle.Source {
+	if s, ok := m.(merkle.Source); ok {
+		return s
+	}
+	return merkleAdapter{m}
+}
+
+type merkleAdapter struct{ m Merkle }
+
+func (a merkleAdapter) ScanLeaves(ctx context.Context, from int64, fn func(*merkle.LeafRecord) error) error {
+	var rec merkle.LeafRecord
+	return a.m.EventsBySeq(ctx, from, math.MaxInt64, func(e Event) error {
+		l := LeafOf(e)
+		h := l.Hash()
+		rec = merkle.LeafRecord{Seq: e.Seq, EventID: e.ID, LeafHash: h[:], Leaf: l}
+		return fn(&rec)
+	})
+}
+
+func (a merkleAdapter) ScanHashes(ctx context.Context, from int64, fn func(int64, []byte) error) error {
+	n, err := a.m.TreeSize(ctx)
+	if err != nil {
+		return err
+	}
+	end := tlog.StoredHashCount(n)
+	for start := from; start < end; start += 4096 {
+		idx := make([]int64, 0, 4096)
+		for i := start; i < min(start+4096, end); i++ {
+			idx = append(idx, i)
+		}
+		hs, err := a.m.ReadHashes(ctx, idx)
+		if err != nil {
+			return err
+		}
+		for i, h := range hs {
+			if err := fn(idx[i], h[:]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (a merkleAdapter) ReadHashes(ctx context.Context, idx []int64) ([][32]byte, error) {
+	return a.m.ReadHashes(ctx, idx)
+}
+
+func (a merkleAdapter) ScanCheckpoints(ctx context.Context, fn func(*merkle.CheckpointRecord) error) error {
+	return a.m.Checkpoints(ctx, func(c Checkpoint) error {
+		return fn(&merkle.CheckpointRecord{Size: c.Size, Root: c.Root, Note: c.Note, KeyID: c.KeyID})
+	})
+}
+
+// KeyRing returns the public keys of every signing key the store knows,
+// retired ones included, so checkpoints signed before a rotation verify.
+// extra keys (verifier keys) are added; if trustedOnly, only extra keys
+// are used, for an audit that does not trust the database's key table.
+func KeyRing(ctx context.Context, m Merkle, trustedOnly bool, extra ...string) (merkle.KeyRing, error) {
+	ring, err := merkle.NewKeyRing(extra...)
+	if err != nil {
+		return nil, err
+	}
+	if trustedOnly {
+		return ring, nil
+	}
+	keys, err := m.SigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if err := ring.Add(k.PublicKey); err != nil {
+			return nil, fmt.Errorf("signing key %s: %w", k.ID, err)
+		}
+	}
+	return ring, nil
+}
+
+// VerifyLatest is the quick check behind `caracal merkle verify`: the latest
+// checkpoint's signature, its root against the stored tree, and its
+// consistency with the checkpoint before it.
+func VerifyLatest(ctx context.Context, m Merkle, ring merkle.KeyRing) (Checkpoint, error) {
+	latest, err := m.LatestCheckpoint(ctx)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	size, err := m.TreeSize(ctx)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	if size < latest.Size {
+		return latest, &merkle.VerifyError{Seq: -1, CheckpointSize: latest.Size,
+			Msg: fmt.Sprintf("ledger has %d events but checkpoint size %d covers more: events were deleted or truncated", size, latest.Size)}
+	}
+	var prev *merkle.CheckpointRecord
+	// The checkpoint before the latest; stores have no "previous" query,
+	// and a scan stops early only at the latest, so remember the last seen.
+	err = m.Checkpoints(ctx, func(c Checkpoint) error {
+		if c.Size < latest.Size {
+			prev = &merkle.CheckpointRecord{Size: c.Size, Root: c.Root, Note: c.Note, KeyID: c.KeyID}
+		}
+		return nil
+	})
+	if err != nil {
+		return latest, err
+	}
+	cur := &merkle.CheckpointRecord{Size: latest.Size, Root: latest.Root, Note: latest.Note, KeyID: latest.KeyID}
+	return latest, merkle.VerifyCheckpoint(ctx, cur, prev, VerifySource(m), ring)
+}
+
+// leafBytes returns the canonical leaf of the event at seq.
+func leafBytes(ctx context.Context, m Merkle, seq int64) ([]byte, error) {
+	if lr, ok := m.(leafReader); ok {
+		return lr.LeafAt(ctx, seq)
+	}
+	var out []byte
+	err := m.EventsBySeq(ctx, seq, seq+1, func(e Event) error {
+		l := LeafOf(e)
+		out = l.Encode()
+		return nil
+	})
+	if err == nil && out == nil {
+		err = fmt.Errorf("event seq %d: %w", seq, ErrNotFound)
+	}
+	return out, err
+}
+
+// SeqOfEvent returns the leaf index of an integrated event.
+func SeqOfEvent(ctx context.Context, m Merkle, eventID string) (int64, error) {
+	if lr, ok := m.(leafReader); ok {
+		return lr.SeqOf(ctx, eventID)
+	}
+	if es, ok := m.(Events); ok {
+		e, err := es.GetEvent(ctx, eventID)
+		if err != nil {
+			return 0, err
+		}
+		if e.Seq < 0 {
+			return 0, fmt.Errorf("event %s is not in the tree yet (integration pending): %w", eventID, ErrNotFound)
+		}
+		return e.Seq, nil
+	}
+	return 0, fmt.Errorf("event %s: %w", eventID, ErrNotFound)
+}
+
+// checkpointFor returns the checkpoint of size, or the latest when size < 0.
+func checkpointFor(ctx context.Context, m Merkle, size int64) (Checkpoint, error) {
+	if size < 0 {
+		return m.LatestCheckpoint(ctx)
+	}
+	return m.CheckpointAt(ctx, size)
+}
+
+// ProveInclusion builds the inclusion proof of the event at seq in the
+// tree of the checkpoint of size (the latest when size < 0).
+func ProveInclusion(ctx context.Context, m Merkle, seq, size int64) (*merkle.InclusionProof, error) {
+	cp, err := checkpointFor(ctx, m, size)
+	if err != nil {
+		return nil, err
+	}
+	if seq < 0 || seq >= cp.Size {
+		return nil, fmt.Errorf("event seq %d is not in the tree of checkpoint size %d: %w", seq, cp.Size, ErrNotFound)
+	}
+	leaf, err := leafBytes(ctx, m, seq)
+	if err != nil {
+		return nil, err
+	}
+	return merkle.ProveInclusion(seq, cp.Size, leaf, cp.Note, merkle.HashReader(ctx, VerifySource(m)))
+}
+
+// ProveConsistency builds the consistency proof between the checkpoints of
+// sizes from and to (the latest when to < 0).
+func ProveConsistency(ctx context.Context, m Merkle, from, to int64) (*merkle.ConsistencyProof, error) {
+	newer, err := checkpointFor(ctx, m, to)
+	if err != nil {
+		return nil, err
+	}
+	older, err := m.CheckpointAt(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	if older.Size > newer.Size {
+		return nil, fmt.Errorf("checkpoint size %d is newer than size %d: %w", older.Size, newer.Size, ErrInvalid)
+	}
+	return merkle.ProveConsistency(older.Size, newer.Size, older.Note, newer.Note, merkle.HashReader(ctx, VerifySource(m)))
+}
+
+// DefaultOrigin is the log origin new keys get when none is configured,
+// "caracal/<host>": a verifier must never confuse two logs, so the host
+// name (lower case, runs of other characters turned into '-') is part of it.
+func DefaultOrigin() string {
+	h, err := os.Hostname()
+	h = strings.Trim(originUnsafe.ReplaceAllString(strings.ToLower(h), "-"), "-")
+	if err != nil || h == "" {
+		h = "localhost"
+	}
+	return "caracal/" + h
+}
+
+var originUnsafe = regexp.MustCompile(`[^a-z0-9.-]+`)
+
+// ErrNoSigningKey means no usable checkpoint signing key was found.
+var ErrNoSigningKey = errors.New("no checkpoint signing key")
+
+// LoadSigner returns the key that signs new checkpoints: the newest active
+// key registered in the store whose private key file is in home's keys
+// folder.
+func LoadSigner(ctx context.Context, m Merkle, home string) (*merkle.Signer, error) {
+	keys, err := m.SigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var wanted []string
+	for i := len(keys) - 1; i >= 0; i-- {
+		k := keys[i]
+		if k.RetiredAt != nil {
+			continue
+		}
+		kf, err := merkle.LoadKeyFile(merkle.KeysDir(home) + string(os.PathSeparator) + k.Name + ".key")
+		if errors.Is(err, os.ErrNotExist) {
+			wanted = append(wanted, fmt.Sprintf("%s (%s.key)", k.ID, k.Name))
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if kf.Signer.KeyID() != k.ID {
+			return nil, fmt.Errorf("key file %s holds key %s, but the database registers %s under that name", kf.Path, kf.Signer.KeyID(), k.ID)
+		}
+		return kf.Signer, nil
+	}
+	if len(wanted) > 0 {
+		return nil, fmt.Errorf("%w in %s: the database's active key is %s; copy its key file there or run `caracal keys rotate`", ErrNoSigningKey, merkle.KeysDir(home), strings.Join(wanted, ", "))
+	}
+	return nil, fmt.Errorf("%w: run `caracal keys generate`", ErrNoSigningKey)
+}
+
+// signingKeyOf describes a key file as the store records it.
+func signingKeyOf(kf merkle.KeyFile, at time.Time) SigningKey {
+	return SigningKey{ID: kf.Signer.KeyID(), Name: kf.Name, PublicKey: kf.Signer.VerifierKey(), CreatedAt: at}
+}
+
+// GenerateSigningKey creates a key file in home and registers it in the
+// store as the active signing key. It refuses if an active key already
+// exists (rotate instead). An empty name gets the default "ledger-<hash>";
+// an empty origin gets DefaultOrigin.
+func GenerateSigningKey(ctx context.Context, m Merkle, home, name, origin string) (merkle.KeyFile, error) {
+	keys, err := m.SigningKeys(ctx)
+	if err != nil {
+		return merkle.KeyFile{}, err
+	}
+	for _, k := range keys {
+		if k.RetiredAt == nil {
+			return merkle.KeyFile{}, &kindError{kind: ErrConflict, msg: fmt.Sprintf("signing key %s is already active: use `caracal keys rotate` to replace it", k.ID)}
+		}
+	}
+	if origin == "" {
+		origin = DefaultOrigin()
+	}
+	kf, err := merkle.GenerateKeyFile(home, name, origin)
+	if err != nil {
+		return merkle.KeyFile{}, err
+	}
+	if err := m.AddSigningKey(ctx, signingKeyOf(kf, time.Now().UTC())); err != nil {
+		return merkle.KeyFile{}, err
+	}
+	return kf, nil
+}
+
+// EnsureSigningKey is what `caracal init` calls: it returns the active
+// signing key, registering an existing key file of home in a new database,
+// or generating the first key when there is none.
+func EnsureSigningKey(ctx context.Context, m Merkle, home, origin string) (kf merkle.KeyFile, created bool, err error) {
+	if s, err := LoadSigner(ctx, m, home); err == nil {
+		return merkle.KeyFile{Signer: s}, false, nil
+	} else if !errors.Is(err, ErrNoSigningKey) {
+		return merkle.KeyFile{}, false, err
+	}
+	keys, err := m.SigningKeys(ctx)
+	if err != nil {
+		return merkle.KeyFile{}, false, err
+	}
+	if len(keys) == 0 {
+		files, err := merkle.LoadKeyFiles(home)
+		if err != nil {
+			return merkle.KeyFile{}, false, err
+		}
+		if len(files) > 0 {
+			kf := files[len(files)-1]
+			if err := m.AddSigningKey(ctx, signingKeyOf(kf, time.Now().UTC())); err != nil {
+				return merkle.KeyFile{}, false, err
+			}
+			return kf, false, nil
+		}
+	}
+	kf, err = GenerateSigningKey(ctx, m, home, "", origin)
+	return kf, err == nil, err
+}
+
+// RotateSigningKey creates a new key with the current key's origin,
+// registers it, and retires the current one. Checkpoints keep the ID of the
+// key that signed them, so older ones still verify.
+func RotateSigningKey(ctx context.Context, m Merkle, home, name string) (newKey merkle.KeyFile, retired []string, err error) {
+	keys, err := m.SigningKeys(ctx)
+	if err != nil {
+		return merkle.KeyFile{}, nil, err
+	}
+	origin := ""
+	for _, k := range keys {
+		if k.RetiredAt == nil {
+			origin, _, _ = strings.Cut(k.ID, "+")
+			retired = append(retired, k.ID)
+		}
+	}
+	if origin == "" {
+		return merkle.KeyFile{}, nil, fmt.Errorf("%w to rotate: run `caracal keys generate`", ErrNoSigningKey)
+	}
+	kf, err := merkle.GenerateKeyFile(home, name, origin)
+	if err != nil {
+		return merkle.KeyFile{}, nil, err
+	}
+	now := time.Now().UTC()
+	// Register first: a crash between the two steps leaves two active keys,
+	// and LoadSigner picks the newer, which is the intended end state.
+	if err := m.AddSigningKey(ctx, signingKeyOf(kf, now)); err != nil {
+		return merkle.KeyFile{}, nil, err
+	}
+	for _, id := range retired {
+		if err := m.RetireSigningKey(ctx, id, now); err != nil {
+			return kf, nil, err
+		}
+	}
+	return kf, retired, nil
+}
+
+// kindError prints msg alone and matches kind with errors.Is.
+type kindError struct {
+	kind error
+	msg  string
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }

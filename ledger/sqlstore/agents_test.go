@@ -1,0 +1,109 @@
+package sqlstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/caracal-dev/caracal/ledger"
+	"github.com/caracal-dev/caracal/ledger/sqlite"
+	"github.com/caracal-dev/caracal/ledger/sqlstore"
+	"github.com/caracal-dev/caracal/policy"
+)
+
+// newSQLite returns a fresh, migrated SQLite store, closed when the test ends.
+func newSQLite(t *testing.T) *sqlstore.Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "caracal.db"), sqlite.Options{SkipSchemaCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.MigrateUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mustAgent(t *testing.T, s *sqlstore.Store, name, parent string) policy.Agent {
+	t.Helper()
+	a, err := s.CreateAgent(context.Background(), ledger.NewAgent{Name: name, Owner: "o", ParentID: parent})
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	return a
+}
+
+func TestChainDepthLimit(t *testing.T) {
+	ctx := context.Background()
+	s := newSQLite(t)
+	parent := ""
+	var last policy.Agent
+	for i := 1; i <= sqlstore.MaxChainDepth; i++ {
+		last = mustAgent(t, s, fmt.Sprintf("a%02d", i), parent)
+		parent = last.ID
+	}
+	chain, err := s.Chain(ctx, last.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chain) != sqlstore.MaxChainDepth || chain[0].ID != last.ID || chain[len(chain)-1].Name != "a01" {
+		t.Fatalf("chain of %d agents from %s to %s", len(chain), chain[0].Name, chain[len(chain)-1].Name)
+	}
+	inTx, err := s.ChainInTx(ctx, last.ID)
+	if err != nil || !reflect.DeepEqual(inTx, chain) {
+		t.Fatalf("chainTx differs from Chain: %v", err)
+	}
+
+	_, err = s.CreateAgent(ctx, ledger.NewAgent{Name: "one-too-many", ParentID: last.ID})
+	want := fmt.Sprintf("parent agent %q: a delegation chain may hold at most 64 agents", last.ID)
+	if !errors.Is(err, ledger.ErrInvalid) || err == nil || err.Error() != want {
+		t.Fatalf("CreateAgent past the depth limit: %v, want %q", err, want)
+	}
+	// Hanging a two-agent tree under the deepest agent would also overflow.
+	top := mustAgent(t, s, "top", "")
+	mustAgent(t, s, "below", top.ID)
+	_, err = s.SetAgentParent(ctx, top.ID, last.ID)
+	if !errors.Is(err, ledger.ErrInvalid) || err.Error() != want {
+		t.Fatalf("SetAgentParent past the depth limit: %v, want %q", err, want)
+	}
+}
+
+// TestCorruptCycle writes a parent cycle behind the store's back: reading
+// the chain must fail rather than loop.
+func TestCorruptCycle(t *testing.T) {
+	ctx := context.Background()
+	s := newSQLite(t)
+	a := mustAgent(t, s, "a", "")
+	b := mustAgent(t, s, "b", a.ID)
+	if _, err := s.DB().ExecContext(ctx, `UPDATE agents SET parent_id = ? WHERE id = ?`, b.ID, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Chain(ctx, b.ID)
+	want := fmt.Sprintf("chain of agent %q has a parent cycle at \"b\"", b.ID)
+	if err == nil || err.Error() != want {
+		t.Fatalf("Chain over a cycle: %v, want %q", err, want)
+	}
+	_, err = s.ChainInTx(ctx, a.ID)
+	if err == nil || !strings.Contains(err.Error(), "has a parent cycle") {
+		t.Fatalf("chainTx over a cycle: %v", err)
+	}
+}
+
+func TestChainTxUnknown(t *testing.T) {
+	s := newSQLite(t)
+	_, err := s.ChainInTx(context.Background(), "nope")
+	if !errors.Is(err, ledger.ErrNotFound) || err.Error() != `agent "nope" not found` {
+		t.Fatalf("chainTx(unknown) = %v", err)
+	}
+	// chainTx is the hot path: it takes IDs only, not names.
+	mustAgent(t, s, "named", "")
+	if _, err := s.ChainInTx(context.Background(), "named"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("chainTx(name) = %v, want ErrNotFound", err)
+	}
+}

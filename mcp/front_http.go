@@ -1,0 +1,626 @@
+package mcp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// FrontOptions configure the Streamable HTTP front.
+type FrontOptions struct {
+	// Auth checks `Authorization: Bearer <agent key>`.
+	Auth Authenticator
+	// ListenAddr is the address the front serves on; it decides which
+	// Host headers are accepted by default.
+	ListenAddr string
+	// DefaultAgentID, if set, is charged for requests that carry no key.
+	// It is refused unless ListenAddr is a loopback address.
+	DefaultAgentID string
+	// AllowedHosts are extra Host header values (host or host:port).
+	AllowedHosts []string
+	// AllowedOrigins are extra Origin values (scheme://host[:port]).
+	AllowedOrigins []string
+	// IdleTimeout closes sessions unused for this long (default 30 min).
+	IdleTimeout time.Duration
+}
+
+// IsLoopback reports whether a listen address (host:port) binds only to
+// the loopback interface.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func isLoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	return IsLoopback(host)
+}
+
+// HTTPFront serves MCP's Streamable HTTP transport to hosts. Each HTTP
+// session (Mcp-Session-Id) is one proxy Session with its own upstream
+// connections: its own child process for a stdio upstream, its own
+// upstream session for an HTTP upstream, whose session id it reuses.
+type HTTPFront struct {
+	p    *Proxy
+	o    FrontOptions
+	stop chan struct{}
+
+	mu       sync.Mutex
+	sessions map[string]*httpSession
+	closed   bool
+}
+
+// NewHTTPFront returns the Streamable HTTP front of p.
+func (p *Proxy) NewHTTPFront(o FrontOptions) (*HTTPFront, error) {
+	if o.DefaultAgentID != "" && !IsLoopback(o.ListenAddr) {
+		return nil, fmt.Errorf("refusing to accept requests without a key on %s: --agent without a key is only allowed on a loopback address such as 127.0.0.1", o.ListenAddr)
+	}
+	if o.Auth == nil && o.DefaultAgentID == "" {
+		return nil, errors.New("mcp: the HTTP front needs an authenticator or a default agent")
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 30 * time.Minute
+	}
+	f := &HTTPFront{p: p, o: o, sessions: map[string]*httpSession{}, stop: make(chan struct{})}
+	go f.janitor()
+	return f, nil
+}
+
+// Close ends every session.
+func (f *HTTPFront) Close() error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	close(f.stop)
+	ss := make([]*httpSession, 0, len(f.sessions))
+	for _, s := range f.sessions {
+		ss = append(ss, s)
+	}
+	f.sessions = map[string]*httpSession{}
+	f.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range ss {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.close() }()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (f *HTTPFront) janitor() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		f.mu.Lock()
+		var idle []*httpSession
+		for id, s := range f.sessions {
+			if now.Sub(s.used()) > f.o.IdleTimeout {
+				delete(f.sessions, id)
+				idle = append(idle, s)
+			}
+		}
+		f.mu.Unlock()
+		for _, s := range idle {
+			go s.close()
+		}
+	}
+}
+
+// httpSession routes a Session's messages to the host's HTTP streams:
+// a response to the POST stream that carried its request; anything else
+// to the oldest open POST stream, else the GET stream, else a backlog the
+// next GET stream receives.
+type httpSession struct {
+	id      string
+	agentID string
+	s       *Session
+
+	mu       sync.Mutex
+	waiters  map[string]*stream
+	posts    []*stream
+	get      *stream
+	backlog  [][]byte
+	lastUsed time.Time
+}
+
+type stream struct {
+	ch   chan []byte
+	left int // responses still owed on a POST stream; guarded by httpSession.mu
+}
+
+func (h *httpSession) used() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lastUsed
+}
+
+func (h *httpSession) touch() {
+	h.mu.Lock()
+	h.lastUsed = time.Now()
+	h.mu.Unlock()
+}
+
+func (h *httpSession) close() {
+	if h.s != nil {
+		_ = h.s.Close()
+	}
+}
+
+func (h *httpSession) toHost(msg []byte) error {
+	m, _ := parseMessage(msg)
+	h.mu.Lock()
+	var st *stream
+	if m.kind == kindResponse {
+		st = h.waiters[m.id]
+		delete(h.waiters, m.id)
+		if st != nil && st != h.get {
+			// A stream that owes nothing more takes no new messages: its
+			// reader is about to stop reading.
+			if st.left--; st.left == 0 {
+				h.dropPost(st)
+			}
+		}
+	} else if len(h.posts) > 0 {
+		st = h.posts[0]
+	} else if h.get != nil {
+		st = h.get
+	} else {
+		if len(h.backlog) < 1024 {
+			h.backlog = append(h.backlog, msg)
+		}
+		h.mu.Unlock()
+		return nil
+	}
+	h.mu.Unlock()
+	if st == nil {
+		return nil // the host went away; the response's settlement is already done
+	}
+	select {
+	case st.ch <- msg:
+	case <-time.After(30 * time.Second):
+		return errors.New("host stream is not reading")
+	}
+	return nil
+}
+
+func (h *httpSession) dropPost(st *stream) {
+	for i, p := range h.posts {
+		if p == st {
+			h.posts = append(h.posts[:i], h.posts[i+1:]...)
+			return
+		}
+	}
+}
+
+func (h *httpSession) openPost(ids []string) *stream {
+	st := &stream{ch: make(chan []byte, 256), left: len(ids)}
+	h.mu.Lock()
+	for _, id := range ids {
+		h.waiters[id] = st
+	}
+	h.posts = append(h.posts, st)
+	h.mu.Unlock()
+	return st
+}
+
+func (h *httpSession) closePost(st *stream, ids []string) {
+	h.mu.Lock()
+	for _, id := range ids {
+		if h.waiters[id] == st {
+			delete(h.waiters, id)
+		}
+	}
+	h.dropPost(st)
+	h.mu.Unlock()
+}
+
+func jsonError(w http.ResponseWriter, status int, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(errorResponse("", code, msg))
+}
+
+// checkOrigin guards against DNS rebinding: a browser page on another site
+// must not reach a local server through a name that resolves to it.
+func (f *HTTPFront) checkOrigin(r *http.Request) error {
+	host := r.Host
+	ok := false
+	for _, h := range f.o.AllowedHosts {
+		if strings.EqualFold(h, host) || strings.EqualFold(h, hostOnly(host)) {
+			ok = true
+		}
+	}
+	if !ok {
+		if IsLoopback(f.o.ListenAddr) {
+			ok = isLoopbackHost(host)
+		} else {
+			ok = true // reached over the network: the key is the guard
+		}
+	}
+	if !ok {
+		return fmt.Errorf("host %q is not allowed", host)
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	for _, o := range f.o.AllowedOrigins {
+		if strings.EqualFold(o, origin) {
+			return nil
+		}
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("origin %q is not allowed", origin)
+	}
+	if isLoopbackHost(u.Host) && isLoopbackHost(host) {
+		return nil
+	}
+	if strings.EqualFold(u.Host, host) {
+		return nil
+	}
+	return fmt.Errorf("origin %q is not allowed", origin)
+}
+
+func hostOnly(h string) string {
+	if x, _, err := net.SplitHostPort(h); err == nil {
+		return x
+	}
+	return h
+}
+
+// agent returns the agent a request acts for.
+func (f *HTTPFront) agent(r *http.Request) (string, error) {
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		if f.o.DefaultAgentID != "" {
+			return f.o.DefaultAgentID, nil
+		}
+		return "", errors.New("missing Authorization: Bearer <agent key>")
+	}
+	key, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || strings.TrimSpace(key) == "" {
+		return "", errors.New("the Authorization header must be Bearer <agent key>")
+	}
+	if f.o.Auth == nil {
+		return "", errors.New("agent keys are not accepted here")
+	}
+	a, err := f.o.Auth.Authenticate(r.Context(), strings.TrimSpace(key))
+	if err != nil {
+		return "", err
+	}
+	return a.ID, nil
+}
+
+func (f *HTTPFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := f.checkOrigin(r); err != nil {
+		jsonError(w, http.StatusForbidden, codeInvalidRequest, "Forbidden: "+err.Error())
+		return
+	}
+	agentID, err := f.agent(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="caracal"`)
+		jsonError(w, http.StatusUnauthorized, codeInvalidRequest, "Unauthorized: "+err.Error())
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		f.post(w, r, agentID)
+	case http.MethodGet:
+		f.getStream(w, r, agentID)
+	case http.MethodDelete:
+		h, ok := f.session(w, r, agentID)
+		if !ok {
+			return
+		}
+		f.mu.Lock()
+		delete(f.sessions, h.id)
+		f.mu.Unlock()
+		h.close()
+		w.WriteHeader(http.StatusOK)
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		jsonError(w, http.StatusMethodNotAllowed, codeInvalidRequest, "Method not allowed")
+	}
+}
+
+// session finds the request's session; it writes the error response if
+// there is none.
+func (f *HTTPFront) session(w http.ResponseWriter, r *http.Request, agentID string) (*httpSession, bool) {
+	id := r.Header.Get("Mcp-Session-Id")
+	if id == "" {
+		jsonError(w, http.StatusBadRequest, codeInvalidRequest, "Bad Request: missing Mcp-Session-Id header")
+		return nil, false
+	}
+	f.mu.Lock()
+	h := f.sessions[id]
+	f.mu.Unlock()
+	if h == nil {
+		jsonError(w, http.StatusNotFound, codeInvalidRequest, "Session not found")
+		return nil, false
+	}
+	if h.agentID != agentID {
+		jsonError(w, http.StatusForbidden, codeInvalidRequest, "Forbidden: the session belongs to another agent")
+		return nil, false
+	}
+	h.touch()
+	return h, true
+}
+
+func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string) {
+	max := f.p.opts.MaxMessageSize
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, codeParseError, "Parse error: "+err.Error())
+		return
+	}
+	if int64(len(body)) > max {
+		e := &TooLargeError{Size: int64(len(body)), Max: max}
+		jsonError(w, http.StatusRequestEntityTooLarge, codeInvalidRequest, e.Error())
+		return
+	}
+	if !gjson.ValidBytes(body) {
+		jsonError(w, http.StatusBadRequest, codeParseError, "Parse error: the body is not valid JSON")
+		return
+	}
+	var msgs []message
+	if firstNonSpace(body) == '[' {
+		for _, e := range gjson.ParseBytes(body).Array() {
+			m, _ := parseMessage([]byte(e.Raw))
+			msgs = append(msgs, m)
+		}
+	} else {
+		m, _ := parseMessage(body)
+		msgs = append(msgs, m)
+	}
+	var ids []string
+	initialize := false
+	for _, m := range msgs {
+		if m.kind == kindRequest {
+			ids = append(ids, m.id)
+			if m.method == "initialize" {
+				initialize = true
+			}
+		}
+	}
+	var h *httpSession
+	if initialize {
+		if r.Header.Get("Mcp-Session-Id") != "" {
+			jsonError(w, http.StatusBadRequest, codeInvalidRequest, "Bad Request: initialize inside an existing session")
+			return
+		}
+		h = &httpSession{agentID: agentID, waiters: map[string]*stream{}, lastUsed: time.Now()}
+		s, err := f.p.NewSession(r.Context(), agentID, h.toHost)
+		if err != nil {
+			jsonError(w, http.StatusBadGateway, codeInternalError, "Caracal could not start the upstream: "+err.Error())
+			return
+		}
+		h.s = s
+	} else {
+		var ok bool
+		if h, ok = f.session(w, r, agentID); !ok {
+			return
+		}
+	}
+	if len(ids) == 0 {
+		h.s.HandleHost(context.WithoutCancel(r.Context()), body)
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	st := h.openPost(ids)
+	defer h.closePost(st, ids)
+	// The call must not be cut short if the host hangs up: its outcome
+	// still has to be learned and settled.
+	go h.s.HandleHost(context.WithoutCancel(r.Context()), body)
+	if initialize {
+		f.answerInitialize(w, r, h, st, ids[0])
+		return
+	}
+	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		streamResponses(w, r, h, st, ids)
+		return
+	}
+	jsonResponses(w, r, h, st, ids, firstNonSpace(body) == '[')
+}
+
+// answerInitialize waits for the initialize response, names the session
+// (the HTTP upstream's own session id when there is one) and answers.
+func (f *HTTPFront) answerInitialize(w http.ResponseWriter, r *http.Request, h *httpSession, st *stream, id string) {
+	var resp []byte
+	for resp == nil {
+		select {
+		case msg := <-st.ch:
+			if m, _ := parseMessage(msg); m.kind == kindResponse && m.id == id {
+				resp = msg
+			}
+		case <-r.Context().Done():
+			h.close()
+			return
+		}
+	}
+	if gjson.GetBytes(resp, "error").Exists() {
+		h.close()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(resp)
+		return
+	}
+	sid := h.s.upstreamSessionID()
+	f.mu.Lock()
+	if sid == "" || f.sessions[sid] != nil {
+		sid = newSessionID()
+	}
+	h.id = sid
+	f.sessions[sid] = h
+	f.mu.Unlock()
+	w.Header().Set("Mcp-Session-Id", sid)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(resp)
+}
+
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func streamResponses(w http.ResponseWriter, r *http.Request, h *httpSession, st *stream, ids []string) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	if fl != nil {
+		fl.Flush()
+	}
+	left := map[string]bool{}
+	for _, id := range ids {
+		left[id] = true
+	}
+	for len(left) > 0 {
+		select {
+		case msg := <-st.ch:
+			if m, _ := parseMessage(msg); m.kind == kindResponse {
+				delete(left, m.id)
+			}
+			if err := writeSSE(w, "", msg); err != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func jsonResponses(w http.ResponseWriter, r *http.Request, h *httpSession, st *stream, ids []string, batch bool) {
+	left := map[string]bool{}
+	for _, id := range ids {
+		left[id] = true
+	}
+	var out [][]byte
+	for len(left) > 0 {
+		select {
+		case msg := <-st.ch:
+			if m, _ := parseMessage(msg); m.kind == kindResponse && left[m.id] {
+				delete(left, m.id)
+				out = append(out, msg)
+				continue
+			}
+			// Requests and notifications have no place in a JSON reply;
+			// hand them to the GET stream.
+			h.mu.Lock()
+			if len(h.backlog) < 1024 {
+				h.backlog = append(h.backlog, msg)
+			}
+			h.mu.Unlock()
+		case <-r.Context().Done():
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if batch {
+		_, _ = w.Write(joinArray(out))
+		return
+	}
+	_, _ = w.Write(out[0])
+}
+
+func (f *HTTPFront) getStream(w http.ResponseWriter, r *http.Request, agentID string) {
+	if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		jsonError(w, http.StatusNotAcceptable, codeInvalidRequest, "Not Acceptable: the GET stream needs Accept: text/event-stream")
+		return
+	}
+	h, ok := f.session(w, r, agentID)
+	if !ok {
+		return
+	}
+	st := &stream{ch: make(chan []byte, 256)}
+	h.mu.Lock()
+	if h.get != nil {
+		h.mu.Unlock()
+		jsonError(w, http.StatusConflict, codeInvalidRequest, "Conflict: a GET stream is already open for this session")
+		return
+	}
+	h.get = st
+	backlog := h.backlog
+	h.backlog = nil
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		if h.get == st {
+			h.get = nil
+		}
+		h.mu.Unlock()
+	}()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	for _, msg := range backlog {
+		_ = writeSSE(w, "", msg)
+	}
+	if fl != nil {
+		fl.Flush()
+	}
+	ping := time.NewTicker(25 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case msg := <-st.ch:
+			if err := writeSSE(w, "", msg); err != nil {
+				return
+			}
+		case <-ping.C:
+			if _, err := io.WriteString(w, ": keepalive\n\n"); err != nil {
+				return
+			}
+		case <-r.Context().Done():
+			return
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+}
+
+// upstreamSessionID is the single HTTP upstream's session id, if any.
+func (s *Session) upstreamSessionID() string {
+	if len(s.ups) != 1 {
+		return ""
+	}
+	if c, ok := s.ups[0].conn.(*httpConn); ok {
+		return c.SessionID()
+	}
+	return ""
+}

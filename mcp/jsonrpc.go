@@ -1,0 +1,268 @@
+package mcp
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
+
+// JSON-RPC error codes the proxy answers with.
+const (
+	codeParseError     = -32700
+	codeInvalidRequest = -32600
+	codeMethodNotFound = -32601
+	codeInvalidParams  = -32602
+	codeInternalError  = -32603
+)
+
+// Meta keys Caracal reads and writes.
+const (
+	// PriceMetaKey is the tools/list _meta key holding a tool's price.
+	PriceMetaKey = "dev.caracal/price"
+	// DecisionMetaKey is the CallToolResult _meta key holding a refusal's decision.
+	DecisionMetaKey = "dev.caracal/decision"
+)
+
+type msgKind int
+
+const (
+	kindInvalid msgKind = iota
+	kindRequest
+	kindNotification
+	kindResponse
+)
+
+// message is one JSON-RPC message as read off the wire. raw is never
+// modified; fields are views read with gjson.
+type message struct {
+	raw    []byte
+	kind   msgKind
+	id     string // the id's JSON text (e.g. `7` or `"a"`), "" if none
+	method string
+}
+
+// parseMessage classifies one JSON-RPC message. ok is false for JSON that
+// is valid but not a JSON-RPC message.
+func parseMessage(raw []byte) (m message, ok bool) {
+	m.raw = raw
+	res := gjson.GetManyBytes(raw, "id", "method", "result", "error")
+	id, method := res[0], res[1]
+	if id.Exists() {
+		m.id = id.Raw
+	}
+	if method.Exists() {
+		if method.Type != gjson.String {
+			return m, false
+		}
+		m.method = method.Str
+		if id.Exists() && id.Type != gjson.Null {
+			m.kind = kindRequest
+		} else {
+			m.kind = kindNotification
+		}
+		return m, true
+	}
+	if res[2].Exists() || res[3].Exists() {
+		m.kind = kindResponse
+		return m, true
+	}
+	return m, false
+}
+
+// firstNonSpace returns the first byte of b that is not JSON whitespace.
+func firstNonSpace(b []byte) byte {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return c
+	}
+	return 0
+}
+
+// errorResponse builds a JSON-RPC error response. id is the request id's
+// JSON text; empty means null.
+func errorResponse(id string, code int, msg string) []byte {
+	if id == "" {
+		id = "null"
+	}
+	m, _ := json.Marshal(msg)
+	return fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%s,"error":{"code":%d,"message":%s}}`, id, code, m)
+}
+
+// resultResponse builds a JSON-RPC success response around a raw result.
+func resultResponse(id string, result []byte) []byte {
+	out := make([]byte, 0, len(result)+48)
+	out = append(out, `{"jsonrpc":"2.0","id":`...)
+	out = append(out, id...)
+	out = append(out, `,"result":`...)
+	out = append(out, result...)
+	out = append(out, '}')
+	return out
+}
+
+// toolErrorResult builds a CallToolResult with isError: true, text as its
+// only content, and details (if any) as structuredContent and as
+// _meta[DecisionMetaKey].
+func toolErrorResult(id, text string, details any) []byte {
+	body := map[string]any{
+		"content": []map[string]string{{"type": "text", "text": text}},
+		"isError": true,
+	}
+	if details != nil {
+		body["structuredContent"] = details
+		body["_meta"] = map[string]any{DecisionMetaKey: details}
+	}
+	b, _ := json.Marshal(body)
+	return resultResponse(id, b)
+}
+
+// requestBytes builds a request the proxy sends on its own behalf.
+func requestBytes(id, method string, params []byte) []byte {
+	out := fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%s,"method":%q`, id, method)
+	if len(params) > 0 {
+		out = append(out, `,"params":`...)
+		out = append(out, params...)
+	}
+	return append(out, '}')
+}
+
+// notificationBytes builds a notification the proxy sends on its own behalf.
+func notificationBytes(method string, params []byte) []byte {
+	out := fmt.Appendf(nil, `{"jsonrpc":"2.0","method":%q`, method)
+	if len(params) > 0 {
+		out = append(out, `,"params":`...)
+		out = append(out, params...)
+	}
+	return append(out, '}')
+}
+
+// gjsonKey escapes a literal object key for use as one gjson path component.
+func gjsonKey(k string) string {
+	var b strings.Builder
+	for _, c := range k {
+		switch c {
+		case '.', '*', '?', '|', '#', '@', '\\', '!', '=', '<', '>', '%':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// replaceAt returns src with the value v (found in src by gjson, so v.Index
+// is its offset) replaced by repl.
+func replaceAt(src []byte, v gjson.Result, repl []byte) []byte {
+	out := make([]byte, 0, len(src)-len(v.Raw)+len(repl))
+	out = append(out, src[:v.Index]...)
+	out = append(out, repl...)
+	return append(out, src[v.Index+len(v.Raw):]...)
+}
+
+// setPath sets the value at a gjson path in the JSON object src to the raw
+// JSON val, creating intermediate objects, and returns the new bytes. Keys
+// that already exist keep their position; new keys are appended at the end
+// of their object. Every path component must be a plain object key
+// (escaped with gjsonKey).
+func setPath(src []byte, path []string, val []byte) ([]byte, error) {
+	if len(path) == 0 {
+		return val, nil
+	}
+	full := strings.Join(path, ".")
+	if v := gjson.GetBytes(src, full); v.Exists() && v.Index > 0 {
+		return replaceAt(src, v, val), nil
+	}
+	// Find the deepest existing object on the path.
+	obj := gjson.ParseBytes(src)
+	objIndex := 0
+	i := 0
+	for ; i < len(path)-1; i++ {
+		v := gjson.GetBytes(src, strings.Join(path[:i+1], "."))
+		if !v.Exists() {
+			break
+		}
+		if !v.IsObject() || v.Index == 0 {
+			return nil, fmt.Errorf("%s is not an object", strings.Join(path[:i+1], "."))
+		}
+		obj, objIndex = v, v.Index
+	}
+	if !obj.IsObject() {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	// Build the missing tail: "k_i":{"k_i+1":{... val}}.
+	var ins bytes.Buffer
+	rest := path[i:]
+	for j, k := range rest {
+		kb, _ := json.Marshal(unescapeGJSON(k))
+		ins.Write(kb)
+		ins.WriteByte(':')
+		if j < len(rest)-1 {
+			ins.WriteByte('{')
+		}
+	}
+	ins.Write(val)
+	for range len(rest) - 1 {
+		ins.WriteByte('}')
+	}
+	// Insert before the closing brace of obj, with a comma if it has keys.
+	raw := obj.Raw
+	end := strings.LastIndexByte(raw, '}')
+	if end < 0 {
+		return nil, fmt.Errorf("malformed object")
+	}
+	empty := strings.TrimSpace(raw[1:end]) == ""
+	pos := objIndex + end
+	out := make([]byte, 0, len(src)+ins.Len()+1)
+	out = append(out, src[:pos]...)
+	if !empty {
+		out = append(out, ',')
+	}
+	out = append(out, ins.Bytes()...)
+	return append(out, src[pos:]...), nil
+}
+
+func unescapeGJSON(k string) string {
+	if !strings.Contains(k, `\`) {
+		return k
+	}
+	var b strings.Builder
+	esc := false
+	for _, c := range k {
+		if c == '\\' && !esc {
+			esc = true
+			continue
+		}
+		esc = false
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// compactLine makes msg fit on one line for newline-delimited framing.
+// Newlines in valid JSON can only be insignificant whitespace.
+func compactLine(msg []byte) []byte {
+	if bytes.IndexByte(msg, '\n') < 0 && bytes.IndexByte(msg, '\r') < 0 {
+		return msg
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, msg); err != nil {
+		return bytes.ReplaceAll(bytes.ReplaceAll(msg, []byte("\r"), nil), []byte("\n"), []byte(" "))
+	}
+	return buf.Bytes()
+}
+
+// sizeString prints a byte count in a form a user reads at a glance.
+func sizeString(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
