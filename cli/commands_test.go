@@ -372,13 +372,19 @@ func TestQuickstartIdempotent(t *testing.T) {
 			e := newCLIEnv(t, backend)
 			first := e.ok("quickstart")
 			for _, want := range []string{`Registered agent "demo".`, "Gave it a budget of 1.00 USD a day.",
-				"mcp:demo/deep_research  refused: budget_exceeded", "mcp:demo/search         allowed"} {
+				"forecast 0.10 USD, history 0.05 USD + 0.01 × days, ping 0.00 USD",
+				"2   forecast  city=Lisbon             0.10       0.90  Lisbon tomorrow: 21°C",
+				"9   history   city=Lima days=14       0.19       0.03  refused: budget_exceeded",
+				"mcp:weather/history   4       0.57     1       USD",
+				"caracal merkle verify --full: OK, 9 events and "} {
 				if !strings.Contains(first, want) {
 					t.Errorf("first quickstart lacks %q:\n%s", want, first)
 				}
 			}
 			second := e.ok("quickstart")
-			for _, want := range []string{`Reusing agent "demo".`, "Reusing its budget 1.00 USD (daily).", "0 rules imported, 5 already present"} {
+			for _, want := range []string{`Reusing agent "demo".`, "Gave it a fresh budget of 1.00 USD a day", "0 rules imported, 3 already present",
+				"9   history   city=Lima days=14       0.19       0.03  refused: budget_exceeded",
+				"caracal merkle verify --full: OK, 18 events and "} {
 				if !strings.Contains(second, want) {
 					t.Errorf("second quickstart lacks %q:\n%s", want, second)
 				}
@@ -388,13 +394,14 @@ func TestQuickstartIdempotent(t *testing.T) {
 			var pols []policy.Policy
 			e.json(&pols, "policy", "list")
 			if len(agents) != 1 || len(pols) != 1 {
-				t.Errorf("after two quickstarts: %d agents, %d policies", len(agents), len(pols))
+				t.Errorf("after two quickstarts: %d agents, %d active policies", len(agents), len(pols))
 			}
 			var sum []ledger.SummaryRow
 			e.json(&sum, "ledger", "summary", "--by", "agent")
-			if len(sum) != 1 || sum[0].Events != 12 || sum[0].Denied != 2 || sum[0].Charged != money.MustParse("0.244") {
+			if len(sum) != 1 || sum[0].Events != 18 || sum[0].Denied != 2 || sum[0].Charged != money.MustParse("1.94") {
 				t.Errorf("ledger after two quickstarts: %+v", sum)
 			}
+			e.ok("merkle", "verify", "--full")
 		})
 	}
 }

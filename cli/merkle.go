@@ -338,7 +338,7 @@ type merkleVerifyOptions struct {
 type verifyResult struct {
 	OK             bool   `json:"ok"`
 	Full           bool   `json:"full"`
-	Size           int64  `json:"size"`            // events checked (full) or checkpoint size
+	Size           int64  `json:"size"`           // events checked (full) or checkpoint size
 	Root           string `json:"root,omitempty"` // hex
 	Checkpoints    int64  `json:"checkpoints"`
 	Error          string `json:"error,omitempty"`
@@ -394,11 +394,11 @@ func runMerkleVerify(ctx context.Context, opts *merkleVerifyOptions) error {
 	res := verifyResult{Full: opts.Full}
 	var verr error
 	if opts.Full {
-		total, err := m.TreeSize(ctx)
+		total, err := ledger.VerifySize(ctx, m)
 		if err != nil {
 			return err
 		}
-		vo := merkle.VerifyOptions{Keys: ring}
+		vo := merkle.VerifyOptions{Keys: ring, Size: total}
 		if opts.IO.Terminal {
 			vo.ProgressEvery = 1 << 14
 			vo.Progress = progressBar(opts.IO.ErrOut, total, time.Now())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -247,20 +248,47 @@ func itoa(n int64) string {
 }
 
 // TestCLIQuickstart runs quickstart twice on the default home from
-// CARACAL_HOME: the second run reuses what the first created.
+// CARACAL_HOME: each run drives the example server through a real caracal
+// mcp process until the budget refuses a call, and ends with a verified
+// ledger; the second run reuses the agent with a fresh budget.
 func TestCLIQuickstart(t *testing.T) {
 	u := newCLIUser(t, "sqlite")
 	first := u.ok("quickstart")
-	if !strings.Contains(first, `Registered agent "demo".`) || !strings.Contains(first, "refused: budget_exceeded") {
-		t.Errorf("first quickstart:\n%s", first)
+	for _, want := range []string{`Registered agent "demo".`, "Gave it a budget of 1.00 USD a day.",
+		"forecast 0.10 USD, history 0.05 USD + 0.01 × days, ping 0.00 USD",
+		"1   ping      -                       0.00       1.00  pong",
+		"8   forecast  city=Lima               0.10       0.03  Lima tomorrow",
+		"9   history   city=Lima days=14       0.19       0.03  refused: budget_exceeded",
+		`Caracal refused this call (budget_exceeded): daily budget of agent "demo"`,
+		"mcp:weather/forecast  4       0.40     0       USD",
+		"caracal merkle verify --full: OK, 9 events and "} {
+		if !strings.Contains(first, want) {
+			t.Errorf("first quickstart lacks %q:\n%s", want, first)
+		}
 	}
 	second := u.ok("quickstart")
-	if !strings.Contains(second, `Reusing agent "demo".`) {
-		t.Errorf("second quickstart:\n%s", second)
+	for _, want := range []string{`Reusing agent "demo".`, "Gave it a fresh budget of 1.00 USD a day",
+		"9   history   city=Lima days=14       0.19       0.03  refused: budget_exceeded",
+		"caracal merkle verify --full: OK, 18 events and "} {
+		if !strings.Contains(second, want) {
+			t.Errorf("second quickstart lacks %q:\n%s", want, second)
+		}
 	}
 	var agents []any
 	u.json(&agents, "agent", "list")
 	if len(agents) != 1 {
 		t.Errorf("%d agents after two quickstarts", len(agents))
 	}
+	// The refused call never reached the server, and every decision is in
+	// the ledger: 8 charged and 1 denied per run.
+	var events []map[string]any
+	u.json(&events, "ledger", "query")
+	outcomes := map[string]int{}
+	for _, e := range events {
+		outcomes[fmt.Sprint(e["outcome"])]++
+	}
+	if len(events) != 18 || outcomes["charged"] != 16 || outcomes["denied"] != 2 {
+		t.Errorf("ledger after two quickstarts: %d events, outcomes %v", len(events), outcomes)
+	}
+	u.ok("merkle", "verify", "--full")
 }

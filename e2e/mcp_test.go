@@ -31,6 +31,14 @@ type home struct {
 func newHome(t *testing.T, limit string, prices map[string]string) *home {
 	t.Helper()
 	h := &home{t: t, dir: t.TempDir()}
+	// The binary is built with -race: any report lands in these files.
+	t.Cleanup(func() {
+		files, _ := filepath.Glob(filepath.Join(h.dir, "race.*"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			t.Errorf("caracal reported a data race:\n%s", b)
+		}
+	})
 	h.run("init")
 	h.run("agent", "register", "--name", "claude", "--owner", "e2e@example.com")
 	h.run("policy", "create", "--agent", "claude", "--limit", limit, "--window", "total")
@@ -40,7 +48,9 @@ func newHome(t *testing.T, limit string, prices map[string]string) *home {
 	return h
 }
 
-func (h *home) env() []string { return append(os.Environ(), "CARACAL_HOME="+h.dir) }
+func (h *home) env() []string {
+	return append(os.Environ(), "CARACAL_HOME="+h.dir, "GORACE=log_path="+filepath.Join(h.dir, "race"))
+}
 
 // run runs the binary and fails the test if it fails.
 func (h *home) run(args ...string) string {
@@ -581,6 +591,64 @@ func TestMCPGateway(t *testing.T) {
 		got = append(got, e.Resource+"="+e.Amount)
 	}
 	if strings.Join(got, " ") != "mcp:everything/echo=0.001 mcp:crashy/ok=0.01" {
+		t.Errorf("ledger: %v", got)
+	}
+}
+
+// TestMCPEverythingHTTPToHTTP puts the Streamable HTTP front before a
+// Streamable HTTP upstream: the host's session is the upstream's session.
+func TestMCPEverythingHTTPToHTTP(t *testing.T) {
+	h := newHome(t, "5", everythingPrices)
+	_, key, _ := strings.Cut(h.key(), " ")
+	up := freePort(t)
+	_, port, _ := net.SplitHostPort(up)
+	startProcess(t, append(os.Environ(), "PORT="+port), up, "node", everythingJS(), "streamableHttp")
+	upURL := "http://" + up + "/mcp"
+	front := freePort(t)
+	startProcess(t, h.env(), front, binary, "mcp", "--listen", front, "--name", "everything", "--upstream-url", upURL)
+	direct := nodeClient(t, os.Environ(), map[string]any{"transport": "http", "url": upURL, "scenario": "everything"})
+	proxied := nodeClient(t, os.Environ(), map[string]any{"transport": "http", "url": "http://" + front + "/mcp",
+		"headers": map[string]string{"Authorization": "Bearer " + key}, "scenario": "everything", "expectPrice": true})
+	compareTranscripts(t, direct, proxied)
+	checkLedger(t, h, int(proxied["calls"].(float64)))
+}
+
+// TestMCPPricedServerExample runs examples/priced-server behind caracal as
+// a trusted upstream: its declared prices are charged unless the pricebook
+// has a rule, which wins.
+func TestMCPPricedServerExample(t *testing.T) {
+	server := filepath.Join(t.TempDir(), "priced-server")
+	build := exec.Command("go", "build", "-o", server, "../examples/priced-server")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the example: %v\n%s", err, out)
+	}
+	h := newHome(t, "1", map[string]string{"mcp:weather/forecast": "0.003"})
+	s := startStdio(t, h, "--trusted", "--", server)
+	s.send(e2eInit)
+	s.response("0")
+	s.send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	s.send(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	prices := map[string]string{}
+	for _, tool := range s.response("1")["result"].(map[string]any)["tools"].([]any) {
+		tm := tool.(map[string]any)
+		p := tm["_meta"].(map[string]any)["dev.caracal/price"].(map[string]any)
+		prices[tm["name"].(string)] = fmt.Sprint(p["price"], " declared=", p["declared"] == true)
+	}
+	want := map[string]string{"forecast": "0.003 declared=false", "history": "0.001 declared=true", "ping": "0.00 declared=false"}
+	if !reflect.DeepEqual(prices, want) {
+		t.Errorf("listed prices %v, want %v", prices, want)
+	}
+	s.send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"history","arguments":{"city":"Oslo","days":4}}}`)
+	s.response("2")
+	s.send(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"forecast","arguments":{"city":"Oslo"}}}`)
+	s.response("3")
+	s.stop()
+	var got []string
+	for _, e := range h.events() {
+		got = append(got, e.Resource+"="+e.Amount)
+	}
+	// history: 0.001 per call + 4 days × 0.0005 declared by the server.
+	if strings.Join(got, " ") != "mcp:weather/history=0.003 mcp:weather/forecast=0.003" {
 		t.Errorf("ledger: %v", got)
 	}
 }

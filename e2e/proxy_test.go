@@ -623,6 +623,43 @@ func TestProxyModelAllowlist(t *testing.T) {
 	}
 }
 
+func TestProxyStrictPricingRefusesUnpriced(t *testing.T) {
+	t.Setenv("CARACAL_PRICING_STRICT", "true")
+	e := newProxyEnv(t, "100")
+	tests := []struct {
+		method, path, body string
+		status             int
+		decision           string
+	}{
+		{"POST", "/openai/v1/chat/completions", `{"model":"gpt-3.5-turbo","messages":[],"max_tokens":5}`, 402, "unpriced"},
+		{"GET", "/openai/v1/models", "", 402, "unpriced"},
+		{"POST", "/openai/v1/chat/completions", `{"model":"gpt-4o","messages":[],"max_tokens":5}`, 200, "allowed"},
+	}
+	for _, tt := range tests {
+		var body io.Reader
+		if tt.body != "" {
+			body = strings.NewReader(tt.body)
+		}
+		req, err := http.NewRequest(tt.method, e.url+tt.path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+e.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || resp.Header.Get("Caracal-Decision") != tt.decision {
+			t.Errorf("%s %s: %d %q, want %d %q: %s", tt.method, tt.path, resp.StatusCode, resp.Header.Get("Caracal-Decision"), tt.status, tt.decision, b)
+		}
+	}
+	if n := len(e.fake.Seen()); n != 1 {
+		t.Errorf("provider saw %d requests, want only the priced one", n)
+	}
+}
+
 func usageString(v map[string]any, path ...string) string {
 	var cur any = v
 	for _, p := range path {
@@ -634,6 +671,53 @@ func usageString(v map[string]any, path ...string) string {
 	}
 	s, _ := cur.(string)
 	return s
+}
+
+// TestFakeProviderProcess runs the fake provider as its own process, as
+// tests in other languages or a manual session would.
+func TestFakeProviderProcess(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "fakeprovider")
+	if out, err := exec.Command("go", "build", "-o", bin, "../internal/cmd/fakeprovider").CombinedOutput(); err != nil {
+		t.Fatalf("build fakeprovider: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--openai-key", "sk-x")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+	req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[]}`))
+	req.Header.Set("Authorization", "Bearer sk-x")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"completion_tokens":12`) {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	resp, err = http.Get(base + "/_fake/seen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []fakeprovider.Seen
+	err = json.NewDecoder(resp.Body).Decode(&seen)
+	resp.Body.Close()
+	if err != nil || len(seen) != 2 || seen[0].Authorization != "Bearer sk-x" {
+		t.Errorf("seen %+v, %v", seen, err)
+	}
 }
 
 func TestExampleLLMPriceTableImports(t *testing.T) {

@@ -338,6 +338,11 @@ func (e *Engine) Begin(ctx context.Context, c Call) (t *Ticket, d policy.Decisio
 		return nil, policy.Decision{Code: policy.CodeUnknownAgent, Reason: fmt.Sprintf("unknown agent %q", c.AgentID), Price: amount, Currency: q.Currency}
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			// The caller went away; nothing is wrong with the ledger.
+			e.log.Info("call abandoned before its reservation", "request_id", c.RequestID, "agent", c.AgentID, "err", err)
+			return nil, unavailable(amount, q.Currency, "the call was cancelled")
+		}
 		e.log.Error("reservation failed; call denied", "request_id", c.RequestID, "agent", c.AgentID, "resource", c.Resource, "err", err)
 		return nil, unavailable(amount, q.Currency, "the ledger cannot be reached")
 	}

@@ -52,9 +52,12 @@ func VerifySource(m Merkle) merkle.Source {
 
 type merkleAdapter struct{ m Merkle }
 
-func (a merkleAdapter) ScanLeaves(ctx context.Context, from int64, fn func(*merkle.LeafRecord) error) error {
+func (a merkleAdapter) ScanLeaves(ctx context.Context, from, to int64, fn func(*merkle.LeafRecord) error) error {
 	var rec merkle.LeafRecord
-	return a.m.EventsBySeq(ctx, from, math.MaxInt64, func(e Event) error {
+	if to < 0 {
+		to = math.MaxInt64
+	}
+	return a.m.EventsBySeq(ctx, from, to, func(e Event) error {
 		l := LeafOf(e)
 		h := l.Hash()
 		rec = merkle.LeafRecord{Seq: e.Seq, EventID: e.ID, LeafHash: h[:], Leaf: l}
@@ -62,12 +65,15 @@ func (a merkleAdapter) ScanLeaves(ctx context.Context, from int64, fn func(*merk
 	})
 }
 
-func (a merkleAdapter) ScanHashes(ctx context.Context, from int64, fn func(int64, []byte) error) error {
+func (a merkleAdapter) ScanHashes(ctx context.Context, from, to int64, fn func(int64, []byte) error) error {
 	n, err := a.m.TreeSize(ctx)
 	if err != nil {
 		return err
 	}
 	end := tlog.StoredHashCount(n)
+	if to >= 0 {
+		end = min(end, to)
+	}
 	for start := from; start < end; start += 4096 {
 		idx := make([]int64, 0, 4096)
 		for i := start; i < min(start+4096, end); i++ {
@@ -118,6 +124,33 @@ func KeyRing(ctx context.Context, m Merkle, trustedOnly bool, extra ...string) (
 		}
 	}
 	return ring, nil
+}
+
+// VerifyFull runs merkle.Verify over the whole ledger as of now: events
+// integrated while it runs are left for the next verification.
+func VerifyFull(ctx context.Context, m Merkle, ring merkle.KeyRing, progress func(done int64)) (merkle.Report, error) {
+	size, err := VerifySize(ctx, m)
+	if err != nil {
+		return merkle.Report{}, err
+	}
+	return merkle.Verify(ctx, VerifySource(m), merkle.VerifyOptions{Keys: ring, Size: size, Progress: progress, ProgressEvery: 1 << 14})
+}
+
+// VerifySize is the size a full verification covers: the larger of the
+// tree size and the latest checkpoint's size (see merkle.VerifyOptions.Size).
+func VerifySize(ctx context.Context, m Merkle) (int64, error) {
+	size, err := m.TreeSize(ctx)
+	if err != nil {
+		return 0, err
+	}
+	cp, err := m.LatestCheckpoint(ctx)
+	switch {
+	case err == nil:
+		size = max(size, cp.Size)
+	case !errors.Is(err, ErrNotFound):
+		return 0, err
+	}
+	return size, nil
 }
 
 // VerifyLatest is the quick check behind `caracal merkle verify`: the latest

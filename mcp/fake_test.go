@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/caracal-dev/caracal/internal/pgtest"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
@@ -24,7 +25,7 @@ func TestMain(m *testing.M) {
 		fakeServer()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m)
 }
 
 // fakeTools are the fake server's tools, served three to a page.

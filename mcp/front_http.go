@@ -158,9 +158,14 @@ type stream struct {
 	left int // responses still owed on a POST stream; guarded by httpSession.mu
 }
 
+// used is when the session was last used; a session with an open stream
+// is in use now.
 func (h *httpSession) used() time.Time {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.get != nil || len(h.posts) > 0 {
+		return time.Now()
+	}
 	return h.lastUsed
 }
 

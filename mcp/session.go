@@ -193,8 +193,10 @@ type Session struct {
 	initNote   []byte
 	closed     bool
 
-	seq     atomic.Uint64
-	settles sync.WaitGroup
+	seq       atomic.Uint64
+	settles   sync.WaitGroup
+	begins    chan struct{} // bounds tools/calls being admitted at once
+	beginning sync.WaitGroup
 }
 
 // NewSession starts the upstreams for one host connection. toHost writes
@@ -208,6 +210,7 @@ func (p *Proxy) NewSession(ctx context.Context, agentID string, toHost func([]by
 		pending: map[string]*pending{}, byToken: map[string]*pending{},
 		late: map[string]time.Time{}, internal: map[string]waiter{},
 		serverReqs: map[string]serverReq{}, resOwner: map[string]*upstream{},
+		begins: make(chan struct{}, 64),
 	}
 	for _, spec := range p.opts.Upstreams {
 		u := &upstream{spec: spec, name: spec.Name, ready: true, readyCh: make(chan struct{}), declared: map[string]*policy.PriceRule{}, named: make(chan struct{})}
@@ -256,6 +259,7 @@ func (s *Session) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.beginning.Wait()
 	deadline := time.Now().Add(s.p.opts.DrainTimeout)
 	for time.Now().Before(deadline) && s.callsInFlight() > 0 {
 		time.Sleep(5 * time.Millisecond)
@@ -364,7 +368,14 @@ func (s *Session) hostRequest(ctx context.Context, m message) {
 			return
 		}
 	case "tools/call":
-		s.toolsCall(ctx, m)
+		// Pricing and reserving waits on the store; calls admitted in
+		// parallel keep one slow commit from holding up the session.
+		s.begins <- struct{}{}
+		s.beginning.Add(1)
+		go func() {
+			defer func() { <-s.begins; s.beginning.Done() }()
+			s.toolsCall(ctx, m)
+		}()
 		return
 	}
 	if s.gateway {

@@ -60,10 +60,10 @@ func (m *memLog) checkpoint(t testing.TB, s *Signer) CheckpointRecord {
 	return cp
 }
 
-func (m *memLog) ScanLeaves(ctx context.Context, from int64, fn func(*LeafRecord) error) error {
+func (m *memLog) ScanLeaves(ctx context.Context, from, to int64, fn func(*LeafRecord) error) error {
 	var r LeafRecord
 	for _, l := range m.leaves {
-		if l.Seq < from {
+		if l.Seq < from || (to >= 0 && l.Seq >= to) {
 			continue
 		}
 		r = l
@@ -74,8 +74,12 @@ func (m *memLog) ScanLeaves(ctx context.Context, from int64, fn func(*LeafRecord
 	return nil
 }
 
-func (m *memLog) ScanHashes(ctx context.Context, from int64, fn func(int64, []byte) error) error {
-	for i := from; i < int64(len(m.hashes)); i++ {
+func (m *memLog) ScanHashes(ctx context.Context, from, to int64, fn func(int64, []byte) error) error {
+	end := int64(len(m.hashes))
+	if to >= 0 {
+		end = min(end, to)
+	}
+	for i := from; i < end; i++ {
 		h := m.hashes[i][:]
 		if b, ok := m.raw[i]; ok {
 			h = b

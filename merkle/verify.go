@@ -34,15 +34,17 @@ type CheckpointRecord struct {
 
 // LeafScanner streams the stored leaves.
 type LeafScanner interface {
-	// ScanLeaves calls fn for every leaves row with seq ≥ from, in seq
-	// order. The record is reused between calls.
-	ScanLeaves(ctx context.Context, from int64, fn func(*LeafRecord) error) error
+	// ScanLeaves calls fn for every leaves row with from ≤ seq < to (no
+	// upper bound when to < 0), in seq order. The record is reused between
+	// calls.
+	ScanLeaves(ctx context.Context, from, to int64, fn func(*LeafRecord) error) error
 }
 
 // HashStore reads stored tree hashes.
 type HashStore interface {
-	// ScanHashes calls fn for every stored hash with index ≥ from, in index order.
-	ScanHashes(ctx context.Context, from int64, fn func(idx int64, hash []byte) error) error
+	// ScanHashes calls fn for every stored hash with from ≤ index < to (no
+	// upper bound when to < 0), in index order.
+	ScanHashes(ctx context.Context, from, to int64, fn func(idx int64, hash []byte) error) error
 	// ReadHashes returns the hashes at the given storage indexes.
 	ReadHashes(ctx context.Context, indexes []int64) ([][32]byte, error)
 }
@@ -98,6 +100,12 @@ func checkpointErr(size int64, err error, format string, a ...any) *VerifyError 
 type VerifyOptions struct {
 	// Keys verify checkpoint signatures, looked up by each checkpoint's key ID.
 	Keys KeyRing
+	// Size, when positive, bounds the verification to the tree of that
+	// size (leaves, their stored hashes, checkpoints up to it), so a ledger
+	// that grows during verification is checked as of one size. Callers
+	// pass the larger of the tree size and the latest checkpoint's size,
+	// so a truncated tree is still caught by the checkpoint beyond it.
+	Size int64
 	// Progress, if set, is called with the number of leaves checked so far
 	// every ProgressEvery leaves and once at the end.
 	Progress      func(done int64)
@@ -125,8 +133,12 @@ func Verify(ctx context.Context, src Source, o VerifyOptions) (Report, error) {
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 
-	hashes := newHashStream(gctx, g, src)
-	cps := newCheckpointStream(gctx, g, src)
+	leafEnd, hashEnd := int64(-1), int64(-1)
+	if o.Size > 0 {
+		leafEnd, hashEnd = o.Size, tlog.StoredHashCount(o.Size)
+	}
+	hashes := newHashStream(gctx, g, src, hashEnd)
+	cps := newCheckpointStream(gctx, g, src, o.Size)
 
 	v := &verifier{src: src, keys: o.Keys, hashes: hashes, cps: cps, prevSize: -1}
 	every := o.ProgressEvery
@@ -134,7 +146,7 @@ func Verify(ctx context.Context, src Source, o VerifyOptions) (Report, error) {
 		every = 1 << 16
 	}
 	var buf []byte
-	err := src.ScanLeaves(gctx, 0, func(r *LeafRecord) error {
+	err := src.ScanLeaves(gctx, 0, leafEnd, func(r *LeafRecord) error {
 		if err := v.checkpointsAt(gctx); err != nil {
 			return err
 		}
@@ -410,7 +422,7 @@ type hashStream struct {
 	done bool
 }
 
-func newHashStream(ctx context.Context, g *errgroup.Group, hs HashStore) *hashStream {
+func newHashStream(ctx context.Context, g *errgroup.Group, hs HashStore, to int64) *hashStream {
 	s := &hashStream{ch: make(chan []hashItem, 4), free: make(chan []hashItem, 6)}
 	g.Go(func() error {
 		defer close(s.ch)
@@ -429,7 +441,7 @@ func newHashStream(ctx context.Context, g *errgroup.Group, hs HashStore) *hashSt
 			}
 			return nil
 		}
-		err := hs.ScanHashes(ctx, 0, func(idx int64, h []byte) error {
+		err := hs.ScanHashes(ctx, 0, to, func(idx int64, h []byte) error {
 			it := hashItem{idx: idx, ok: len(h) == tlog.HashSize}
 			copy(it.h[:], h)
 			batch = append(batch, it)
@@ -481,11 +493,14 @@ type checkpointStream struct {
 	done bool
 }
 
-func newCheckpointStream(ctx context.Context, g *errgroup.Group, cs CheckpointScanner) *checkpointStream {
+func newCheckpointStream(ctx context.Context, g *errgroup.Group, cs CheckpointScanner, maxSize int64) *checkpointStream {
 	s := &checkpointStream{ch: make(chan *CheckpointRecord, 256)}
 	g.Go(func() error {
 		defer close(s.ch)
 		err := cs.ScanCheckpoints(ctx, func(cp *CheckpointRecord) error {
+			if maxSize > 0 && cp.Size > maxSize {
+				return nil
+			}
 			c := *cp
 			select {
 			case s.ch <- &c:

@@ -208,7 +208,12 @@ func (b *sseBody) process(data []byte) {
 			b.pend = append(b.pend, ev...)
 			ev = b.pend
 		}
-		b.event(ev)
+		if len(ev) > b.max {
+			// The same bound whether or not the event arrived in one read.
+			b.out = append(b.out, ev...)
+		} else {
+			b.event(ev)
+		}
 		b.pend = b.pend[:0]
 		data = data[i:]
 	}

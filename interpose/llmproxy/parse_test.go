@@ -294,3 +294,56 @@ func TestErrorBodyShapes(t *testing.T) {
 		t.Error("empty code should be null")
 	}
 }
+
+func TestStreamStateUsage(t *testing.T) {
+	type step struct {
+		data           string
+		drop, terminal bool
+	}
+	tests := []struct {
+		name  string
+		st    streamState
+		steps []step
+		want  policy.Tokens
+		final bool
+	}{
+		{"anthropic counts are cumulative: the last wins", streamState{kind: KindAnthropic, ep: epMessages}, []step{
+			{`{"type":"message_start","message":{"usage":{"input_tokens":10,"output_tokens":1,"cache_read_input_tokens":4,"cache_creation_input_tokens":2}}}`, false, false},
+			{`{"type":"content_block_delta","delta":{"text":"usage"}}`, false, false},
+			{`{"type":"message_delta","usage":{"output_tokens":5}}`, false, false},
+			{`{"type":"message_delta","usage":{"output_tokens":9,"input_tokens":12}}`, false, false},
+			{`{"type":"message_stop"}`, false, true},
+		}, policy.Tokens{Input: 12, Output: 9, CachedRead: 4, CacheWrite: 2}, true},
+		{"anthropic without message_delta is not final", streamState{kind: KindAnthropic, ep: epMessages}, []step{
+			{`{"type":"message_start","message":{"usage":{"input_tokens":10,"output_tokens":1}}}`, false, false},
+			{`{"type":"error","error":{"type":"overloaded_error"}}`, false, true},
+		}, policy.Tokens{Input: 10, Output: 1}, false},
+		{"openai chat, usage chunk stripped", streamState{kind: KindOpenAI, ep: epChat, stripUsage: true}, []step{
+			{`{"choices":[{"delta":{"content":"hi"}}],"usage":null}`, false, false},
+			{`{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}`, true, false},
+			{`[DONE]`, false, true},
+		}, policy.Tokens{Input: 7, Output: 3}, true},
+		{"openai chat, usage chunk kept when asked", streamState{kind: KindOpenAI, ep: epChat}, []step{
+			{`{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}`, false, false},
+			{`[DONE]`, false, true},
+		}, policy.Tokens{Input: 7, Output: 3}, true},
+		{"responses", streamState{kind: KindOpenAI, ep: epResponses}, []step{
+			{`{"type":"response.output_text.delta","delta":"usage"}`, false, false},
+			{`{"type":"response.completed","response":{"usage":{"input_tokens":5,"output_tokens":8,"output_tokens_details":{"reasoning_tokens":6}}}}`, false, true},
+		}, policy.Tokens{Input: 5, Output: 2, Reasoning: 6}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := tt.st
+			for i, s := range tt.steps {
+				drop, terminal := st.onEvent(&sseEvent{data: []byte(s.data)})
+				if drop != s.drop || terminal != s.terminal {
+					t.Errorf("step %d: drop %v terminal %v, want %v %v", i, drop, terminal, s.drop, s.terminal)
+				}
+			}
+			if st.tokens != tt.want || st.final != tt.final {
+				t.Errorf("tokens %+v final %v, want %+v %v", st.tokens, st.final, tt.want, tt.final)
+			}
+		})
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -238,6 +239,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for n := range p.providers {
 			known = append(known, "/"+n+"/")
 		}
+		slices.Sort(known)
 		writeError(w, KindOpenAI, http.StatusNotFound, "", fmt.Sprintf("unknown provider path %q: this proxy serves %s", r.URL.Path, strings.Join(known, ", ")))
 		return
 	}

@@ -472,3 +472,22 @@ func TestProxyConcurrentStreamsNeverOverspend(t *testing.T) {
 		t.Errorf("%d admitted, %d settled from usage", statuses[200], charged)
 	}
 }
+
+func TestProxyOversizeEventsRelayedUnparsed(t *testing.T) {
+	// Events above MaxEventBytes pass through untouched and unparsed: the
+	// stream still reaches the client whole, and with no usage read the
+	// call is charged as unconfirmed.
+	h := newHarness(t, "100", func(o *Options) { o.MaxEventBytes = 64 })
+	resp, body := h.do("POST", "/openai/v1/chat/completions", "crk_good", `{"model":"gpt-4o","messages":[],"stream":true}`, nil)
+	if resp.StatusCode != 200 || strings.Count(body, "data: ") != 16 || !strings.HasSuffix(body, "data: [DONE]\n\n") {
+		t.Fatalf("status %d, body:\n%s", resp.StatusCode, body)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(body), "\n\n") {
+		if !strings.HasPrefix(line, "data: ") || !gjson.Valid(strings.TrimPrefix(line, "data: ")) && line != "data: [DONE]" {
+			t.Errorf("damaged event %q", line)
+		}
+	}
+	if ev := h.event(resp.Header.Get(HeaderRequestID)); ev.Outcome != policy.OutcomeUnconfirmed {
+		t.Errorf("event %+v, want unconfirmed", ev)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/ledger/sqlite"
@@ -24,6 +25,17 @@ func openMerkleSQLite(t testing.TB) ledger.Store {
 	return s
 }
 
-func TestMerkleSQLite(t *testing.T) {
-	storetest.RunMerkle(t, func(t *testing.T) ledger.Store { return openMerkleSQLite(t) })
+// The Merkle conformance tests run for both backends from ledger/sqlite and
+// ledger/postgres (storetest.Run); these are the SQLite benchmarks.
+
+func BenchmarkMerkleIntegrateSQLite(b *testing.B) {
+	storetest.BenchmarkIntegrate(b, func(b *testing.B) ledger.Store { return openMerkleSQLite(b) })
+}
+
+func BenchmarkMerkleVerifyFull1MSQLite(b *testing.B) {
+	storetest.BenchmarkVerifyFull(b, func(b *testing.B) ledger.Store { return openMerkleSQLite(b) }, 1_000_000)
+}
+
+func BenchmarkMerkleIntegrationLagSQLite(b *testing.B) {
+	storetest.BenchmarkIntegrationLag(b, func(b *testing.B) ledger.Store { return openMerkleSQLite(b) }, 2000, 5*time.Second)
 }

@@ -91,9 +91,10 @@ type enforceState struct {
 	mu      sync.Mutex
 	leading bool
 	queue   []*txOp
-	// stmts are the prepared statements by query text, written once by
-	// prepare and only read afterwards.
-	stmts    map[string]*sql.Stmt
+	// stmts are the prepared statements by query text. prepare replaces
+	// the map, never changes it, so a reader may keep using one it got.
+	stmts map[string]*sql.Stmt
+	// prepared is set once every statement is prepared.
 	prepared bool
 }
 
@@ -220,23 +221,27 @@ var sqliteStatements = []string{
 	finishSQL, finishExpiredSQL, bucketsSelectSQL, eventInsertSQL, queueInsertSQL,
 }
 
-// prepare prepares sqliteStatements, once. It runs while the caller holds
-// no connection (the write pool has only one). A statement that fails to
-// prepare is simply run unprepared.
+// prepare prepares sqliteStatements on the write connection until all of
+// them are (a store opened before its schema was migrated cannot prepare
+// them yet). It runs while the caller holds no connection, as the write
+// pool has only one. A statement not prepared is simply run as text.
 func (s *Store) prepare() {
 	s.enforce.mu.Lock()
 	defer s.enforce.mu.Unlock()
 	if s.enforce.prepared {
 		return
 	}
-	s.enforce.prepared = true
+	// Readers hold the old map without the lock, so build a new one.
 	m := make(map[string]*sql.Stmt, len(sqliteStatements))
 	for _, q := range sqliteStatements {
-		if st, err := s.db.PrepareContext(context.Background(), q); err == nil {
+		if st, ok := s.enforce.stmts[q]; ok {
+			m[q] = st
+		} else if st, err := s.db.PrepareContext(context.Background(), q); err == nil {
 			m[q] = st
 		}
 	}
 	s.enforce.stmts = m
+	s.enforce.prepared = len(m) == len(sqliteStatements)
 }
 
 // ptx returns tx as a querier that runs prepared statements where it has them.
@@ -380,7 +385,7 @@ func (s *Store) fillUsage(ctx context.Context, q querier, pols []policy.PolicyUs
 	}
 	starts := make([]int64, len(pols))
 	for i, pu := range pols {
-		ws, err := policy.WindowStart(pu.Policy, now)
+		ws, err := s.zones.WindowStart(pu.Policy, now)
 		if err != nil {
 			return fmt.Errorf("policy %s: window: %w", pu.Policy.ID, err)
 		}
@@ -596,7 +601,7 @@ func (s *Store) Reserve(ctx context.Context, r ledger.ReserveRequest) (policy.De
 		}
 		moves := make([]bucketMove, 0, len(pols))
 		for _, pu := range pols {
-			bs, err := policy.BucketStart(pu.Policy, r.Now)
+			bs, err := s.zones.BucketStart(pu.Policy, r.Now)
 			if err != nil {
 				return fmt.Errorf("policy %s: bucket: %w", pu.Policy.ID, err)
 			}
@@ -935,7 +940,7 @@ func (s *Store) finish(ctx context.Context, f finish) (ledger.Event, error) {
 func (s *Store) firstEvent(ctx context.Context, requestID string) (ledger.Event, error) {
 	var status string
 	var evID sql.NullString
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT status, event_id FROM reservations WHERE request_id = ?`), requestID).Scan(&status, &evID)
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT status, event_id FROM reservations WHERE request_id = ?`), requestID).Scan(&status, &evID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ledger.Event{}, fmt.Errorf("reservation %q: %w", requestID, ledger.ErrNotFound)
 	}
@@ -943,10 +948,10 @@ func (s *Store) firstEvent(ctx context.Context, requestID string) (ledger.Event,
 		return ledger.Event{}, s.wrap(fmt.Errorf("read reservation %s: %w", requestID, err))
 	}
 	if !evID.Valid {
-		// Still open: only reachable when an expiry sweep found it unexpired.
+		// A finished reservation always names its event; this one is not finished.
 		return ledger.Event{}, fmt.Errorf("reservation %q is still %s: %w", requestID, status, errNotOpen)
 	}
-	return s.getEvent(ctx, s.db, evID.String)
+	return s.getEvent(ctx, s.rdb, evID.String)
 }
 
 // Settle replaces the reservation with the actual amount: the reserved

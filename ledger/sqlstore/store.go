@@ -16,6 +16,7 @@ import (
 	"github.com/pressly/goose/v3"
 
 	"github.com/caracal-dev/caracal/ledger"
+	"github.com/caracal-dev/caracal/policy"
 )
 
 // Dialect is what differs between SQL backends.
@@ -55,6 +56,9 @@ type Store struct {
 	// enforce holds the enforcement path's SQLite commit grouping and
 	// prepared statements (see writeTx in reserve.go).
 	enforce enforceState
+	// zones caches loaded time zones so that bucketing a spend never
+	// reads the zone database on the hot path.
+	zones policy.Zones
 }
 
 // Options configure Open.

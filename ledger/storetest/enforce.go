@@ -372,6 +372,44 @@ func testEnforce(t *testing.T, newStore Factory) {
 		}
 	})
 
+	t.Run("ConcurrentSettleTakesEffectOnce", func(t *testing.T) {
+		f := newFx(t, newStore)
+		a := f.agent("a", "")
+		p := f.daily(a.ID, "100")
+		id := f.mustAllow(a.ID, "10", noon)
+		const n = 20
+		ids := make([]string, n)
+		amounts := make([]money.Amount, n)
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var ev ledger.Event
+				var err error
+				if i%4 == 3 {
+					ev, err = f.s.Release(f.ctx, id, "racing release")
+				} else {
+					ev, err = f.s.Settle(f.ctx, ledger.SettleRequest{RequestID: id, Amount: money.Amount(i+1) * m("0.1"), Now: noon})
+				}
+				if err != nil {
+					t.Errorf("finish %d: %v", i, err)
+					return
+				}
+				ids[i], amounts[i] = ev.ID, ev.Amount
+			}()
+		}
+		wg.Wait()
+		for i := 1; i < n; i++ {
+			if ids[i] != ids[0] || amounts[i] != amounts[0] {
+				t.Fatalf("finish %d returned event %s of %s, finish 0 returned %s of %s", i, ids[i], amounts[i], ids[0], amounts[0])
+			}
+		}
+		if u := f.usageOf(a.ID, p.ID, noon); u.Spent != amounts[0] || u.Reserved != 0 {
+			t.Fatalf("usage spent %s reserved %s, want %s and 0", u.Spent, u.Reserved, amounts[0])
+		}
+	})
+
 	t.Run("UnknownRequestsAndAgents", func(t *testing.T) {
 		f := newFx(t, newStore)
 		a := f.agent("a", "")

@@ -189,7 +189,7 @@ func verifyFull(t testing.TB, s ledger.Store) (merkle.Report, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return merkle.Verify(context.Background(), ledger.VerifySource(s), merkle.VerifyOptions{Keys: ring})
+	return ledger.VerifyFull(context.Background(), s, ring, nil)
 }
 
 func testIntegrateBatches(t *testing.T, newStore Factory) {
