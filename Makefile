@@ -19,8 +19,16 @@ install:
 # make test runs every test the project has: unit and conformance tests
 # against SQLite and a throwaway PostgreSQL cluster it starts itself, and
 # end-to-end tests that drive the built binary with real clients.
+# The PostgreSQL backend runs first and verbosely (its output is kept in
+# bin/postgres-test.log) so the log shows which server the conformance suite
+# really ran against; then everything else.
 test: e2e-deps
-	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+	@mkdir -p bin
+	@echo "go test -race ./ledger/postgres/ (conformance suite on PostgreSQL)"
+	@GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -timeout 10m -v ./ledger/postgres/ > bin/postgres-test.log 2>&1 || { cat bin/postgres-test.log; exit 1; }
+	@grep -m1 '^pgtest:' bin/postgres-test.log
+	@echo "PostgreSQL: $$(grep -c -- '--- PASS: TestConformance/' bin/postgres-test.log) conformance subtests passed, $$(grep -c -- '--- FAIL' bin/postgres-test.log) failed"
+	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -timeout 25m $$($(GO) list $(PKGS) | grep -v '/ledger/postgres$$')
 
 e2e-deps:
 	@if [ -f $(NODE_DIR)/package-lock.json ]; then \
