@@ -66,11 +66,15 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	if err != nil {
 		return err
 	}
-	if len(cfg.Proxy.Providers) == 0 {
-		return Usagef("config: proxy.providers: none configured; add at least one provider (see `caracal proxy --help`)")
+	configured := cfg.Proxy.Providers
+	if len(configured) == 0 {
+		configured = defaultProviders(os.Getenv)
 	}
-	providers := make([]llmproxy.Provider, 0, len(cfg.Proxy.Providers))
-	for i, p := range cfg.Proxy.Providers {
+	if len(configured) == 0 {
+		return Usagef("config: proxy.providers: none configured, and neither OPENAI_API_KEY nor ANTHROPIC_API_KEY is set; add a provider (see `caracal proxy --help`)")
+	}
+	providers := make([]llmproxy.Provider, 0, len(configured))
+	for i, p := range configured {
 		key, err := providerKey(i, p)
 		if err != nil {
 			return err
@@ -206,4 +210,21 @@ func providerKey(i int, p Provider) (string, error) {
 		return k, nil
 	}
 	return "", Usagef("%s: set api_key_env or api_key_file", field)
+}
+
+// defaultProviders is what `caracal proxy` fronts when the configuration
+// names no provider: OpenAI and Anthropic at their public addresses, each
+// only if its usual key variable is set, so a bare `caracal proxy` works the
+// way the SDKs themselves find their keys.
+func defaultProviders(getenv func(string) string) []Provider {
+	var out []Provider
+	for _, p := range []Provider{
+		{Name: "openai", BaseURL: "https://api.openai.com", APIKeyEnv: "OPENAI_API_KEY"},
+		{Name: "anthropic", BaseURL: "https://api.anthropic.com", APIKeyEnv: "ANTHROPIC_API_KEY"},
+	} {
+		if getenv(p.APIKeyEnv) != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

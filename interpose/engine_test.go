@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,27 +15,12 @@ import (
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/ledger/postgres"
-	"github.com/caracal-dev/caracal/ledger/sqlite"
 	"github.com/caracal-dev/caracal/ledger/sqlstore"
+	"github.com/caracal-dev/caracal/ledger/storetest"
 	"github.com/caracal-dev/caracal/policy"
 )
 
 func m(s string) money.Amount { return money.MustParse(s) }
-
-// newSQLiteStore returns a fresh migrated SQLite store.
-func newSQLiteStore(t *testing.T) *sqlstore.Store {
-	t.Helper()
-	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "caracal.db"), sqlite.Options{SkipSchemaCheck: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.MigrateUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // clock is a settable time source.
 type clock struct {
@@ -69,7 +53,7 @@ type env struct {
 
 func newEnv(t *testing.T, mod func(*interpose.Options)) *env {
 	t.Helper()
-	s := newSQLiteStore(t)
+	s := storetest.OpenSQLite(t)
 	ctx := context.Background()
 	a, err := s.CreateAgent(ctx, ledger.NewAgent{Name: "agent-a", Owner: "tests"})
 	if err != nil {

@@ -5,36 +5,21 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
-	"github.com/caracal-dev/caracal/ledger/sqlite"
+	"github.com/caracal-dev/caracal/ledger/storetest"
 	"github.com/caracal-dev/caracal/merkle"
 	"github.com/caracal-dev/caracal/policy"
 )
 
-func openStore(t *testing.T) ledger.Store {
-	t.Helper()
-	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "caracal.db"), sqlite.Options{SkipSchemaCheck: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.MigrateUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func TestSigningKeyLifecycle(t *testing.T) {
 	ctx := context.Background()
 	home := t.TempDir()
-	s := openStore(t)
+	s := storetest.OpenSQLite(t)
 
 	if _, err := ledger.LoadSigner(ctx, s, home); !errors.Is(err, ledger.ErrNoSigningKey) || !strings.Contains(err.Error(), "caracal keys generate") {
 		t.Fatalf("LoadSigner with no key = %v", err)
@@ -55,7 +40,7 @@ func TestSigningKeyLifecycle(t *testing.T) {
 	}
 
 	// A new database initialised from the same home adopts its key.
-	s2 := openStore(t)
+	s2 := storetest.OpenSQLite(t)
 	adopted, created, err := ledger.EnsureSigningKey(ctx, s2, home, "")
 	if err != nil || created || adopted.Signer.KeyID() != kf.Signer.KeyID() {
 		t.Fatalf("EnsureSigningKey on a new database = %+v, %v, %v", adopted, created, err)
@@ -101,7 +86,7 @@ func TestLeafOf(t *testing.T) {
 
 func TestIntegratorRetriesAfterFailure(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t)
+	s := storetest.OpenSQLite(t)
 	home := t.TempDir()
 	// No signing key is registered, so every run fails; the loop logs and
 	// keeps going, and Flush reports the error.

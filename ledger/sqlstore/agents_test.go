@@ -4,31 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/caracal-dev/caracal/ledger"
-	"github.com/caracal-dev/caracal/ledger/sqlite"
 	"github.com/caracal-dev/caracal/ledger/sqlstore"
+	"github.com/caracal-dev/caracal/ledger/storetest"
 	"github.com/caracal-dev/caracal/policy"
 )
-
-// newSQLite returns a fresh, migrated SQLite store, closed when the test ends.
-func newSQLite(t *testing.T) *sqlstore.Store {
-	t.Helper()
-	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "caracal.db"), sqlite.Options{SkipSchemaCheck: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.MigrateUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 func mustAgent(t *testing.T, s *sqlstore.Store, name, parent string) policy.Agent {
 	t.Helper()
@@ -41,7 +25,7 @@ func mustAgent(t *testing.T, s *sqlstore.Store, name, parent string) policy.Agen
 
 func TestChainDepthLimit(t *testing.T) {
 	ctx := context.Background()
-	s := newSQLite(t)
+	s := storetest.OpenSQLite(t)
 	parent := ""
 	var last policy.Agent
 	for i := 1; i <= sqlstore.MaxChainDepth; i++ {
@@ -78,7 +62,7 @@ func TestChainDepthLimit(t *testing.T) {
 // the chain must fail rather than loop.
 func TestCorruptCycle(t *testing.T) {
 	ctx := context.Background()
-	s := newSQLite(t)
+	s := storetest.OpenSQLite(t)
 	a := mustAgent(t, s, "a", "")
 	b := mustAgent(t, s, "b", a.ID)
 	if _, err := s.DB().ExecContext(ctx, `UPDATE agents SET parent_id = ? WHERE id = ?`, b.ID, a.ID); err != nil {
@@ -96,7 +80,7 @@ func TestCorruptCycle(t *testing.T) {
 }
 
 func TestChainTxUnknown(t *testing.T) {
-	s := newSQLite(t)
+	s := storetest.OpenSQLite(t)
 	_, err := s.ChainInTx(context.Background(), "nope")
 	if !errors.Is(err, ledger.ErrNotFound) || err.Error() != `agent "nope" not found` {
 		t.Fatalf("chainTx(unknown) = %v", err)

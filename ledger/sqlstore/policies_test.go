@@ -8,12 +8,13 @@ import (
 
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
+	"github.com/caracal-dev/caracal/ledger/storetest"
 	"github.com/caracal-dev/caracal/policy"
 )
 
 func TestActivePoliciesTx(t *testing.T) {
 	ctx := context.Background()
-	s := newSQLite(t)
+	s := storetest.OpenSQLite(t)
 	a := mustAgent(t, s, "a", "")
 	b := mustAgent(t, s, "b", a.ID)
 	c := mustAgent(t, s, "c", "")

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/caracal-dev/caracal/ledger/storetest"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -13,7 +14,7 @@ import (
 // that passed validation: none of the import may remain.
 func TestImportRollsBack(t *testing.T) {
 	ctx := context.Background()
-	s := newSQLite(t)
+	s := storetest.OpenSQLite(t)
 	if _, err := s.DB().ExecContext(ctx, `CREATE TRIGGER refuse_boom BEFORE INSERT ON prices
 		WHEN NEW.resource = 'mcp:boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END`); err != nil {
 		t.Fatal(err)

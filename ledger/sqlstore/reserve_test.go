@@ -3,7 +3,6 @@ package sqlstore_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,31 +11,16 @@ import (
 
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
-	"github.com/caracal-dev/caracal/ledger/sqlite"
-	"github.com/caracal-dev/caracal/ledger/sqlstore"
+	"github.com/caracal-dev/caracal/ledger/storetest"
 	"github.com/caracal-dev/caracal/policy"
 )
-
-func openEnforceSQLite(t *testing.T) *sqlstore.Store {
-	t.Helper()
-	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "caracal.db"), sqlite.Options{SkipSchemaCheck: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.MigrateUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // TestGroupedCommitsIsolateFailures runs many concurrent reservations, so
 // that SQLite groups them into shared transactions, where some collide on
 // a request ID: each collision fails alone with ErrConflict, and none of
 // its work (the usage it had already added) survives.
 func TestGroupedCommitsIsolateFailures(t *testing.T) {
-	s := openEnforceSQLite(t)
+	s := storetest.OpenSQLite(t)
 	ctx := context.Background()
 	a, err := s.CreateAgent(ctx, ledger.NewAgent{Name: "a", Owner: "o"})
 	if err != nil {
@@ -87,7 +71,7 @@ func TestGroupedCommitsIsolateFailures(t *testing.T) {
 // TestEveryEventIsQueued checks that each committed event has its
 // integration_queue row, for every kind of event.
 func TestEveryEventIsQueued(t *testing.T) {
-	s := openEnforceSQLite(t)
+	s := storetest.OpenSQLite(t)
 	ctx := context.Background()
 	a, err := s.CreateAgent(ctx, ledger.NewAgent{Name: "a", Owner: "o"})
 	if err != nil {
