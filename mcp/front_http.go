@@ -394,6 +394,13 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 		jsonError(w, http.StatusRequestEntityTooLarge, codeInvalidRequest, e.Error())
 		return
 	}
+	if err := checkJSON(body, true); err != nil {
+		id, code, msg := rejectJSON(body, err)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write(errorResponse(id, code, msg))
+		return
+	}
 	if !gjson.ValidBytes(body) {
 		jsonError(w, http.StatusBadRequest, codeParseError, "Parse error: the body is not valid JSON")
 		return

@@ -314,6 +314,12 @@ func (s *Session) hostTooLarge(e *TooLargeError) {
 // HandleHost handles one message (or batch) from the host.
 func (s *Session) HandleHost(ctx context.Context, raw []byte) {
 	c := firstNonSpace(raw)
+	if err := checkJSON(raw, true); err != nil {
+		id, code, msg := rejectJSON(raw, err)
+		s.log.Warn("refused a message from the host", "err", err)
+		s.reply(errorResponse(id, code, msg))
+		return
+	}
 	if !gjson.ValidBytes(raw) {
 		s.reply(errorResponse("", codeParseError, "Parse error: the message is not valid JSON"))
 		return
@@ -720,6 +726,10 @@ func (s *Session) finishCall(p *pending, raw []byte) {
 
 // fromUpstream handles one message from an upstream.
 func (s *Session) fromUpstream(u *upstream, raw []byte) {
+	if err := checkJSON(raw, false); err != nil {
+		s.log.Warn("dropped a message from upstream", "upstream", u.resName(), "bytes", len(raw), "err", err)
+		return
+	}
 	if !gjson.ValidBytes(raw) {
 		s.log.Warn("dropped invalid JSON from upstream", "upstream", u.resName(), "bytes", len(raw))
 		return

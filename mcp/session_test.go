@@ -342,6 +342,9 @@ func TestBadInputFromHost(t *testing.T) {
 		{"neither request nor response", `{"jsonrpc":"2.0","id":3}`, -32600, "Invalid Request"},
 		{"oversize", `{"jsonrpc":"2.0","id":9,"method":"ping","params":{"pad":"` + strings.Repeat("a", 5000) + `"}}`, -32600, "exceeds the maximum message size of 4 KiB"},
 		{"tools/call without a name", `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{}}`, -32602, "tool name"},
+		{"repeated method", `{"jsonrpc":"2.0","id":6,"method":"ping","method":"tools/call","params":{"name":"echo","arguments":{}}}`, -32600, `duplicate key "method"`},
+		{"repeated tool name", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","name":"hidden","arguments":{}}}`, -32600, `duplicate key "name"`},
+		{"hostile nesting", `{"jsonrpc":"2.0","id":8,"method":"ping","params":` + strings.Repeat("[", 2000) + strings.Repeat("]", 2000) + `}`, -32700, "nesting deeper than 512 levels"},
 	}
 	h := startHost(t, Options{Meter: newFakeMeter("1"), MaxMessageSize: 4096})
 	h.init()
@@ -358,6 +361,9 @@ func TestBadInputFromHost(t *testing.T) {
 				t.Errorf("ping after bad input: %s", p)
 			}
 		})
+	}
+	if got := h.upstreamCalls(); len(got) != 0 {
+		t.Errorf("bad input reached the upstream as calls: %v", got)
 	}
 }
 
