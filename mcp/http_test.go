@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -274,5 +275,49 @@ func TestHTTPFrontJSONResponses(t *testing.T) {
 	arr := gjson.ParseBytes(body).Array()
 	if len(arr) != 2 || !arr[0].Get("result").Exists() || arr[1].Get("result.isError").Bool() {
 		t.Errorf("batch reply %s", body)
+	}
+}
+
+// TestTimeoutWithStuckHTTPUpstream: an HTTP upstream that accepts
+// connections but never answers a tools/call, nor the cancellation the
+// proxy sends after the timeout, must not keep the host from its answer.
+func TestTimeoutWithStuckHTTPUpstream(t *testing.T) {
+	done := make(chan struct{})
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch gjson.GetBytes(body, "method").String() {
+		case "ping":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":` + gjson.GetBytes(body, "id").Raw + `,"result":{}}`))
+		case "initialize":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Mcp-Session-Id", "s1")
+			_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":` + gjson.GetBytes(body, "id").Raw + `,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"stuck","version":"1"}}}`))
+		case "notifications/initialized":
+			w.WriteHeader(http.StatusAccepted)
+		default: // tools/call and notifications/cancelled: not answered while the test runs
+			select {
+			case <-r.Context().Done():
+			case <-done:
+			}
+		}
+	}))
+	t.Cleanup(stuck.Close)
+	t.Cleanup(func() { close(done) })
+	m := newFakeMeter("1")
+	h := startHost(t, Options{Meter: m, CallTimeout: 200 * time.Millisecond}, UpstreamSpec{Name: "stuck", URL: stuck.URL})
+	h.init()
+	h.send(`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"work","arguments":{}}}`)
+	r, _ := h.response("5")
+	if gjson.GetBytes(r, "result.structuredContent.code").String() != "timeout" {
+		t.Fatalf("want a timeout result, got %s", r)
+	}
+	if ev := m.waitEvents(t, 1); ev[0].Outcome != policy.OutcomeUnconfirmed {
+		t.Errorf("outcome = %s, want unconfirmed", ev[0].Outcome)
+	}
+	// The host's read loop is not stalled by the stuck upstream.
+	h.send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5}}`)
+	if p := h.call("6", "ping", `{}`); gjson.GetBytes(p, "id").Int() != 6 {
+		t.Errorf("ping after a stuck cancellation: %s", p)
 	}
 }

@@ -485,12 +485,16 @@ func (s *Session) hostNotification(ctx context.Context, m message) {
 		}
 		s.mu.Unlock()
 		if p != nil {
-			s.send(ctx, p.up, m.raw)
+			s.sendAside(p.up, m.raw)
 			return
 		}
 		if s.gateway {
 			return // nothing in flight: nowhere to send it
 		}
+		// Probably a call that already timed out here: the upstream may be
+		// stuck, so the host's read loop must not wait for it.
+		s.sendAside(s.ups[0], m.raw)
+		return
 	}
 	if s.gateway {
 		for _, u := range s.ups {
@@ -657,10 +661,26 @@ func (s *Session) callTimedOut(p *pending) {
 		limit = s.p.opts.MaxCallDuration
 	}
 	s.log.Warn("tools/call timed out", "id", p.id, "after", limit)
-	params, _ := json.Marshal(map[string]any{"requestId": json.RawMessage(p.id), "reason": "timed out in Caracal after " + limit.String()})
-	s.send(s.ctx, p.up, notificationBytes("notifications/cancelled", params))
 	s.reply(toolErrorResult(p.id, fmt.Sprintf("The tool server did not answer within %s. Its outcome is unknown, so the call was charged as unconfirmed.", limit), map[string]any{"code": "timeout", "reason": "no response within " + limit.String()}))
 	s.unconfirmed(p, "no response within "+limit.String())
+	params, _ := json.Marshal(map[string]any{"requestId": json.RawMessage(p.id), "reason": "timed out in Caracal after " + limit.String()})
+	s.sendAside(p.up, notificationBytes("notifications/cancelled", params))
+}
+
+// cancelSendTimeout bounds how long delivering a cancellation may take.
+const cancelSendTimeout = 10 * time.Second
+
+// sendAside delivers a cancellation without holding up the caller: an
+// upstream that has stopped answering (an HTTP server stuck in a tool) must
+// not delay the host's answer or stall the host's read loop.
+func (s *Session) sendAside(u *upstream, msg []byte) {
+	s.settles.Add(1)
+	go func() {
+		defer s.settles.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, cancelSendTimeout)
+		defer cancel()
+		s.send(ctx, u, msg)
+	}()
 }
 
 // touch extends a call's timeout when progress arrives, never past its

@@ -72,6 +72,10 @@ func (c *httpConn) headers(h http.Header) {
 	c.mu.Unlock()
 }
 
+// notifyTimeout bounds the POST of a notification or response, which a
+// Streamable HTTP server answers with 202 at once.
+const notifyTimeout = 30 * time.Second
+
 func (c *httpConn) send(ctx context.Context, msg []byte) error {
 	c.mu.Lock()
 	legacy := c.legacy
@@ -82,7 +86,11 @@ func (c *httpConn) send(ctx context.Context, msg []byte) error {
 	m, _ := parseMessage(msg)
 	if m.kind != kindRequest {
 		// Notifications and responses are answered at once with 202;
-		// waiting keeps them ordered before the requests that follow.
+		// waiting keeps them ordered before the requests that follow. The
+		// wait is bounded so an upstream that stops answering cannot stall
+		// the host's messages behind it for ever.
+		ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
+		defer cancel()
 		if err := c.post(ctx, m, msg); err != nil {
 			return err
 		}
