@@ -160,13 +160,59 @@ func estimateInput(body []byte, limit ModelLimit, imageTokens int64) int64 {
 	return est
 }
 
+// refersToServerState reports whether the request brings in input that its
+// body does not carry: a previous response, a stored conversation or
+// prompt, a file by id or URL, a document fetched from a URL, remote MCP
+// servers, or a hosted tool (web search, file search, …) whose internal
+// turns add input tokens. Only tools of type "function" or "custom", or
+// with no type (Anthropic's client tools), run on the agent's side.
 func refersToServerState(body []byte) bool {
-	for _, k := range []string{"previous_response_id", "conversation", "prompt.id"} {
+	for _, k := range []string{"previous_response_id", "conversation", "prompt.id", "mcp_servers"} {
 		if v := gjson.GetBytes(body, k); v.Exists() && v.Type != gjson.Null {
 			return true
 		}
 	}
-	return bytes.Contains(body, []byte(`"file_id"`)) || bytes.Contains(body, []byte(`"container_upload"`))
+	for _, k := range []string{`"file_id"`, `"file_url"`, `"container_upload"`} {
+		if bytes.Contains(body, []byte(k)) {
+			return true
+		}
+	}
+	hosted := false
+	gjson.GetBytes(body, "tools").ForEach(func(_, t gjson.Result) bool {
+		switch t.Get("type").String() {
+		case "", "function", "custom":
+			return true
+		}
+		hosted = true
+		return false
+	})
+	return hosted || fetchesDocument(gjson.ParseBytes(body))
+}
+
+// fetchesDocument reports whether r holds a document part whose source is
+// not inline (Anthropic's {"type":"document","source":{"type":"url",…}}).
+func fetchesDocument(r gjson.Result) bool {
+	found := false
+	switch {
+	case r.IsObject():
+		if r.Get("type").String() == "document" {
+			switch r.Get("source.type").String() {
+			case "base64", "text", "content":
+			default:
+				return true
+			}
+		}
+		r.ForEach(func(_, v gjson.Result) bool {
+			found = fetchesDocument(v)
+			return !found
+		})
+	case r.IsArray():
+		r.ForEach(func(_, v gjson.Result) bool {
+			found = fetchesDocument(v)
+			return !found
+		})
+	}
+	return found
 }
 
 func walkImages(r gjson.Result, images, imageBytes *int64) {

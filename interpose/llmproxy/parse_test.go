@@ -164,6 +164,13 @@ func TestEstimateInput(t *testing.T) {
 		{"previous response", `{"model":"m","previous_response_id":"resp_1","input":"hi"}`, 100_000},
 		{"file by id", `{"model":"m","input":[{"type":"input_file","file_id":"f"}]}`, 100_000},
 		{"capped by context", `{"model":"m","input":"` + strings.Repeat("x", 200_000) + `"}`, 100_000},
+		{"file by url", `{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_url":"https://x/a.pdf"}]}]}`, 100_000},
+		{"document from a url", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"url","url":"https://x/a.pdf"}}]}]}`, 100_000},
+		{"hosted tool", `{"model":"m","input":"hi","tools":[{"type":"function","name":"f"},{"type":"web_search"}]}`, 100_000},
+		{"anthropic server tool", `{"model":"m","max_tokens":5,"messages":[],"tools":[{"type":"web_fetch_20250910","name":"web_fetch"}]}`, 100_000},
+		{"remote mcp servers", `{"model":"m","max_tokens":5,"messages":[],"mcp_servers":[{"type":"url","url":"https://x"}]}`, 100_000},
+		{"client tools only", `{"model":"m","max_tokens":5,"messages":[],"tools":[{"name":"get","input_schema":{}}]}`, 85 + estimateOverhead},
+		{"inline document", `{"model":"m","messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","data":"abc"}}]}]}`, 112 + estimateOverhead},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,12 +14,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +31,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/tidwall/gjson"
 
+	"github.com/caracal-dev/caracal/internal/jsoncheck"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
@@ -266,6 +269,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, kind, http.StatusServiceUnavailable, string(policy.CodeUnavailable), "Caracal cannot check the agent key right now; the request was not relayed")
 		return
 	}
+	if !cleanPath(rest) {
+		// "/v1/chat/completions/x/.." is classified by its last segments
+		// but names chat/completions to any server that resolves dot
+		// segments: a metered call must not pass as a flat-priced route.
+		writeError(w, kind, http.StatusBadRequest, "invalid_path", fmt.Sprintf("request path %q has empty, \".\" or \"..\" segments; send the canonical path", r.URL.Path))
+		return
+	}
 	c := &call{p: p, prov: prov, rest: rest, ep: classify(kind, r.Method, rest)}
 	reqID := uuid.NewString()
 	bc := interpose.Call{AgentID: agent.ID, Upstream: prov.Name, Operation: c.ep.operation(), RequestID: reqID}
@@ -314,6 +324,13 @@ func (p *Proxy) prepareLLM(w http.ResponseWriter, r *http.Request, c *call, bc *
 		writeError(w, kind, http.StatusBadRequest, "", "cannot read request body: "+err.Error())
 		return false
 	}
+	if err := jsoncheck.Check(body, true); err != nil {
+		// The body is relayed as sent, and the provider's decoder takes the
+		// last of a repeated "model" or "max_tokens" where gjson takes the
+		// first: refuse what could be priced as one call and run as another.
+		writeError(w, kind, http.StatusBadRequest, "invalid_json", "request body refused: "+err.Error())
+		return false
+	}
 	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
 		writeError(w, kind, http.StatusBadRequest, "invalid_json", "request body is not a JSON object")
 		return false
@@ -344,7 +361,13 @@ func (p *Proxy) prepareLLM(w http.ResponseWriter, r *http.Request, c *call, bc *
 	if c.ep == epEmbeddings {
 		out = 0
 	}
-	out *= c.req.choices
+	if c.req.choices > 1 {
+		if out > math.MaxInt64/c.req.choices {
+			writeError(w, kind, http.StatusBadRequest, "", fmt.Sprintf("cannot bound the cost of this request: %d choices of %d output tokens each is out of range", c.req.choices, out))
+			return false
+		}
+		out *= c.req.choices
+	}
 	worst, err := worstCase(*q.Rule, in, out)
 	if err != nil {
 		writeError(w, kind, http.StatusBadRequest, "", "cannot bound the cost of this request: "+err.Error())
@@ -352,6 +375,16 @@ func (p *Proxy) prepareLLM(w http.ResponseWriter, r *http.Request, c *call, bc *
 	}
 	bc.Reserve = &worst
 	return true
+}
+
+// cleanPath reports whether p, a path after the provider prefix, has no
+// empty, "." or ".." segments (one trailing slash is allowed).
+func cleanPath(p string) bool {
+	p = strings.TrimSuffix(p, "/")
+	if p == "" {
+		return true
+	}
+	return path.Clean(p) == p
 }
 
 func splitProvider(path string) (name, rest string) {
@@ -415,6 +448,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			c.settle(nil)
 		} else {
 			c.release(fmt.Sprintf("upstream status %d", resp.StatusCode))
+			redactKey(resp, c.prov.APIKey)
 		}
 		resp.Body = &closeBody{ReadCloser: resp.Body, c: c}
 		return nil

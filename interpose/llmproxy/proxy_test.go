@@ -249,6 +249,11 @@ func TestProxyKeyIsolation(t *testing.T) {
 	if len(h.fake.Seen()) != len(calls)+1 {
 		t.Fatalf("provider saw %d requests, want %d", len(seen), len(calls))
 	}
+	// So must one on a route priced per request.
+	resp, body = h.do("POST", "/openai/v1/files", "crk_good", `{}`, map[string]string{"Fake-Mode": "echo-key"})
+	if resp.StatusCode != 401 || strings.Contains(body, "sk-prov") || !strings.Contains(body, "[redacted by Caracal]") {
+		t.Errorf("echoed key on a per-request route: status %d, body %s", resp.StatusCode, body)
+	}
 	for _, s := range seen {
 		if strings.Contains(s.Authorization+s.APIKey, "crk_") {
 			t.Errorf("provider saw the agent key: %+v", s)
@@ -333,6 +338,10 @@ func TestProxyBadInputAndUpstreamFailures(t *testing.T) {
 		{"no usage", "/openai/v1/chat/completions", "crk_good", chat, map[string]string{"Fake-Mode": "nousage"}, 200, "", policy.OutcomeUnconfirmed, true},
 		{"stream without usage", "/anthropic/v1/messages", "crk_good", msgStream, map[string]string{"Fake-Mode": "nousage"}, 200, "", policy.OutcomeUnconfirmed, true},
 		{"too large", "/openai/v1/chat/completions", "crk_good", `{"model":"gpt-4o","x":"` + strings.Repeat("a", 2000) + `"}`, nil, 413, "invalid_request_error", "", false},
+		{"repeated model", "/openai/v1/chat/completions", "crk_good", `{"model":"gpt-4o","max_tokens":1,"messages":[],"model":"o1-pro","max_tokens":100000}`, nil, 400, "invalid_request_error", "", false},
+		{"dot segments", "/openai/v1/chat/completions/x/..", "crk_good", chat, nil, 400, "invalid_request_error", "", false},
+		{"empty segment", "/openai/v1//chat/completions", "crk_good", chat, nil, 400, "invalid_request_error", "", false},
+		{"choices overflow", "/openai/v1/chat/completions", "crk_good", `{"model":"gpt-4o","messages":[],"max_tokens":4294967296,"n":4294967296}`, nil, 400, "invalid_request_error", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -368,6 +377,17 @@ func TestProxyBadInputAndUpstreamFailures(t *testing.T) {
 			}
 		})
 	}
+	t.Run("hostile nesting", func(t *testing.T) {
+		h := newHarness(t, "100", nil)
+		body := `{"model":"gpt-4o","x":` + strings.Repeat("[", 1<<20) + strings.Repeat("]", 1<<20) + `}`
+		resp, b := h.do("POST", "/openai/v1/chat/completions", "crk_good", body, nil)
+		if resp.StatusCode != 400 || !strings.Contains(b, "nesting deeper than 512 levels") {
+			t.Errorf("status %d: %s", resp.StatusCode, b)
+		}
+		if len(h.fake.Seen()) != 0 || len(h.eng.finished()) != 0 {
+			t.Errorf("a refused body reached the provider or the ledger")
+		}
+	})
 	t.Run("unreachable provider", func(t *testing.T) {
 		eng := newFakeEngine(money.MustParse("100"), testRules...)
 		px, err := New(Options{Engine: eng, Providers: []Provider{{Name: "openai", BaseURL: deadURL, APIKey: "k"}}})

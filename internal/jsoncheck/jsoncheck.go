@@ -1,0 +1,97 @@
+// Package jsoncheck refuses JSON that a reader and a relay could read two
+// ways: repeated object keys, and nesting deep enough to exhaust a
+// recursive validator's stack.
+package jsoncheck
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// MaxDepth is the deepest nesting of arrays and objects Check accepts. Real MCP traffic nests a few dozen levels at most;
+// the bound keeps validation (which recurses) from exhausting the stack on
+// a hostile message such as eight million '['.
+const MaxDepth = 512
+
+// Check rejects a JSON document that a proxy reading it with gjson could
+// read differently from the process it relays it to: nesting deeper than MaxDepth, or an object
+// that repeats a key. Decoders disagree on repeated keys — gjson, which the
+// proxy reads with, takes the first, while Go's encoding/json, JavaScript and
+// Python take the last — so a client could otherwise show the proxy a "ping"
+// or a cheap model and have the upstream run a metered or costly one.
+//
+// It is iterative, allocates only for objects, and does not itself validate
+// the JSON: callers validate after it, once the depth is known to be safe.
+// On invalid input it may return nil or an error; either way the validation
+// that follows rejects the message.
+//
+// With dupKeys false only the depth is checked, for documents the proxy
+// relays rather than judges.
+func Check(raw []byte, dupKeys bool) error {
+	type frame struct {
+		object    bool
+		expectKey bool
+		keys      map[string]struct{}
+	}
+	var stack []frame
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '{', '[':
+			if len(stack) >= MaxDepth {
+				return &Error{Msg: fmt.Sprintf("nesting deeper than %d levels", MaxDepth)}
+			}
+			stack = append(stack, frame{object: raw[i] == '{', expectKey: raw[i] == '{'})
+		case '}', ']':
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+		case ',':
+			if n := len(stack); n > 0 && stack[n-1].object {
+				stack[n-1].expectKey = true
+			}
+		case '"':
+			start := i
+			escaped := false
+			for i++; i < len(raw); i++ {
+				if raw[i] == '\\' {
+					escaped = true
+					i++
+					continue
+				}
+				if raw[i] == '"' {
+					break
+				}
+			}
+			n := len(stack)
+			if !dupKeys || n == 0 || !stack[n-1].object || !stack[n-1].expectKey || i >= len(raw) {
+				continue
+			}
+			top := &stack[n-1]
+			top.expectKey = false
+			key := string(raw[start+1 : i])
+			if escaped {
+				// "\u006dethod" is "method" to every decoder.
+				if err := json.Unmarshal(raw[start:i+1], &key); err != nil {
+					continue
+				}
+			}
+			if top.keys == nil {
+				top.keys = make(map[string]struct{}, 4)
+			}
+			if _, dup := top.keys[key]; dup {
+				return &Error{Msg: fmt.Sprintf("duplicate key %q", key), DuplicateKey: key}
+			}
+			top.keys[key] = struct{}{}
+		}
+	}
+	return nil
+}
+
+// Error is why Check refused a document.
+type Error struct {
+	Msg string
+	// DuplicateKey is the repeated key; "" for a depth error.
+	DuplicateKey string
+}
+
+func (e *Error) Error() string { return e.Msg }
