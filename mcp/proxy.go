@@ -116,8 +116,9 @@ func New(o Options) (*Proxy, error) {
 			if u.Name == "" {
 				return nil, fmt.Errorf("mcp: upstream %d: a name is required when there are several upstreams", i)
 			}
-			if strings.Contains(u.Name, "__") {
-				return nil, fmt.Errorf("mcp: upstream %q: the name must not contain \"__\", which separates it from tool names", u.Name)
+			if strings.Contains(u.Name, "__") || strings.HasSuffix(u.Name, "_") {
+				// "a_" + "__" + "echo" would read back as server "a", tool "_echo".
+				return nil, fmt.Errorf("mcp: upstream %q: the name must not contain \"__\" or end in \"_\", because \"__\" separates it from tool names", u.Name)
 			}
 		}
 		if u.Name != "" && !validName.MatchString(u.Name) {

@@ -591,3 +591,29 @@ func TestUpstreamNamingAndDeclaredPriceWithoutListing(t *testing.T) {
 		t.Errorf("event %+v: want mcp:fake-server/priced charged the declared 0.02", ev[0])
 	}
 }
+
+func TestGatewayUpstreamNames(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want string // error substring; "" for accepted
+	}{
+		{"alpha", "beta", ""},
+		{"a-1", "b_2", ""},
+		{"a__b", "c", `must not contain "__" or end in "_"`},
+		{"a_", "a", `must not contain "__" or end in "_"`},
+		{"Alpha", "b", "use only a-z, 0-9, _ and -"},
+		{"same", "same", "is used twice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.a+"+"+tc.b, func(t *testing.T) {
+			specs := []UpstreamSpec{{Name: tc.a, Command: []string{"x"}}, {Name: tc.b, Command: []string{"y"}}}
+			_, err := New(Options{Meter: newFakeMeter("1"), Upstreams: specs})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("New: %v, want it accepted", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("New: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
