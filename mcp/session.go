@@ -158,6 +158,11 @@ type pending struct {
 	timer     *time.Timer
 	hardStop  time.Time
 	cancelled bool
+	// sent is set (under Session.mu) once the request was handed to the
+	// upstream: a request still waiting for a restarting upstream was
+	// never delivered, so losing the upstream does not make its outcome
+	// unknown.
+	sent bool
 }
 
 type waiter struct {
@@ -265,17 +270,24 @@ func (s *Session) Close() error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	s.mu.Lock()
-	var lost []*pending
+	var lost, unsent []*pending
 	for id, p := range s.pending {
 		delete(s.pending, id)
 		if p.ticket != nil {
 			s.stopCall(p)
-			lost = append(lost, p)
+			if p.sent {
+				lost = append(lost, p)
+			} else {
+				unsent = append(unsent, p)
+			}
 		}
 	}
 	s.mu.Unlock()
 	for _, p := range lost {
 		s.unconfirmed(p, "the host disconnected before the upstream answered")
+	}
+	for _, p := range unsent {
+		s.release(p, "the host disconnected before the call reached the upstream")
 	}
 	s.closeConns()
 	s.cancel()
@@ -455,6 +467,9 @@ func (s *Session) forward(ctx context.Context, p *pending, msg []byte) {
 		err = p.up.conn.send(ctx, msg)
 	}
 	if err == nil {
+		s.mu.Lock()
+		p.sent = true
+		s.mu.Unlock()
 		return
 	}
 	if !s.untrack(p) {
@@ -1044,13 +1059,15 @@ func (s *Session) fail(p *pending, err error, unknown bool) {
 	}
 }
 
-// upstreamDown fails every request in flight on u.
+// upstreamDown fails every request in flight on u. Requests not yet sent
+// stay pending: forward delivers them once u is back, or releases them if
+// it does not come back in time.
 func (s *Session) upstreamDown(u *upstream, err error) {
 	u.setReady(false)
 	s.mu.Lock()
 	var lost []*pending
 	for id, p := range s.pending {
-		if p.up == u {
+		if p.up == u && p.sent {
 			delete(s.pending, id)
 			s.stopCall(p)
 			s.markLate(id)
