@@ -57,6 +57,7 @@ type upstream struct {
 	readyCh  chan struct{}
 	declared map[string]*policy.PriceRule // tool → price the server declared
 	listed   bool                         // declared was filled from a full tools/list
+	listing  chan struct{}                // closed when a tools/list read under way ends
 	named    chan struct{}                // closed once name is known
 	caps     gjson.Result                 // gateway: capabilities from initialize
 }
@@ -964,23 +965,39 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 // host calling a tool it never listed still pays the declared price.
 func (s *Session) learnDeclared(ctx context.Context, u *upstream) {
 	u.mu.Lock()
-	done := u.listed
-	u.listed = true
-	u.mu.Unlock()
-	if done {
+	if u.listed {
+		u.mu.Unlock()
 		return
 	}
+	if ch := u.listing; ch != nil {
+		// Another call is reading the list: wait for it, so that this
+		// call is priced from the same declarations.
+		u.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		return
+	}
+	ch := make(chan struct{})
+	u.listing = ch
+	u.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	tools, err := s.fetchAll(cctx, u, "tools/list", "tools")
-	if err != nil {
+	if err == nil {
+		for _, t := range tools {
+			name := t.Get("name").String()
+			u.setDeclared(name, parseDeclared("mcp:"+u.resName()+"/"+name, t.Get("_meta."+gjsonKey(PriceMetaKey))))
+		}
+	} else {
 		s.log.Warn("could not read the declared prices of a trusted upstream", "upstream", u.resName(), "err", err)
-		return
 	}
-	for _, t := range tools {
-		name := t.Get("name").String()
-		u.setDeclared(name, parseDeclared("mcp:"+u.resName()+"/"+name, t.Get("_meta."+gjsonKey(PriceMetaKey))))
-	}
+	u.mu.Lock()
+	u.listing = nil
+	u.listed = err == nil // a failed read is tried again by the next call
+	u.mu.Unlock()
+	close(ch)
 }
 
 // parseDeclared reads a price a trusted upstream declared in a tool's _meta:

@@ -617,3 +617,23 @@ func TestGatewayUpstreamNames(t *testing.T) {
 		})
 	}
 }
+
+// TestDeclaredPriceConcurrentFirstCalls: calls that arrive together before
+// any tools/list all wait for the one read of the declared prices.
+func TestDeclaredPriceConcurrentFirstCalls(t *testing.T) {
+	m := newFakeMeter("1")
+	h := startHost(t, Options{Meter: m}, UpstreamSpec{Command: []string{os.Args[0]}, Env: map[string]string{"CARACAL_FAKE_UPSTREAM": "1"}, Trusted: true})
+	h.init()
+	h.send(`[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"priced","arguments":{}}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"priced","arguments":{}}},{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"priced","arguments":{}}}]`)
+	// The answers may come in any order.
+	for got := map[string]bool{}; len(got) < 3; {
+		if m, ok := parseMessage(h.recv()); ok && m.kind == kindResponse {
+			got[m.id] = true
+		}
+	}
+	for _, e := range m.waitEvents(t, 3) {
+		if e.Amount != money.MustParse("0.02") {
+			t.Errorf("event %+v: want the declared 0.02", e)
+		}
+	}
+}
