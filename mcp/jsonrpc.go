@@ -52,7 +52,7 @@ func parseMessage(raw []byte) (m message, ok bool) {
 	res := gjson.GetManyBytes(raw, "id", "method", "result", "error")
 	id, method := res[0], res[1]
 	if id.Exists() {
-		m.id = id.Raw
+		m.id = canonicalID(id)
 	}
 	if method.Exists() {
 		if method.Type != gjson.String {
@@ -71,6 +71,23 @@ func parseMessage(raw []byte) (m message, ok bool) {
 		return m, true
 	}
 	return m, false
+}
+
+// canonicalID returns an id's JSON text in one canonical form, so that a
+// peer that re-encodes an id ("\u00e91" for "é1", Go's "\u003c" for "<")
+// still matches the request it answers. Ids without escapes, and numbers,
+// are kept as sent.
+func canonicalID(id gjson.Result) string {
+	if id.Type != gjson.String || !strings.Contains(id.Raw, `\`) {
+		return id.Raw
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(id.Str); err != nil {
+		return id.Raw
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // firstNonSpace returns the first byte of b that is not JSON whitespace.

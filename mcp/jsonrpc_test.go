@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/tidwall/gjson"
 )
 
 func TestSetPath(t *testing.T) {
@@ -71,6 +73,25 @@ func TestSanitizeName(t *testing.T) {
 	} {
 		if got := SanitizeName(in); got != want {
 			t.Errorf("SanitizeName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCanonicalID(t *testing.T) {
+	tests := []struct{ a, b string }{
+		{`{"id":"é1"}`, `{"id":"\u00e91"}`},
+		{`{"id":"<a&b>"}`, `{"id":"\u003ca\u0026b\u003e"}`},
+		{`{"id":"x\"y"}`, `{"id":"x\u0022y"}`},
+		{`{"id":7}`, `{"id":7}`},
+	}
+	for _, tc := range tests {
+		a := canonicalID(gjson.Get(tc.a, "id"))
+		b := canonicalID(gjson.Get(tc.b, "id"))
+		if a != b {
+			t.Errorf("canonicalID: %s and %s differ: %s vs %s", tc.a, tc.b, a, b)
+		}
+		if !gjson.Valid(a) || gjson.Parse(a).Value() != gjson.Get(tc.a, "id").Value() {
+			t.Errorf("canonicalID(%s) = %s is not the same id", tc.a, a)
 		}
 	}
 }
