@@ -159,6 +159,15 @@ func parseKV(flag string, entries []string) (map[string]string, error) {
 }
 
 // resolveAgent finds an agent by name or ID; not found is reported against flag.
+// optionalAgentID resolves an optional agent flag to an ID; "" stays "".
+func optionalAgentID(ctx context.Context, st ledger.Agents, flag, nameOrID string) (string, error) {
+	if nameOrID == "" {
+		return "", nil
+	}
+	a, err := resolveAgent(ctx, st, flag, nameOrID)
+	return a.ID, err
+}
+
 func resolveAgent(ctx context.Context, st ledger.Agents, flag, nameOrID string) (policy.Agent, error) {
 	if strings.TrimSpace(nameOrID) == "" {
 		return policy.Agent{}, Usagef("%s: required", flag)

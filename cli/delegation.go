@@ -251,13 +251,9 @@ func runDelegationList(ctx context.Context, opts *delegationListOptions) error {
 	if err != nil {
 		return err
 	}
-	agentID := ""
-	if opts.Agent != "" {
-		a, err := resolveAgent(ctx, st, "--agent", opts.Agent)
-		if err != nil {
-			return err
-		}
-		agentID = a.ID
+	agentID, err := optionalAgentID(ctx, st, "--agent", opts.Agent)
+	if err != nil {
+		return err
 	}
 	pols, err := st.ListPolicies(ctx, "", opts.Inactive)
 	if err != nil {

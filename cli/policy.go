@@ -300,13 +300,9 @@ func runPolicyList(ctx context.Context, opts *policyListOptions) error {
 	if err != nil {
 		return err
 	}
-	agentID := ""
-	if opts.Agent != "" {
-		a, err := resolveAgent(ctx, st, "--agent", opts.Agent)
-		if err != nil {
-			return err
-		}
-		agentID = a.ID
+	agentID, err := optionalAgentID(ctx, st, "--agent", opts.Agent)
+	if err != nil {
+		return err
 	}
 	pols, err := st.ListPolicies(ctx, agentID, opts.Inactive)
 	if err != nil {

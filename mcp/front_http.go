@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caracal-dev/caracal/internal/jsoncheck"
 	"github.com/tidwall/gjson"
 )
 
@@ -394,7 +395,7 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 		jsonError(w, http.StatusRequestEntityTooLarge, codeInvalidRequest, e.Error())
 		return
 	}
-	if err := checkJSON(body, true); err != nil {
+	if err := jsoncheck.Check(body, true); err != nil {
 		id, code, msg := rejectJSON(body, err)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)

@@ -8,12 +8,7 @@ import (
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
 )
 
-// checkJSON refuses a host message that the proxy could read differently
-// from the upstream (see jsoncheck.Check); with dupKeys false, for
-// messages from an upstream, only the depth is checked.
-func checkJSON(raw []byte, dupKeys bool) error { return jsoncheck.Check(raw, dupKeys) }
-
-// rejectJSON turns a checkJSON error into the JSON-RPC error the host gets:
+// rejectJSON turns a jsoncheck.Check error into the JSON-RPC error the host gets:
 // -32700 for depth (the message cannot be read safely at all), -32600 for a
 // repeated key. The request's id is echoed when it is unambiguous, so the
 // host can match the error to its request.

@@ -19,9 +19,9 @@ func TestRejectJSON(t *testing.T) {
 		{strings.Repeat("[", jsoncheck.MaxDepth+1), "", codeParseError},
 	}
 	for _, tc := range tests {
-		err := checkJSON([]byte(tc.in), true)
+		err := jsoncheck.Check([]byte(tc.in), true)
 		if err == nil {
-			t.Fatalf("checkJSON(%.40s) accepted it", tc.in)
+			t.Fatalf("jsoncheck.Check(%.40s) accepted it", tc.in)
 		}
 		id, code, msg := rejectJSON([]byte(tc.in), err)
 		if id != tc.wantID || code != tc.wantCode || msg == "" {

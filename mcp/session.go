@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caracal-dev/caracal/internal/jsoncheck"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/policy"
 )
@@ -327,7 +328,7 @@ func (s *Session) hostTooLarge(e *TooLargeError) {
 // HandleHost handles one message (or batch) from the host.
 func (s *Session) HandleHost(ctx context.Context, raw []byte) {
 	c := firstNonSpace(raw)
-	if err := checkJSON(raw, true); err != nil {
+	if err := jsoncheck.Check(raw, true); err != nil {
 		id, code, msg := rejectJSON(raw, err)
 		s.log.Warn("refused a message from the host", "err", err)
 		s.reply(errorResponse(id, code, msg))
@@ -762,7 +763,7 @@ func (s *Session) finishCall(p *pending, raw []byte) {
 
 // fromUpstream handles one message from an upstream.
 func (s *Session) fromUpstream(u *upstream, raw []byte) {
-	if err := checkJSON(raw, false); err != nil {
+	if err := jsoncheck.Check(raw, false); err != nil {
 		s.log.Warn("dropped a message from upstream", "upstream", u.resName(), "bytes", len(raw), "err", err)
 		return
 	}
