@@ -127,12 +127,24 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	if err != nil {
 		return err
 	}
+	popts := mcp.Options{
+		Upstreams:       ups,
+		MaxMessageSize:  fl.maxMessageSize,
+		CallTimeout:     fl.callTimeout,
+		MaxCallDuration: fl.maxCallDuration,
+		Stderr:          f.IO.ErrOut,
+		Logger:          log,
+		Version:         buildVersion().Version,
+	}
 	engine := interpose.New(interpose.Options{
 		Store:        store,
 		DefaultPrice: cfg.Pricing.Default,
 		Currency:     cfg.Pricing.Currency,
 		Strict:       cfg.Pricing.Strict,
-		Logger:       log,
+		// A reservation must outlive the longest call the proxy lets run,
+		// or the expiry sweep would settle a live call as unconfirmed.
+		ReservationTTL: interpose.ReservationTTL(popts.LongestCall()),
+		Logger:         log,
 	})
 	agentID := ""
 	if agentRef != "" {
@@ -145,16 +157,8 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		}
 		agentID = a.ID
 	}
-	proxy, err := mcp.New(mcp.Options{
-		Meter:           engine,
-		Upstreams:       ups,
-		MaxMessageSize:  fl.maxMessageSize,
-		CallTimeout:     fl.callTimeout,
-		MaxCallDuration: fl.maxCallDuration,
-		Stderr:          f.IO.ErrOut,
-		Logger:          log,
-		Version:         buildVersion().Version,
-	})
+	popts.Meter = engine
+	proxy, err := mcp.New(popts)
 	if err != nil {
 		return Usagef("%v", err)
 	}

@@ -112,7 +112,7 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		Strict:       cfg.Pricing.Strict,
 		// A reservation must outlive the longest exchange and its drain, or
 		// the expiry sweep would settle a live stream as unconfirmed.
-		ReservationTTL: max(interpose.DefaultReservationTTL, fl.maxDuration+fl.drainTimeout+time.Minute),
+		ReservationTTL: interpose.ReservationTTL(fl.maxDuration + fl.drainTimeout),
 		Logger:         log,
 	})
 	px, err := llmproxy.New(llmproxy.Options{

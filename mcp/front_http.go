@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
+	"github.com/caracal-dev/caracal/interpose"
 	"github.com/tidwall/gjson"
 )
 
@@ -228,15 +229,31 @@ func (h *httpSession) dropPost(st *stream) {
 	}
 }
 
-func (h *httpSession) openPost(ids []string) *stream {
-	st := &stream{ch: make(chan []byte, 256), left: len(ids)}
-	h.mu.Lock()
-	for _, id := range ids {
-		h.waiters[id] = st
+// openPost opens the stream for a POST's responses and claims its
+// requests' ids. It returns the messages to handle and the refusals of
+// requests whose id is already awaited in this session.
+func (h *httpSession) openPost(msgs []message) (st *stream, kept []message, refused [][]byte) {
+	st = &stream{ch: make(chan []byte, 256)}
+	if h == nil {
+		return st, msgs, nil
 	}
-	h.posts = append(h.posts, st)
-	h.mu.Unlock()
-	return st
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range msgs {
+		if m.kind == kindRequest {
+			if _, busy := h.waiters[m.id]; busy {
+				refused = append(refused, errorResponse(m.id, codeInvalidRequest, "Invalid Request: a request with this id is already in flight"))
+				continue
+			}
+			h.waiters[m.id] = st
+			st.left++
+		}
+		kept = append(kept, m)
+	}
+	if st.left > 0 {
+		h.posts = append(h.posts, st)
+	}
+	return st, kept, refused
 }
 
 func (h *httpSession) closePost(st *stream, ids []string) {
@@ -305,27 +322,38 @@ func hostOnly(h string) string {
 	return h
 }
 
-// agent returns the agent a request acts for.
-func (f *HTTPFront) agent(r *http.Request) (string, error) {
+// errStoreUnavailable is why a request got 503: the key could not be checked.
+var errStoreUnavailable = errors.New("the agent key cannot be checked right now; the request was not relayed")
+
+// agent returns the agent a request acts for, or the HTTP status and error
+// to refuse it with.
+func (f *HTTPFront) agent(r *http.Request) (string, int, error) {
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
 		if f.o.DefaultAgentID != "" {
-			return f.o.DefaultAgentID, nil
+			return f.o.DefaultAgentID, 0, nil
 		}
-		return "", errors.New("missing Authorization: Bearer <agent key>")
+		return "", http.StatusUnauthorized, errors.New("missing Authorization: Bearer <agent key>")
 	}
-	key, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || strings.TrimSpace(key) == "" {
-		return "", errors.New("the Authorization header must be Bearer <agent key>")
+	key, ok := interpose.BearerToken(auth)
+	if !ok {
+		return "", http.StatusUnauthorized, errors.New("the Authorization header must be Bearer <agent key>")
 	}
 	if f.o.Auth == nil {
-		return "", errors.New("agent keys are not accepted here")
+		return "", http.StatusUnauthorized, errors.New("agent keys are not accepted here")
 	}
-	a, err := f.o.Auth.Authenticate(r.Context(), strings.TrimSpace(key))
-	if err != nil {
-		return "", err
+	a, err := f.o.Auth.Authenticate(r.Context(), key)
+	switch {
+	case err == nil:
+		return a.ID, 0, nil
+	case errors.Is(err, interpose.ErrUnknownKey), errors.Is(err, interpose.ErrKeyRevoked),
+		errors.Is(err, interpose.ErrKeyExpired), errors.Is(err, interpose.ErrAgentSuspended):
+		return "", http.StatusUnauthorized, err
 	}
-	return a.ID, nil
+	// Anything else is the store failing. Its error can name the
+	// database's address and user: it goes to the log, not the client.
+	f.p.log.Error("HTTP front: authenticating an agent key failed", "err", err)
+	return "", http.StatusServiceUnavailable, errStoreUnavailable
 }
 
 func (f *HTTPFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -333,7 +361,12 @@ func (f *HTTPFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusForbidden, codeInvalidRequest, "Forbidden: "+err.Error())
 		return
 	}
-	agentID, err := f.agent(r)
+	agentID, status, err := f.agent(r)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+		jsonError(w, status, codeInternalError, "Service Unavailable: "+err.Error())
+		return
+	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="caracal"`)
 		jsonError(w, http.StatusUnauthorized, codeInvalidRequest, "Unauthorized: "+err.Error())
@@ -406,24 +439,44 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 		jsonError(w, http.StatusBadRequest, codeParseError, "Parse error: the body is not valid JSON")
 		return
 	}
-	var msgs []message
-	if firstNonSpace(body) == '[' {
-		for _, e := range gjson.ParseBytes(body).Array() {
-			m, _ := parseMessage([]byte(e.Raw))
-			msgs = append(msgs, m)
+	batch := firstNonSpace(body) == '['
+	// Messages the session would refuse are answered here, in this POST's
+	// response: the session's answers to them (id null) would have no
+	// stream to go to.
+	var raws [][]byte
+	var refused [][]byte
+	switch firstNonSpace(body) {
+	case '[':
+		arr := gjson.ParseBytes(body).Array()
+		if len(arr) == 0 {
+			refused = append(refused, errorResponse("", codeInvalidRequest, "Invalid Request: empty batch"))
 		}
-	} else {
-		m, _ := parseMessage(body)
+		for _, e := range arr {
+			if !e.IsObject() {
+				refused = append(refused, errorResponse("", codeInvalidRequest, "Invalid Request: batch element is not an object"))
+				continue
+			}
+			raws = append(raws, []byte(e.Raw))
+		}
+	case '{':
+		raws = append(raws, body)
+	default:
+		refused = append(refused, errorResponse("", codeInvalidRequest, "Invalid Request: not a JSON-RPC message"))
+	}
+	var msgs []message
+	for _, raw := range raws {
+		m, ok := parseMessage(raw)
+		if r := checkHostMessage(m, ok); r != nil {
+			f.p.log.Warn("HTTP front: refused a message from the host", "method", m.method, "reason", r.reason)
+			refused = append(refused, r.resp)
+			continue
+		}
 		msgs = append(msgs, m)
 	}
-	var ids []string
 	initialize := false
 	for _, m := range msgs {
-		if m.kind == kindRequest {
-			ids = append(ids, m.id)
-			if m.method == "initialize" {
-				initialize = true
-			}
+		if m.kind == kindRequest && m.method == "initialize" {
+			initialize = true
 		}
 	}
 	var h *httpSession
@@ -439,19 +492,51 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 			return
 		}
 		h.s = s
-	} else {
+	} else if len(msgs) > 0 {
 		var ok bool
 		if h, ok = f.session(w, r, agentID); !ok {
 			return
 		}
 	}
+	// Claim this POST's request ids: a request whose id another POST of
+	// the session still waits for is refused here, so the first POST
+	// still gets its own response.
+	st, msgs, dups := h.openPost(msgs)
+	refused = append(refused, dups...)
+	var ids, calls []string
+	kept := make([][]byte, 0, len(msgs))
+	for _, m := range msgs {
+		kept = append(kept, m.raw)
+		if m.kind == kindRequest {
+			ids = append(ids, m.id)
+			if m.method == "tools/call" {
+				calls = append(calls, m.id)
+			}
+		}
+	}
+	if batch {
+		body = joinArray(kept)
+	}
 	if len(ids) == 0 {
-		h.s.HandleHost(context.WithoutCancel(r.Context()), body)
-		w.WriteHeader(http.StatusAccepted)
+		if len(kept) > 0 {
+			h.s.HandleHost(context.WithoutCancel(r.Context()), body)
+		}
+		if len(refused) == 0 {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		if batch {
+			_, _ = w.Write(joinArray(refused))
+		} else {
+			_, _ = w.Write(refused[0])
+		}
 		return
 	}
-	st := h.openPost(ids)
 	defer h.closePost(st, ids)
+	// A cancellation on another POST may overtake this one's admission.
+	h.s.expectCalls(calls...)
 	// The call must not be cut short if the host hangs up: its outcome
 	// still has to be learned and settled.
 	go h.s.HandleHost(context.WithoutCancel(r.Context()), body)
@@ -460,10 +545,10 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 		return
 	}
 	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
-		streamResponses(w, r, h, st, ids)
+		streamResponses(w, r, h, st, ids, refused)
 		return
 	}
-	jsonResponses(w, r, h, st, ids, firstNonSpace(body) == '[')
+	jsonResponses(w, r, h, st, ids, batch, refused)
 }
 
 // answerInitialize waits for the initialize response, names the session
@@ -506,10 +591,15 @@ func newSessionID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func streamResponses(w http.ResponseWriter, r *http.Request, h *httpSession, st *stream, ids []string) {
+func streamResponses(w http.ResponseWriter, r *http.Request, h *httpSession, st *stream, ids []string, refused [][]byte) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	for _, msg := range refused {
+		if err := writeSSE(w, "", msg); err != nil {
+			return
+		}
+	}
 	fl, _ := w.(http.Flusher)
 	if fl != nil {
 		fl.Flush()
@@ -536,12 +626,12 @@ func streamResponses(w http.ResponseWriter, r *http.Request, h *httpSession, st 
 	}
 }
 
-func jsonResponses(w http.ResponseWriter, r *http.Request, h *httpSession, st *stream, ids []string, batch bool) {
+func jsonResponses(w http.ResponseWriter, r *http.Request, h *httpSession, st *stream, ids []string, batch bool, refused [][]byte) {
 	left := map[string]bool{}
 	for _, id := range ids {
 		left[id] = true
 	}
-	var out [][]byte
+	out := refused
 	for len(left) > 0 {
 		select {
 		case msg := <-st.ch:

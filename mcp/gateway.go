@@ -229,7 +229,8 @@ func (s *Session) gatewayList(ctx context.Context, m message, field string, pref
 		case field == "tools":
 			elems, err := s.decorateTools(ctx, u, items, true)
 			if err != nil {
-				s.reply(errorResponse(m.id, codeInternalError, "Caracal could not evaluate the agent's allowlist: "+err.Error()))
+				s.log.Error("tools/list: allowlist unavailable", "err", err)
+				s.reply(errorResponse(m.id, codeInternalError, errAllowlistUnavailable))
 				return
 			}
 			all = append(all, elems...)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 	"github.com/tidwall/gjson"
 
+	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -25,10 +27,14 @@ func (f fakeAuth) Authenticate(_ context.Context, key string) (policy.Agent, err
 	if id, ok := f[key]; ok {
 		return policy.Agent{ID: id}, nil
 	}
-	if key == "crk_revoked" {
-		return policy.Agent{}, errors.New("key revoked")
+	switch key {
+	case "crk_revoked":
+		return policy.Agent{}, interpose.ErrKeyRevoked
+	case "crk_storedown":
+		// What a store outage looks like: the driver names the database.
+		return policy.Agent{}, fmt.Errorf("authenticate: %w", errors.New(`failed to connect to user=caracal database=ledger: dial tcp 10.1.2.3:5432: connect: connection refused`))
 	}
-	return policy.Agent{}, errors.New("unknown key")
+	return policy.Agent{}, interpose.ErrUnknownKey
 }
 
 func startFront(t *testing.T, m Meter, fo FrontOptions) (*httptest.Server, *HTTPFront) {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -282,4 +284,84 @@ func sizeString(n int64) string {
 		return strconv.FormatInt(n>>10, 10) + " KiB"
 	}
 	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// maxToolNameLen bounds a tool name from the host, in bytes. No MCP server
+// names its tools anywhere near this; a longer name is not a tool.
+const maxToolNameLen = 256
+
+// refusal is a message from the host refused before it is handled.
+type refusal struct {
+	// resp is the error the host is answered with.
+	resp []byte
+	// silent: on stdio the message is only logged (a notification gets no
+	// answer); the HTTP front still answers it in the POST's response.
+	silent bool
+	reason string
+}
+
+func refuse(id, reason string) *refusal {
+	return &refusal{resp: errorResponse(id, codeInvalidRequest, "Invalid Request: "+reason), reason: reason}
+}
+
+// echoableID returns the id's JSON text if the host can be answered with
+// it (a string or a number), else "" (answered with id null).
+func echoableID(id string) string {
+	if id == "" {
+		return ""
+	}
+	switch c := id[0]; {
+	case c == '"', c == '-', c >= '0' && c <= '9':
+		return id
+	}
+	return ""
+}
+
+// checkHostMessage applies the JSON-RPC 2.0 rules a message from the host
+// must meet before anything is relayed or metered. m and ok are
+// parseMessage's result. A lax upstream may run whatever it is sent, so a
+// message the proxy would not track as a request (no id, id null, an
+// object as id) must never reach it as a tools/call.
+func checkHostMessage(m message, ok bool) *refusal {
+	id := echoableID(m.id)
+	if !ok {
+		return refuse(id, "not a JSON-RPC request, notification or response")
+	}
+	if v := gjson.GetBytes(m.raw, "jsonrpc"); v.Type != gjson.String || v.Str != "2.0" {
+		return refuse(id, `"jsonrpc" must be "2.0"`)
+	}
+	if m.id != "" && id == "" {
+		if m.kind == kindResponse {
+			// A response cannot be answered; it is only dropped.
+			r := refuse("", "a response id must be a string or a number")
+			r.silent = true
+			return r
+		}
+		if m.id == "null" {
+			return refuse("", "a request id must be a string or a number, not null")
+		}
+		return refuse("", "a request id must be a string or a number")
+	}
+	if m.kind == kindNotification && m.method == "tools/call" {
+		r := refuse("", "tools/call is a request and needs an id; a tools/call notification is not relayed")
+		r.silent = true
+		return r
+	}
+	return nil
+}
+
+// checkToolName says what is wrong with a tool name from the host, or "".
+func checkToolName(name string) string {
+	if len(name) > maxToolNameLen {
+		return fmt.Sprintf("the tool name is %d bytes long; at most %d are allowed", len(name), maxToolNameLen)
+	}
+	if !utf8.ValidString(name) {
+		return "the tool name is not valid UTF-8"
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return fmt.Sprintf("the tool name contains the control character %U", r)
+		}
+	}
+	return ""
 }

@@ -132,6 +132,23 @@ func New(o Options) (*Proxy, error) {
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = DefaultMaxMessageSize
 	}
+	o.setTimeDefaults()
+	if o.PageSize <= 0 {
+		o.PageSize = 500
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	return &Proxy{opts: o, log: o.Logger, gateway: len(o.Upstreams) > 1}, nil
+}
+
+func (o *Options) setTimeDefaults() {
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = 2 * time.Minute
 	}
@@ -147,19 +164,16 @@ func New(o Options) (*Proxy, error) {
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 5 * time.Second
 	}
-	if o.PageSize <= 0 {
-		o.PageSize = 500
-	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if o.Version == "" {
-		o.Version = "dev"
-	}
-	return &Proxy{opts: o, log: o.Logger, gateway: len(o.Upstreams) > 1}, nil
+}
+
+// LongestCall is the longest a tools/call may hold its reservation under
+// o: it runs up to MaxCallDuration, a cancellation at the last moment
+// waits CancelGrace more, and a closing session drains for DrainTimeout
+// before settling. The meter's reservations must outlast it
+// (interpose.ReservationTTL).
+func (o Options) LongestCall() time.Duration {
+	o.setTimeDefaults()
+	return o.MaxCallDuration + o.CancelGrace + o.DrainTimeout
 }
 
 var validName = regexp.MustCompile(`^[a-z0-9_-]+$`)

@@ -200,6 +200,10 @@ type Session struct {
 	initNote   []byte
 	closed     bool
 
+	// admitting holds the ids of tools/calls being priced and reserved;
+	// true once the host cancelled the call before it was relayed.
+	admitting map[string]bool
+
 	seq       atomic.Uint64
 	settles   sync.WaitGroup
 	begins    chan struct{} // bounds tools/calls being admitted at once
@@ -215,7 +219,7 @@ func (p *Proxy) NewSession(ctx context.Context, agentID string, toHost func([]by
 		byName: map[string]*upstream{}, ctx: sctx, cancel: cancel,
 		log:     p.log.With("agent", agentID),
 		pending: map[string]*pending{}, byToken: map[string]*pending{},
-		late: map[string]time.Time{}, internal: map[string]waiter{},
+		late: map[string]time.Time{}, internal: map[string]waiter{}, admitting: map[string]bool{},
 		serverReqs: map[string]serverReq{}, resOwner: map[string]*upstream{},
 		begins: make(chan struct{}, 64),
 	}
@@ -363,8 +367,11 @@ func (s *Session) HandleHost(ctx context.Context, raw []byte) {
 
 func (s *Session) handleOne(ctx context.Context, raw []byte) {
 	m, ok := parseMessage(raw)
-	if !ok {
-		s.reply(errorResponse(m.id, codeInvalidRequest, "Invalid Request: not a JSON-RPC request, notification or response"))
+	if r := checkHostMessage(m, ok); r != nil {
+		s.log.Warn("refused a message from the host", "method", m.method, "reason", r.reason)
+		if !r.silent {
+			s.reply(r.resp)
+		}
 		return
 	}
 	switch m.kind {
@@ -390,6 +397,9 @@ func (s *Session) hostRequest(ctx context.Context, m message) {
 	case "tools/call":
 		// Pricing and reserving waits on the store; calls admitted in
 		// parallel keep one slow commit from holding up the session.
+		// The id is marked as being admitted first, in the host's order,
+		// so that a cancellation read next is not lost.
+		s.expectCalls(m.id)
 		s.begins <- struct{}{}
 		s.beginning.Add(1)
 		go func() {
@@ -409,6 +419,32 @@ func (s *Session) hostRequest(ctx context.Context, m message) {
 		return
 	}
 	s.forward(ctx, p, m.raw)
+}
+
+// expectCalls marks tools/call ids as being admitted, before admission
+// starts, so that a cancellation that overtakes admission is remembered.
+func (s *Session) expectCalls(ids ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if _, ok := s.admitting[id]; !ok {
+			s.admitting[id] = false
+		}
+	}
+}
+
+// cancelledEarly reports whether the host cancelled a call being admitted.
+func (s *Session) cancelledEarly(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.admitting[id]
+}
+
+// admitted forgets an id once its admission has ended.
+func (s *Session) admitted(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.admitting, id)
 }
 
 // track registers p; it is false if the id is already in flight.
@@ -493,12 +529,20 @@ func (s *Session) hostNotification(ctx context.Context, m message) {
 		s.initNote = m.raw
 		s.mu.Unlock()
 	case "notifications/cancelled":
-		rid := gjson.GetBytes(m.raw, "params.requestId").Raw
+		rid := canonicalID(gjson.GetBytes(m.raw, "params.requestId"))
 		s.mu.Lock()
 		p := s.pending[rid]
 		if p != nil && p.ticket != nil && !p.cancelled {
 			p.cancelled = true
 			p.timer.Reset(s.p.opts.CancelGrace)
+		}
+		if _, admitting := s.admitting[rid]; p == nil && admitting {
+			// The call is still being priced and reserved: it is
+			// dropped there, and the upstream never hears of it.
+			s.admitting[rid] = true
+			s.mu.Unlock()
+			s.log.Info("host cancelled a tools/call before it was relayed", "id", rid)
+			return
 		}
 		s.mu.Unlock()
 		if p != nil {
@@ -555,12 +599,21 @@ func (s *Session) hostResponse(ctx context.Context, m message) {
 
 // toolsCall prices, checks and reserves a tools/call before relaying it.
 func (s *Session) toolsCall(ctx context.Context, m message) {
+	defer s.admitted(m.id)
+	if s.cancelledEarly(m.id) {
+		s.log.Info("tools/call cancelled by the host before it was admitted; not relayed", "id", m.id)
+		return
+	}
 	params := gjson.GetManyBytes(m.raw, "params.name", "params.arguments", "params._meta.progressToken")
 	if params[0].Type != gjson.String {
 		s.reply(errorResponse(m.id, codeInvalidParams, "Invalid params: tools/call needs a tool name"))
 		return
 	}
 	name := params[0].Str
+	if why := checkToolName(name); why != "" {
+		s.reply(errorResponse(m.id, codeInvalidParams, "Invalid params: "+why))
+		return
+	}
 	u, tool := s.ups[0], name
 	if s.gateway {
 		server, t, ok := strings.Cut(name, "__")
@@ -604,6 +657,12 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 		s.mu.Unlock()
 		s.release(p, "duplicate request id")
 		s.reply(errorResponse(m.id, codeInvalidRequest, "Invalid Request: a request with this id is already in flight"))
+		return
+	}
+	if s.admitting[p.id] {
+		s.mu.Unlock()
+		s.log.Info("tools/call cancelled by the host while it was admitted; not relayed", "id", p.id)
+		s.release(p, "cancelled by the host before it was relayed")
 		return
 	}
 	p.timer = time.AfterFunc(s.p.opts.CallTimeout, func() { s.callTimedOut(p) })
@@ -885,7 +944,7 @@ func (s *Session) decorateList(u *upstream, m message) []byte {
 	elems, err := s.decorateTools(ctx, u, tools.Array(), false)
 	if err != nil {
 		s.log.Error("tools/list: allowlist unavailable", "err", err)
-		return errorResponse(m.id, codeInternalError, "Caracal could not evaluate the agent's allowlist: "+err.Error())
+		return errorResponse(m.id, codeInternalError, errAllowlistUnavailable)
 	}
 	return replaceAt(m.raw, tools, joinArray(elems))
 }
@@ -905,6 +964,11 @@ func joinArray(elems [][]byte) []byte {
 	}
 	return append(out, ']')
 }
+
+// errAllowlistUnavailable answers a list the store could not filter. The
+// store's own error is logged, never sent: it can name the database's
+// address and user.
+const errAllowlistUnavailable = "Caracal could not evaluate the agent's allowlist; the operator has been told"
 
 // priceMeta is the value of _meta["dev.caracal/price"] on a listed tool.
 type priceMeta struct {
@@ -939,7 +1003,9 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 		pm := priceMeta{}
 		q, err := s.p.opts.Meter.Quote(ctx, resource, nil, declared)
 		if err != nil {
-			pm.Unpriced, pm.Error = true, err.Error()
+			// The store's error stays in the log: it can name the database.
+			s.log.Error("tools/list: pricing a tool failed", "resource", resource, "err", err)
+			pm.Unpriced, pm.Error = true, "Caracal could not read this tool's price"
 		} else {
 			pm.Price, pm.Currency, pm.Unpriced, pm.Declared = q.Price.String(), q.Currency, q.Unpriced, q.Declared
 			if q.Rule != nil && q.Rule.PerUnit != nil {

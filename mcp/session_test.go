@@ -444,7 +444,9 @@ func TestCancelledCallSettlesUnconfirmed(t *testing.T) {
 	h := startHost(t, Options{Meter: m, CancelGrace: 100 * time.Millisecond})
 	h.init()
 	h.send(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"hang","arguments":{}}}`)
-	time.Sleep(50 * time.Millisecond)
+	// Cancel once the call has reached the upstream (a cancellation that
+	// overtakes admission is TestCancelBeforeAdmission's case).
+	h.waitUpstreamCall("hang")
 	h.send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7,"reason":"user"}}`)
 	ev := m.waitEvents(t, 1)
 	if ev[0].Outcome != policy.OutcomeUnconfirmed {
