@@ -22,15 +22,22 @@ import (
 
 // home is one test's CARACAL_HOME with an agent "claude" and a pricebook.
 type home struct {
-	t   *testing.T
-	dir string
+	t     *testing.T
+	dir   string
+	extra []string // more environment, e.g. CARACAL_DATABASE_URL
 }
 
 // newHome runs `caracal init`, registers agent claude with a total budget
 // of limit USD, and prices mcp:<server>/* per prices (resource → per call).
 func newHome(t *testing.T, limit string, prices map[string]string) *home {
 	t.Helper()
-	h := &home{t: t, dir: t.TempDir()}
+	return newHomeEnv(t, limit, prices)
+}
+
+// newHomeEnv is newHome with extra environment for every command.
+func newHomeEnv(t *testing.T, limit string, prices map[string]string, extra ...string) *home {
+	t.Helper()
+	h := &home{t: t, dir: t.TempDir(), extra: extra}
 	// The binary is built with -race: any report lands in these files.
 	t.Cleanup(func() {
 		files, _ := filepath.Glob(filepath.Join(h.dir, "race.*"))
@@ -49,7 +56,8 @@ func newHome(t *testing.T, limit string, prices map[string]string) *home {
 }
 
 func (h *home) env() []string {
-	return append(os.Environ(), "CARACAL_HOME="+h.dir, "GORACE=log_path="+filepath.Join(h.dir, "race"))
+	env := append(os.Environ(), "CARACAL_HOME="+h.dir, "GORACE=log_path="+filepath.Join(h.dir, "race"))
+	return append(env, h.extra...)
 }
 
 // run runs the binary and fails the test if it fails.
