@@ -131,6 +131,10 @@ func TestCancelBeforeAdmission(t *testing.T) {
 	if got := h.upstreamCalls(); len(got) != 0 {
 		t.Errorf("a call cancelled before admission reached the upstream: %v", got)
 	}
+	// The answer closes an HTTP POST waiting for it; a host ignores it.
+	if r, _ := h.response("7"); gjson.GetBytes(r, "result.structuredContent.code").String() != "cancelled" {
+		t.Errorf("cancelled call answered with %s", r)
+	}
 	// The id is forgotten: a new call with it runs.
 	if r := h.call("7", "tools/call", `{"name":"echo","arguments":{}}`); gjson.GetBytes(r, "result.isError").Bool() {
 		t.Errorf("new call with the cancelled id: %s", r)

@@ -602,6 +602,7 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 	defer s.admitted(m.id)
 	if s.cancelledEarly(m.id) {
 		s.log.Info("tools/call cancelled by the host before it was admitted; not relayed", "id", m.id)
+		s.reply(cancelledEarlyResult(m.id))
 		return
 	}
 	params := gjson.GetManyBytes(m.raw, "params.name", "params.arguments", "params._meta.progressToken")
@@ -663,6 +664,7 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 		s.mu.Unlock()
 		s.log.Info("tools/call cancelled by the host while it was admitted; not relayed", "id", p.id)
 		s.release(p, "cancelled by the host before it was relayed")
+		s.reply(cancelledEarlyResult(p.id))
 		return
 	}
 	p.timer = time.AfterFunc(s.p.opts.CallTimeout, func() { s.callTimedOut(p) })
@@ -683,6 +685,13 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 		}
 	}
 	s.forward(ctx, p, msg)
+}
+
+// cancelledEarlyResult answers a call the host cancelled before it was
+// relayed. The host ignores it (it gave up on the call), but an HTTP POST
+// waiting for the call's response is closed by it.
+func cancelledEarlyResult(id string) []byte {
+	return toolErrorResult(id, "The host cancelled this call before Caracal relayed it, so it was not made and not charged.", map[string]any{"code": "cancelled", "reason": "cancelled by the host before it was relayed"})
 }
 
 // denial is the CallToolResult for a refused call.
