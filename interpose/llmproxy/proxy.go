@@ -118,6 +118,8 @@ type provider struct {
 	Provider
 	target *url.URL
 	rp     *httputil.ReverseProxy
+	// keyForms are the spellings of APIKey scrubbed from responses.
+	keyForms []string
 }
 
 // New returns a Proxy.
@@ -165,7 +167,7 @@ func New(o Options) (*Proxy, error) {
 			return nil, fmt.Errorf("llmproxy: provider %s: unknown kind %q (want openai or anthropic)", cfg.Name, cfg.Kind)
 		}
 		setDefault(&cfg.Timeout, o.UpstreamTimeout)
-		pv := &provider{Provider: cfg, target: u}
+		pv := &provider{Provider: cfg, target: u, keyForms: keyForms(cfg.APIKey)}
 		tr := o.Transport
 		if tr == nil {
 			t := http.DefaultTransport.(*http.Transport).Clone()
@@ -176,7 +178,7 @@ func New(o Options) (*Proxy, error) {
 		}
 		pv.rp = &httputil.ReverseProxy{
 			Rewrite:        p.rewrite,
-			Transport:      tr,
+			Transport:      scrub1xx{next: tr, forms: pv.keyForms},
 			FlushInterval:  -1,
 			ModifyResponse: p.modifyResponse,
 			ErrorHandler:   p.upstreamError,
@@ -441,6 +443,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	c := resp.Request.Context().Value(callKey{}).(*call)
 	c.status = resp.StatusCode
+	scrubResponse(resp, c.prov.keyForms)
 	c.decisionHeaders(resp.Header)
 	if c.ep == epOther {
 		// Priced per request: the request ran unless the provider refused.
@@ -448,7 +451,6 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			c.settle(nil)
 		} else {
 			c.release(fmt.Sprintf("upstream status %d", resp.StatusCode))
-			redactKey(resp, c.prov.APIKey)
 		}
 		resp.Body = &closeBody{ReadCloser: resp.Body, c: c}
 		return nil
@@ -464,61 +466,8 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		resp.Body = &sseBody{src: resp.Body, c: c, st: st, max: c.p.opts.MaxEventBytes}
 		return nil
 	}
-	if resp.StatusCode >= 400 {
-		redactKey(resp, c.prov.APIKey)
-	}
 	resp.Body = &jsonBody{src: resp.Body, c: c, scan: newFieldScanner("usage", 1<<16)}
 	return nil
-}
-
-// redactLimit bounds how much of an error response is searched for the
-// provider's key.
-const redactLimit = 1 << 20
-
-// redactKey removes the provider's key from an error response's headers
-// and from the first redactLimit bytes of its body: some providers quote
-// the key they were sent in an authentication error, and the agent must
-// never learn it.
-func redactKey(resp *http.Response, key string) {
-	if key == "" {
-		return
-	}
-	for name, vs := range resp.Header {
-		for _, v := range vs {
-			if strings.Contains(v, key) {
-				resp.Header.Del(name)
-				break
-			}
-		}
-	}
-	head, err := io.ReadAll(io.LimitReader(resp.Body, redactLimit))
-	if !bytes.Contains(head, []byte(key)) {
-		resp.Body = &prefixedBody{r: io.MultiReader(bytes.NewReader(head), errReader{err}, resp.Body), c: resp.Body}
-		return
-	}
-	head = bytes.ReplaceAll(head, []byte(key), []byte("[redacted by Caracal]"))
-	resp.Header.Del("Content-Length")
-	resp.ContentLength = -1
-	resp.Body = &prefixedBody{r: io.MultiReader(bytes.NewReader(head), errReader{err}, resp.Body), c: resp.Body}
-}
-
-// prefixedBody is a body whose first bytes were read ahead.
-type prefixedBody struct {
-	r io.Reader
-	c io.Closer
-}
-
-func (b *prefixedBody) Read(p []byte) (int, error) { return b.r.Read(p) }
-func (b *prefixedBody) Close() error               { return b.c.Close() }
-
-// errReader replays a read-ahead error (nil: nothing) at its place.
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	return 0, io.EOF
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
