@@ -183,7 +183,6 @@ func TestStreamOutlivesReadTimeout(t *testing.T) {
 	}
 }
 
-
 func TestTimeoutsDefaultsAndValidate(t *testing.T) {
 	got := Timeouts{Read: time.Second}.WithDefaults()
 	want := Timeouts{ReadHeader: DefaultReadHeaderTimeout, Read: time.Second, Idle: DefaultIdleTimeout}
