@@ -21,6 +21,7 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -321,6 +322,11 @@ func (p *Proxy) prepareLLM(w http.ResponseWriter, r *http.Request, c *call, bc *
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, kind, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("request body exceeds %d bytes", p.opts.MaxRequestBytes))
+			return false
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The listener's read timeout cut a trickling body off.
+			writeError(w, kind, http.StatusRequestTimeout, "request_timeout", err.Error())
 			return false
 		}
 		writeError(w, kind, http.StatusBadRequest, "", "cannot read request body: "+err.Error())
