@@ -21,7 +21,6 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -32,6 +31,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/tidwall/gjson"
 
+	"github.com/caracal-dev/caracal/internal/httpserver"
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/ledger"
@@ -324,9 +324,7 @@ func (p *Proxy) prepareLLM(w http.ResponseWriter, r *http.Request, c *call, bc *
 			writeError(w, kind, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("request body exceeds %d bytes", p.opts.MaxRequestBytes))
 			return false
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// The listener's read timeout cut a trickling body off.
-			writeError(w, kind, http.StatusRequestTimeout, "request_timeout", err.Error())
+		if cutOff(w, kind, err) {
 			return false
 		}
 		writeError(w, kind, http.StatusBadRequest, "", "cannot read request body: "+err.Error())
@@ -480,20 +478,40 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	c := r.Context().Value(callKey{}).(*call)
 	var ne net.Error
 	timeout := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-	if c.wrote.Load() {
+	var slow *httpserver.BodyTimeoutError
+	switch {
+	case errors.As(err, &slow):
+		// The client's body, streamed to the provider as it came, was cut
+		// off: the provider never received a whole request to run.
+		c.release("request body cut off by the read timeout: " + err.Error())
+	case c.wrote.Load():
 		// The provider may have run the request: never refund silently.
 		c.unconfirmed("upstream failed after the request was sent: " + err.Error())
-	} else {
+	default:
 		c.release("upstream unreachable: " + err.Error())
 	}
 	c.done()
 	c.decisionHeaders(w.Header())
+	if cutOff(w, c.prov.Kind, err) {
+		return
+	}
 	if timeout {
 		writeError(w, c.prov.Kind, http.StatusGatewayTimeout, "upstream_timeout", fmt.Sprintf("provider %s did not answer in time", c.prov.Name))
 		return
 	}
 	p.log.Warn("upstream error", "provider", c.prov.Name, "request_id", c.ticket.RequestID, "err", err)
 	writeError(w, c.prov.Kind, http.StatusBadGateway, "upstream_unreachable", fmt.Sprintf("provider %s could not be reached", c.prov.Name))
+}
+
+// cutOff answers 408 when err is the listener's read timeout cutting a
+// trickling request body off (see internal/httpserver).
+func cutOff(w http.ResponseWriter, k Kind, err error) bool {
+	var slow *httpserver.BodyTimeoutError
+	if !errors.As(err, &slow) {
+		return false
+	}
+	writeError(w, k, http.StatusRequestTimeout, "request_timeout", slow.Error())
+	return true
 }
 
 func (c *call) decisionHeaders(h http.Header) {
