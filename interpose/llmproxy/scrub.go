@@ -30,6 +30,15 @@ func scrubResponse(resp *http.Response, forms []string) {
 	if len(forms) == 0 {
 		return
 	}
+	if len(forms[0]) < minHeaderKey {
+		// A placeholder key ("x", "EMPTY", "ollama") for a local server is
+		// no secret, and would match ordinary header text such as
+		// Content-Type: text/event-stream.
+		if resp.StatusCode >= 300 {
+			redactBody(resp, forms)
+		}
+		return
+	}
 	scrubHeader(resp.Header, forms)
 	if len(resp.Trailer) > 0 {
 		// The names are announced before the body, the values arrive
@@ -41,6 +50,9 @@ func scrubResponse(resp *http.Response, forms []string) {
 		redactBody(resp, forms)
 	}
 }
+
+// minHeaderKey is the shortest provider key searched for in headers.
+const minHeaderKey = 8
 
 // keyForms are the spellings of a provider key that scrubResponse looks for.
 func keyForms(key string) []string {
@@ -98,6 +110,9 @@ type scrub1xx struct {
 }
 
 func (t scrub1xx) RoundTrip(r *http.Request) (*http.Response, error) {
+	if len(t.forms) == 0 || len(t.forms[0]) < minHeaderKey {
+		return t.next.RoundTrip(r)
+	}
 	// A trace added here runs before the reverse proxy's own, which
 	// copies the 1xx header to the client.
 	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{

@@ -129,3 +129,33 @@ func TestProxyScrubsKeyWhateverTheStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestScrubResponseShortKey: a placeholder key too short to be a secret
+// does not strip the headers that happen to contain it, or a stream's
+// Content-Type would go and its usage with it; a real key does.
+func TestScrubResponseShortKey(t *testing.T) {
+	tests := []struct {
+		key      string
+		wantCT   string
+		wantEcho bool
+	}{
+		{"x", "text/event-stream", true},
+		{"EMPTY", "text/event-stream", true},
+		{"sk-a-real-key-0123", "text/event-stream", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			resp := &http.Response{StatusCode: 200, Header: http.Header{
+				"Content-Type": {"text/event-stream"},
+				"X-Echo":       {"Bearer " + tt.key},
+			}, Body: io.NopCloser(strings.NewReader("data: x\n\n"))}
+			scrubResponse(resp, keyForms(tt.key))
+			if got := resp.Header.Get("Content-Type"); got != tt.wantCT {
+				t.Errorf("Content-Type %q, want %q", got, tt.wantCT)
+			}
+			if got := resp.Header.Get("X-Echo") != ""; got != tt.wantEcho {
+				t.Errorf("echoed key header kept = %v, want %v", got, tt.wantEcho)
+			}
+		})
+	}
+}
