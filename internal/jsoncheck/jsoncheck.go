@@ -83,7 +83,11 @@ func Check(raw []byte, dupKeys bool) error {
 				top.keys = make(map[string]string, 4)
 			}
 			fold = foldKey(fold[:0], key)
-			if prev, dup := top.keys[string(fold)]; dup {
+			fk := key
+			if string(fold) != key {
+				fk = string(fold)
+			}
+			if prev, dup := top.keys[fk]; dup {
 				if prev == key {
 					return &Error{Msg: fmt.Sprintf("duplicate key %q", key), DuplicateKey: key}
 				}
@@ -92,7 +96,7 @@ func Check(raw []byte, dupKeys bool) error {
 					DuplicateKey: key, FoldsTo: prev,
 				}
 			}
-			top.keys[string(fold)] = key
+			top.keys[fk] = key
 		}
 	}
 	return nil
@@ -111,16 +115,17 @@ type Error struct {
 func (e *Error) Error() string { return e.Msg }
 
 // foldKey appends to dst the canonical form of key under simple case
-// folding, as encoding/json computes it: every rune replaced by the
-// smallest rune of its folding orbit, ASCII letters upper-cased. Two keys
-// are equal to encoding/json exactly when their folded forms are. Invalid
-// UTF-8 folds to U+FFFD, which is what encoding/json decodes it to.
+// folding: every rune replaced by the smallest rune of its folding orbit,
+// as encoding/json folds names, then ASCII letters lower-cased, so that the
+// usual lower-case key is its own form and costs no second string. Two keys
+// are equal to encoding/json exactly when their forms are. Invalid UTF-8
+// folds to U+FFFD, which is what encoding/json decodes it to.
 func foldKey(dst []byte, key string) []byte {
 	for i := 0; i < len(key); {
 		c := key[i]
 		if c < utf8.RuneSelf {
-			if 'a' <= c && c <= 'z' {
-				c -= 'a' - 'A'
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
 			}
 			dst = append(dst, c)
 			i++
@@ -128,7 +133,11 @@ func foldKey(dst []byte, key string) []byte {
 		}
 		r, n := utf8.DecodeRuneInString(key[i:])
 		i += n
-		dst = utf8.AppendRune(dst, foldRune(r))
+		r = foldRune(r)
+		if 'A' <= r && r <= 'Z' {
+			r += 'a' - 'A'
+		}
+		dst = utf8.AppendRune(dst, r)
 	}
 	return dst
 }
