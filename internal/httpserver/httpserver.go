@@ -56,19 +56,6 @@ func (t Timeouts) WithDefaults() Timeouts {
 	return t
 }
 
-// Validate reports a negative timeout.
-func (t Timeouts) Validate() error {
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"read header timeout", t.ReadHeader}, {"read timeout", t.Read}, {"idle timeout", t.Idle}} {
-		if d.v < 0 {
-			return fmt.Errorf("%s %s: must not be negative", d.name, d.v)
-		}
-	}
-	return nil
-}
-
 // New returns the server for h with the timeouts t (zero fields: the
 // defaults). Its errors (a client's bad TLS or protocol) go to log at
 // debug level.

@@ -183,7 +183,7 @@ func TestStreamOutlivesReadTimeout(t *testing.T) {
 	}
 }
 
-func TestTimeoutsDefaultsAndValidate(t *testing.T) {
+func TestTimeoutsDefaults(t *testing.T) {
 	got := Timeouts{Read: time.Second}.WithDefaults()
 	want := Timeouts{ReadHeader: DefaultReadHeaderTimeout, Read: time.Second, Idle: DefaultIdleTimeout}
 	if got != want {
@@ -192,8 +192,5 @@ func TestTimeoutsDefaultsAndValidate(t *testing.T) {
 	srv := New(http.NotFoundHandler(), Timeouts{}, nil)
 	if srv.ReadHeaderTimeout != DefaultReadHeaderTimeout || srv.IdleTimeout != DefaultIdleTimeout || srv.WriteTimeout != 0 || srv.ReadTimeout != 0 {
 		t.Errorf("server timeouts %v %v %v %v: want header and idle defaults, no write or whole-request timeout", srv.ReadHeaderTimeout, srv.IdleTimeout, srv.WriteTimeout, srv.ReadTimeout)
-	}
-	if err := (Timeouts{Idle: -time.Second}).Validate(); err == nil || !strings.Contains(err.Error(), "idle timeout") {
-		t.Errorf("Validate of a negative idle timeout = %v", err)
 	}
 }
