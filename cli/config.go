@@ -59,8 +59,9 @@ type DelegationConfig struct {
 
 // MCPConfig is the `mcp` section.
 type MCPConfig struct {
-	Listen    string     `yaml:"listen" json:"listen,omitempty"`
-	Upstreams []Upstream `yaml:"upstreams" json:"upstreams,omitempty"`
+	Listen         string     `yaml:"listen" json:"listen,omitempty"`
+	Upstreams      []Upstream `yaml:"upstreams" json:"upstreams,omitempty"`
+	ServerTimeouts `yaml:",inline"`
 }
 
 // Upstream is one MCP server behind `caracal mcp`: a command to launch
@@ -77,8 +78,9 @@ type Upstream struct {
 
 // ProxyConfig is the `proxy` section.
 type ProxyConfig struct {
-	Listen    string     `yaml:"listen" json:"listen,omitempty"`
-	Providers []Provider `yaml:"providers" json:"providers,omitempty"`
+	Listen         string     `yaml:"listen" json:"listen,omitempty"`
+	Providers      []Provider `yaml:"providers" json:"providers,omitempty"`
+	ServerTimeouts `yaml:",inline"`
 }
 
 // Provider is one LLM API behind `caracal proxy`. Its key comes from the
@@ -415,6 +417,9 @@ delegation:
 mcp:
   listen: ""          # e.g. 127.0.0.1:8090 serves the Streamable HTTP front
   upstreams: []
+  # read_header_timeout: 10s  # HTTP front: longest to send a request's headers
+  # read_timeout: 30s         # … its body, once the headers are in
+  # idle_timeout: 60s         # … idle keep-alive connection kept open
   # upstreams:
   #   - name: fs      # resources are mcp:fs/<tool>
   #     command: ["npx", "-y", "@modelcontextprotocol/server-filesystem", "${HOME}/projects"]
@@ -427,6 +432,9 @@ mcp:
 proxy:
   listen: 127.0.0.1:8080
   providers: []
+  # read_header_timeout: 10s  # longest a client may take to send a request's headers
+  # read_timeout: 30s         # … its body, once the headers are in
+  # idle_timeout: 60s         # … idle keep-alive connection kept open
   # providers:        # agents call http://HOST/<name>/<provider path>
   #   - name: openai  # resources are llm:openai/<model>
   #     base_url: https://api.openai.com

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/caracal-dev/caracal/internal/httpserver"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/mcp"
@@ -31,6 +31,7 @@ type mcpFlags struct {
 	allowedOrigins  []string
 	allowedHosts    []string
 	logLevel        string
+	server          serverFlags
 }
 
 func newMCPCmd(f *Factory) *cobra.Command {
@@ -85,6 +86,7 @@ See docs/mcp.md.`,
 	fs.StringArrayVar(&fl.allowedOrigins, "allowed-origin", nil, "extra Origin accepted by the HTTP front (repeatable)")
 	fs.StringArrayVar(&fl.allowedHosts, "allowed-host", nil, "extra Host accepted by the HTTP front (repeatable)")
 	fs.StringVar(&fl.logLevel, "log-level", "info", "stderr log level: debug, info, warn or error")
+	addServerFlags(fs, &fl.server, "the HTTP front")
 	return cmd
 }
 
@@ -102,6 +104,10 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	}
 	if fl.callTimeout <= 0 || fl.maxCallDuration <= 0 {
 		return Usagef("--call-timeout and --max-call-duration: must be positive")
+	}
+	timeouts, err := fl.server.timeouts("mcp", cfg.MCP.ServerTimeouts)
+	if err != nil {
+		return err
 	}
 	ups, err := mcpUpstreams(cfg, fl, command)
 	if err != nil {
@@ -189,7 +195,7 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	if err != nil {
 		return Usagef("--listen: %v", err)
 	}
-	srv := &http.Server{Handler: front, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	srv := httpserver.New(front, timeouts, log)
 	fmt.Fprintf(f.IO.ErrOut, "caracal mcp: listening on http://%s/mcp\n", ln.Addr())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

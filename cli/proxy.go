@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/caracal-dev/caracal/internal/httpserver"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/interpose/llmproxy"
 	"github.com/caracal-dev/caracal/ledger"
@@ -28,6 +28,7 @@ type proxyFlags struct {
 	maxDuration     time.Duration
 	drainTimeout    time.Duration
 	maxRequestBytes int64
+	server          serverFlags
 }
 
 func newProxyCmd(f *Factory) *cobra.Command {
@@ -58,6 +59,7 @@ See docs/http-proxy.md.`,
 	fs.DurationVar(&fl.maxDuration, "max-duration", 15*time.Minute, "longest exchange with a provider, streams included")
 	fs.DurationVar(&fl.drainTimeout, "drain-timeout", time.Minute, "how long to keep reading a response whose client left, to learn its usage")
 	fs.Int64Var(&fl.maxRequestBytes, "max-request-bytes", 32<<20, "largest metered request body")
+	addServerFlags(fs, &fl.server, "the proxy")
 	return cmd
 }
 
@@ -91,6 +93,10 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	}
 	if fl.maxRequestBytes <= 0 {
 		return Usagef("--max-request-bytes: must be positive")
+	}
+	timeouts, err := fl.server.timeouts("proxy", cfg.Proxy.ServerTimeouts)
+	if err != nil {
+		return err
 	}
 	listen := fl.listen
 	if listen == "" {
@@ -132,7 +138,7 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	if err != nil {
 		return Usagef("--listen: %v", err)
 	}
-	srv := &http.Server{Handler: px, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	srv := httpserver.New(px, timeouts, log)
 
 	// Every charge goes into the Merkle log within DESIGN §4's bound.
 	home, err := f.Home()

@@ -161,6 +161,12 @@ func (e *proxyEnv) caracal(args ...string) string {
 // policyArgs are added to `caracal policy create`.
 func newProxyEnv(t *testing.T, limit string, policyArgs ...string) *proxyEnv {
 	t.Helper()
+	return newProxyEnvArgs(t, limit, nil, policyArgs...)
+}
+
+// newProxyEnvArgs is newProxyEnv with proxyArgs added to `caracal proxy`.
+func newProxyEnvArgs(t *testing.T, limit string, proxyArgs []string, policyArgs ...string) *proxyEnv {
+	t.Helper()
 	e := &proxyEnv{t: t, home: t.TempDir(), stderr: &syncBuffer{}}
 	e.caracal("init")
 	e.caracal("agent", "register", "--name", "bot", "--owner", "e2e@example.com")
@@ -200,7 +206,7 @@ func newProxyEnv(t *testing.T, limit string, policyArgs ...string) *proxyEnv {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "proxy", "--config", cfgPath, "--listen", "127.0.0.1:0", "--upstream-timeout", "2s", "--drain-timeout", "20s")
+	cmd := exec.Command(binary, append([]string{"proxy", "--config", cfgPath, "--listen", "127.0.0.1:0", "--upstream-timeout", "2s", "--drain-timeout", "20s"}, proxyArgs...)...)
 	cmd.Env = append(os.Environ(), "CARACAL_HOME="+e.home, "E2E_OPENAI_KEY="+providerOpenAIKey)
 	cmd.Stderr = e.stderr
 	stdout, err := cmd.StdoutPipe()

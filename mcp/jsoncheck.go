@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/tidwall/gjson"
 
@@ -17,7 +18,8 @@ func rejectJSON(raw []byte, err error) (id string, code int, msg string) {
 	if !errors.As(err, &e) || e.DuplicateKey == "" {
 		return "", codeParseError, "Parse error: " + err.Error()
 	}
-	if e.DuplicateKey != "id" {
+	// {"id":1,"ID":2} leaves the id as ambiguous as {"id":1,"id":2}.
+	if !strings.EqualFold(e.DuplicateKey, "id") {
 		if v := gjson.GetBytes(raw, "id"); v.Type == gjson.Number || v.Type == gjson.String {
 			id = v.Raw
 		}

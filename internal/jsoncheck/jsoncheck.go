@@ -1,11 +1,13 @@
 // Package jsoncheck refuses JSON that a reader and a relay could read two
-// ways: repeated object keys, and nesting deep enough to exhaust a
-// recursive validator's stack.
+// ways: repeated object keys (exactly, or differing only in letter case),
+// and nesting deep enough to exhaust a recursive validator's stack.
 package jsoncheck
 
 import (
 	"encoding/json"
 	"fmt"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxDepth is the deepest nesting of arrays and objects Check accepts. Real MCP traffic nests a few dozen levels at most;
@@ -31,9 +33,11 @@ func Check(raw []byte, dupKeys bool) error {
 	type frame struct {
 		object    bool
 		expectKey bool
-		keys      map[string]struct{}
+		// keys maps each key's folded form to the key as decoded.
+		keys map[string]string
 	}
 	var stack []frame
+	var fold []byte
 	for i := 0; i < len(raw); i++ {
 		switch raw[i] {
 		case '{', '[':
@@ -76,12 +80,23 @@ func Check(raw []byte, dupKeys bool) error {
 				}
 			}
 			if top.keys == nil {
-				top.keys = make(map[string]struct{}, 4)
+				top.keys = make(map[string]string, 4)
 			}
-			if _, dup := top.keys[key]; dup {
-				return &Error{Msg: fmt.Sprintf("duplicate key %q", key), DuplicateKey: key}
+			fold = foldKey(fold[:0], key)
+			fk := key
+			if string(fold) != key {
+				fk = string(fold)
 			}
-			top.keys[key] = struct{}{}
+			if prev, dup := top.keys[fk]; dup {
+				if prev == key {
+					return &Error{Msg: fmt.Sprintf("duplicate key %q", key), DuplicateKey: key}
+				}
+				return &Error{
+					Msg:          fmt.Sprintf("duplicate key %q: equal to %q under Unicode case folding, so a case-insensitive decoder reads both as one key", key, prev),
+					DuplicateKey: key, FoldsTo: prev,
+				}
+			}
+			top.keys[fk] = key
 		}
 	}
 	return nil
@@ -92,6 +107,48 @@ type Error struct {
 	Msg string
 	// DuplicateKey is the repeated key; "" for a depth error.
 	DuplicateKey string
+	// FoldsTo is the earlier key DuplicateKey equals under case folding
+	// when the two are spelt differently; "" for an exact repeat.
+	FoldsTo string
 }
 
 func (e *Error) Error() string { return e.Msg }
+
+// foldKey appends to dst the canonical form of key under simple case
+// folding: every rune replaced by the smallest rune of its folding orbit,
+// as encoding/json folds names, then ASCII letters lower-cased, so that the
+// usual lower-case key is its own form and costs no second string. Two keys
+// are equal to encoding/json exactly when their forms are. Invalid UTF-8
+// folds to U+FFFD, which is what encoding/json decodes it to.
+func foldKey(dst []byte, key string) []byte {
+	for i := 0; i < len(key); {
+		c := key[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(key[i:])
+		i += n
+		r = foldRune(r)
+		if 'A' <= r && r <= 'Z' {
+			r += 'a' - 'A'
+		}
+		dst = utf8.AppendRune(dst, r)
+	}
+	return dst
+}
+
+// foldRune is the smallest rune of r's simple folding orbit.
+func foldRune(r rune) rune {
+	for {
+		r2 := unicode.SimpleFold(r)
+		if r2 <= r {
+			return r2
+		}
+		r = r2
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/tidwall/gjson"
 
+	"github.com/caracal-dev/caracal/internal/httpserver"
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/ledger"
@@ -118,6 +119,8 @@ type provider struct {
 	Provider
 	target *url.URL
 	rp     *httputil.ReverseProxy
+	// keyForms are the spellings of APIKey scrubbed from responses.
+	keyForms []string
 }
 
 // New returns a Proxy.
@@ -165,7 +168,7 @@ func New(o Options) (*Proxy, error) {
 			return nil, fmt.Errorf("llmproxy: provider %s: unknown kind %q (want openai or anthropic)", cfg.Name, cfg.Kind)
 		}
 		setDefault(&cfg.Timeout, o.UpstreamTimeout)
-		pv := &provider{Provider: cfg, target: u}
+		pv := &provider{Provider: cfg, target: u, keyForms: keyForms(cfg.APIKey)}
 		tr := o.Transport
 		if tr == nil {
 			t := http.DefaultTransport.(*http.Transport).Clone()
@@ -176,7 +179,7 @@ func New(o Options) (*Proxy, error) {
 		}
 		pv.rp = &httputil.ReverseProxy{
 			Rewrite:        p.rewrite,
-			Transport:      tr,
+			Transport:      scrub1xx{next: tr, forms: pv.keyForms},
 			FlushInterval:  -1,
 			ModifyResponse: p.modifyResponse,
 			ErrorHandler:   p.upstreamError,
@@ -321,6 +324,9 @@ func (p *Proxy) prepareLLM(w http.ResponseWriter, r *http.Request, c *call, bc *
 			writeError(w, kind, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("request body exceeds %d bytes", p.opts.MaxRequestBytes))
 			return false
 		}
+		if cutOff(w, kind, err) {
+			return false
+		}
 		writeError(w, kind, http.StatusBadRequest, "", "cannot read request body: "+err.Error())
 		return false
 	}
@@ -441,6 +447,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	c := resp.Request.Context().Value(callKey{}).(*call)
 	c.status = resp.StatusCode
+	scrubResponse(resp, c.prov.keyForms)
 	c.decisionHeaders(resp.Header)
 	if c.ep == epOther {
 		// Priced per request: the request ran unless the provider refused.
@@ -448,7 +455,6 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			c.settle(nil)
 		} else {
 			c.release(fmt.Sprintf("upstream status %d", resp.StatusCode))
-			redactKey(resp, c.prov.APIKey)
 		}
 		resp.Body = &closeBody{ReadCloser: resp.Body, c: c}
 		return nil
@@ -464,81 +470,48 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		resp.Body = &sseBody{src: resp.Body, c: c, st: st, max: c.p.opts.MaxEventBytes}
 		return nil
 	}
-	if resp.StatusCode >= 400 {
-		redactKey(resp, c.prov.APIKey)
-	}
 	resp.Body = &jsonBody{src: resp.Body, c: c, scan: newFieldScanner("usage", 1<<16)}
 	return nil
-}
-
-// redactLimit bounds how much of an error response is searched for the
-// provider's key.
-const redactLimit = 1 << 20
-
-// redactKey removes the provider's key from an error response's headers
-// and from the first redactLimit bytes of its body: some providers quote
-// the key they were sent in an authentication error, and the agent must
-// never learn it.
-func redactKey(resp *http.Response, key string) {
-	if key == "" {
-		return
-	}
-	for name, vs := range resp.Header {
-		for _, v := range vs {
-			if strings.Contains(v, key) {
-				resp.Header.Del(name)
-				break
-			}
-		}
-	}
-	head, err := io.ReadAll(io.LimitReader(resp.Body, redactLimit))
-	if !bytes.Contains(head, []byte(key)) {
-		resp.Body = &prefixedBody{r: io.MultiReader(bytes.NewReader(head), errReader{err}, resp.Body), c: resp.Body}
-		return
-	}
-	head = bytes.ReplaceAll(head, []byte(key), []byte("[redacted by Caracal]"))
-	resp.Header.Del("Content-Length")
-	resp.ContentLength = -1
-	resp.Body = &prefixedBody{r: io.MultiReader(bytes.NewReader(head), errReader{err}, resp.Body), c: resp.Body}
-}
-
-// prefixedBody is a body whose first bytes were read ahead.
-type prefixedBody struct {
-	r io.Reader
-	c io.Closer
-}
-
-func (b *prefixedBody) Read(p []byte) (int, error) { return b.r.Read(p) }
-func (b *prefixedBody) Close() error               { return b.c.Close() }
-
-// errReader replays a read-ahead error (nil: nothing) at its place.
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	return 0, io.EOF
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	c := r.Context().Value(callKey{}).(*call)
 	var ne net.Error
 	timeout := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-	if c.wrote.Load() {
+	var slow *httpserver.BodyTimeoutError
+	switch {
+	case errors.As(err, &slow):
+		// The client's body, streamed to the provider as it came, was cut
+		// off: the provider never received a whole request to run.
+		c.release("request body cut off by the read timeout: " + err.Error())
+	case c.wrote.Load():
 		// The provider may have run the request: never refund silently.
 		c.unconfirmed("upstream failed after the request was sent: " + err.Error())
-	} else {
+	default:
 		c.release("upstream unreachable: " + err.Error())
 	}
 	c.done()
 	c.decisionHeaders(w.Header())
+	if cutOff(w, c.prov.Kind, err) {
+		return
+	}
 	if timeout {
 		writeError(w, c.prov.Kind, http.StatusGatewayTimeout, "upstream_timeout", fmt.Sprintf("provider %s did not answer in time", c.prov.Name))
 		return
 	}
 	p.log.Warn("upstream error", "provider", c.prov.Name, "request_id", c.ticket.RequestID, "err", err)
 	writeError(w, c.prov.Kind, http.StatusBadGateway, "upstream_unreachable", fmt.Sprintf("provider %s could not be reached", c.prov.Name))
+}
+
+// cutOff answers 408 when err is the listener's read timeout cutting a
+// trickling request body off (see internal/httpserver).
+func cutOff(w http.ResponseWriter, k Kind, err error) bool {
+	var slow *httpserver.BodyTimeoutError
+	if !errors.As(err, &slow) {
+		return false
+	}
+	writeError(w, k, http.StatusRequestTimeout, "request_timeout", slow.Error())
+	return true
 }
 
 func (c *call) decisionHeaders(h http.Header) {

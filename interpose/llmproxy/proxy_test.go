@@ -339,6 +339,8 @@ func TestProxyBadInputAndUpstreamFailures(t *testing.T) {
 		{"stream without usage", "/anthropic/v1/messages", "crk_good", msgStream, map[string]string{"Fake-Mode": "nousage"}, 200, "", policy.OutcomeUnconfirmed, true},
 		{"too large", "/openai/v1/chat/completions", "crk_good", `{"model":"gpt-4o","x":"` + strings.Repeat("a", 2000) + `"}`, nil, 413, "invalid_request_error", "", false},
 		{"repeated model", "/openai/v1/chat/completions", "crk_good", `{"model":"gpt-4o","max_tokens":1,"messages":[],"model":"o1-pro","max_tokens":100000}`, nil, 400, "invalid_request_error", "", false},
+		{"case-variant model", "/openai/v1/chat/completions", "crk_good", `{"model":"gpt-4o-mini","max_tokens":1,"messages":[],"MODEL":"o1-pro"}`, nil, 400, "invalid_request_error", "", false},
+		{"case-variant max_tokens", "/anthropic/v1/messages", "crk_good", `{"model":"claude-sonnet-4-5","max_tokens":1,"messages":[],"Max_Tokens":100000}`, nil, 400, "invalid_request_error", "", false},
 		{"dot segments", "/openai/v1/chat/completions/x/..", "crk_good", chat, nil, 400, "invalid_request_error", "", false},
 		{"empty segment", "/openai/v1//chat/completions", "crk_good", chat, nil, 400, "invalid_request_error", "", false},
 		{"choices overflow", "/openai/v1/chat/completions", "crk_good", `{"model":"gpt-4o","messages":[],"max_tokens":4294967296,"n":4294967296}`, nil, 400, "invalid_request_error", "", false},
