@@ -400,9 +400,21 @@ func (e *Engine) Settle(ctx context.Context, t *Ticket, r Result) (ledger.Event,
 	if r.Tokens != nil {
 		sr.Tokens = *r.Tokens
 	}
+	// The upstream bills what it reports, so an overrun is charged in
+	// full; it is marked so the ledger shows that the reservation did not
+	// bound it. This is the one place for every mode.
+	overrun := amount > t.Reserved
+	if overrun {
+		sr.Code = policy.CodeUsageOverrun
+	}
 	ev, err := e.opts.Store.Settle(ctx, sr)
 	if err != nil {
 		return ledger.Event{}, fmt.Errorf("settle %s: %w", t.RequestID, err)
+	}
+	if overrun && ev.Code == policy.CodeUsageOverrun {
+		e.log.Warn("usage overran the reservation; charged in full", "request_id", t.RequestID,
+			"agent", ev.AgentName, "agent_id", ev.AgentID, "resource", ev.Resource,
+			"reserved", t.Reserved.String(), "charged", ev.Amount.String(), "currency", ev.Currency)
 	}
 	return ev, nil
 }
