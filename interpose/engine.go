@@ -61,6 +61,8 @@ type Engine struct {
 	prices    []policy.PriceRule
 	pricesAt  time.Time
 	pricesSet bool
+
+	orphans orphans
 }
 
 // New returns an Engine.
@@ -338,6 +340,11 @@ func (e *Engine) Begin(ctx context.Context, c Call) (t *Ticket, d policy.Decisio
 		return nil, policy.Decision{Code: policy.CodeUnknownAgent, Reason: fmt.Sprintf("unknown agent %q", c.AgentID), Price: amount, Currency: q.Currency}
 	}
 	if err != nil {
+		if ambiguous(err) {
+			// The commit may have landed although it reported failure; the
+			// call is refused, so whatever was reserved is released later.
+			e.rememberOrphan(c.RequestID)
+		}
 		if ctx.Err() != nil {
 			// The caller went away; nothing is wrong with the ledger.
 			e.log.Info("call abandoned before its reservation", "request_id", c.RequestID, "agent", c.AgentID, "err", err)
@@ -498,9 +505,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep settles every expired reservation once and returns how many it
+// Sweep first releases the reservations of calls refused because their
+// reservation reported failure (ReleaseOrphans), so those are never charged,
+// then settles every expired reservation once and returns how many it
 // settled; a store failure is logged.
 func (e *Engine) Sweep(ctx context.Context) int {
+	e.ReleaseOrphans(ctx)
 	n, err := e.opts.Store.ExpireReservations(ctx, e.opts.Now())
 	if err != nil && ctx.Err() == nil {
 		e.log.Error("expiry sweep failed", "err", err)
