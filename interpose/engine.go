@@ -499,6 +499,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.Sweep(ctx)
 		select {
 		case <-ctx.Done():
+			e.releaseOnExit(ctx)
 			return nil
 		case <-tk.C:
 		}

@@ -100,3 +100,20 @@ func (e *Engine) ReleaseOrphans(ctx context.Context) int {
 	}
 	return n
 }
+
+// exitReleaseTimeout bounds the last release attempt when Run stops.
+const exitReleaseTimeout = 5 * time.Second
+
+// releaseOnExit makes a last attempt to release what is still pending when
+// Run stops, since the request IDs live only in this process.
+func (e *Engine) releaseOnExit(ctx context.Context) {
+	if e.PendingReleases() == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), exitReleaseTimeout)
+	defer cancel()
+	e.ReleaseOrphans(rctx)
+	if n := e.PendingReleases(); n > 0 {
+		e.log.Warn("stopping before every refused call was released or found absent; the expiry sweep will settle any that landed as unconfirmed", "count", n)
+	}
+}

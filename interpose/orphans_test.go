@@ -3,6 +3,7 @@ package interpose_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -145,5 +146,70 @@ func TestAmbiguousReserveIsReleased(t *testing.T) {
 	}
 	if _, err := direct.GetReservation(ctx, "never"); err == nil {
 		t.Fatal("a reservation appeared for the call refused while down")
+	}
+}
+
+// lossyStore reports every admitted reservation as failed after it was
+// committed, as a lost COMMIT reply does; conflict makes Reserve fail with
+// a definite conflict instead.
+type lossyStore struct {
+	ledger.Store
+	conflict bool
+}
+
+func (s *lossyStore) Reserve(ctx context.Context, r ledger.ReserveRequest) (policy.Decision, error) {
+	if s.conflict {
+		return policy.Decision{}, fmt.Errorf("request %q is already reserved: %w", r.RequestID, ledger.ErrConflict)
+	}
+	d, err := s.Store.Reserve(ctx, r)
+	if err != nil || !d.Allow {
+		return d, err
+	}
+	return policy.Decision{}, fmt.Errorf("commit: conn closed: %w", ledger.ErrUnavailable)
+}
+
+// TestOrphanRelease covers the release of ambiguous reservations on
+// SQLite: a definite error leaves nothing to release (a conflicting
+// request ID belongs to another call), and Run's last act when it stops
+// releases what is pending.
+func TestOrphanRelease(t *testing.T) {
+	e := newEnv(t, nil)
+	e.budget("10")
+	e.price(policy.PriceRule{Resource: "mcp:fs/*", Currency: "USD", PerCall: m("1")})
+
+	// Another call holds "taken"; a Begin reusing the ID must not free it.
+	owner, _ := e.eng.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "mcp:fs/read", RequestID: "taken"})
+	if owner == nil {
+		t.Fatal("Begin refused")
+	}
+	conflicting := interpose.New(interpose.Options{Store: &lossyStore{Store: e.store, conflict: true}, Now: e.clk.Now, PriceCacheTTL: -1})
+	if tk, d := conflicting.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "mcp:fs/read", RequestID: "taken"}); tk != nil || d.Code != policy.CodeUnavailable {
+		t.Fatalf("Begin on a conflict = %+v, %+v", tk, d)
+	}
+	if n := conflicting.PendingReleases(); n != 0 {
+		t.Fatalf("a definite conflict was remembered for release: %d", n)
+	}
+	conflicting.Sweep(e.ctx)
+	if r, err := e.store.GetReservation(e.ctx, "taken"); err != nil || r.Status != "open" {
+		t.Fatalf("another call's reservation = %+v, %v; want it still open", r, err)
+	}
+
+	lossy := interpose.New(interpose.Options{Store: &lossyStore{Store: e.store}, Now: e.clk.Now, PriceCacheTTL: -1, SweepInterval: time.Hour})
+	if tk, d := lossy.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "mcp:fs/read", RequestID: "lost"}); tk != nil || d.Code != policy.CodeUnavailable {
+		t.Fatalf("Begin with a lost commit reply = %+v, %+v", tk, d)
+	}
+	if n := lossy.PendingReleases(); n != 1 {
+		t.Fatalf("PendingReleases = %d, want 1", n)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	cancel()
+	if err := lossy.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := e.store.GetReservation(e.ctx, "lost"); err != nil || r.Status != "released" {
+		t.Fatalf("reservation after Run = %+v, %v; want released", r, err)
+	}
+	if n := lossy.PendingReleases(); n != 0 {
+		t.Fatalf("PendingReleases after the release = %d", n)
 	}
 }
