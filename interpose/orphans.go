@@ -89,10 +89,12 @@ func (e *Engine) ReleaseOrphans(ctx context.Context) int {
 				continue
 			}
 		default:
+			// The store is still failing: try them all again next time
+			// rather than fail (and log) once per request.
 			if ctx.Err() == nil {
-				e.log.Warn("releasing the reservation of a refused call failed; will retry", "request_id", id, "err", err)
+				e.log.Warn("releasing the reservations of refused calls failed; will retry", "pending", len(ids), "request_id", id, "err", err)
 			}
-			continue
+			return n
 		}
 		e.orphans.mu.Lock()
 		delete(e.orphans.ids, id)
