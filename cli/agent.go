@@ -92,6 +92,9 @@ func runAgentRegister(ctx context.Context, opts *agentRegisterOptions) error {
 	if strings.TrimSpace(opts.Owner) == "" {
 		return Usagef("--owner: required")
 	}
+	if err := policy.ValidateText(opts.Owner); err != nil {
+		return Usagef("--owner: %w", err)
+	}
 	meta, err := parseKV("--metadata", opts.Metadata)
 	if err != nil {
 		return err
@@ -152,6 +155,9 @@ func parseKV(flag string, entries []string) (map[string]string, error) {
 		}
 		if _, dup := m[k]; dup {
 			return nil, Usagef("%s: key %q given twice", flag, k)
+		}
+		if err := policy.ValidateText(e); err != nil {
+			return nil, Usagef("%s: entry %q: %w", flag, e, err)
 		}
 		m[k] = v
 	}

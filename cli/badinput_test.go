@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/caracal-dev/caracal/policy"
@@ -33,6 +34,9 @@ func TestBadInput(t *testing.T) {
 			unknownKind := file("unknown.yaml", "prices:\n  - resource: \"mcp:a/b\"\n    per_token: \"1\"\n")
 			malformed := file("malformed.yaml", "prices:\n  - resource: \"mcp:a/b\n    per_call: 1\n")
 			negative := file("negative.yaml", "prices:\n  - resource: mcp:a/ok\n    per_call: \"0.01\"\n  - resource: mcp:a/b\n    per_call: \"-0.01\"\n")
+			ctlPath := file("ctl.yaml", "prices:\n  - resource: mcp:a/b\n    per_unit:\n      path: \"n\\e[2J\"\n      price: \"1\"\n")
+			notProof := file("proof.json", "{nope")
+			pub := strings.TrimSpace(e.ok("keys", "export-public"))
 			badCurrency := file("currency.yaml", "prices:\n  - resource: mcp:a/ok\n    per_call: \"0.01\"\n  - resource: mcp:a/b\n    currency: usd\n    per_call: \"1\"\n")
 
 			cases := []struct {
@@ -111,6 +115,30 @@ func TestBadInput(t *testing.T) {
 					[]string{"ledger", "summary", "--by", "week"}},
 				{"bad export format", 2, `--format: unknown format "xml": want jsonl or csv`,
 					[]string{"ledger", "export", "--format", "xml"}},
+				{"escape in owner", 2, `--owner: control character U+001B at byte 3 is not allowed in free text`,
+					[]string{"agent", "register", "--name", "new", "--owner", "ops\x1b[2J"}},
+				{"newline in owner", 2, `--owner: control character U+000A at byte 3 is not allowed in free text`,
+					[]string{"agent", "register", "--name", "new", "--owner", "ops\nnew  evil  active"}},
+				{"bidi override in owner", 2, `--owner: control character U+202E at byte 0 is not allowed in free text`,
+					[]string{"agent", "register", "--name", "new", "--owner", "\u202eops"}},
+				{"control character in metadata value", 2, `--metadata: entry "team=ml\r": control character U+000D at byte 7 is not allowed in free text`,
+					[]string{"agent", "register", "--name", "new", "--owner", "ops", "--metadata", "team=ml\r"}},
+				{"control character in metadata key", 2, `--metadata: entry "te\x1bam=ml": control character U+001B at byte 2 is not allowed in free text`,
+					[]string{"agent", "register", "--name", "new", "--owner", "ops", "--metadata", "te\x1bam=ml"}},
+				{"control character in per-unit path", 2, `--per-unit-path: control character U+0007 at byte 1 is not allowed in free text`,
+					[]string{"pricebook", "set", "mcp:x/y", "--per-unit-path", "n\a", "--per-unit-price", "1"}},
+				{"control character in per-unit path in file", 2, ctlPath + `: pricebook entry 1 ("mcp:a/b"): per_unit: path: control character U+001B at byte 1 is not allowed in free text`,
+					[]string{"pricebook", "import", ctlPath}},
+				{"consistency backwards", 2, `--from 5: must not be more than --to 2`,
+					[]string{"merkle", "consistency", "--from", "5", "--to", "2"}},
+				{"negative consistency target", 2, `--to -3: must be 0 or more`,
+					[]string{"merkle", "consistency", "--from", "0", "--to", "-3"}},
+				{"negative checkpoint size", 2, `--size -7: must be 0 or more`,
+					[]string{"merkle", "checkpoint", "--size", "-7"}},
+				{"negative proof tree size", 2, `--size -2: must be 0 or more`,
+					[]string{"merkle", "prove", "--seq", "0", "--size", "-2"}},
+				{"not a proof file", 2, notProof + `: not a proof document: invalid character 'n' looking for beginning of object key string`,
+					[]string{"merkle", "verify-proof", notProof, "--key", pub}},
 				{"migrate down unconfirmed", 2, "--yes: required: rolling back a migration drops the tables it created, with their rows",
 					[]string{"db", "migrate", "down"}},
 			}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
@@ -83,6 +85,7 @@ func runInit(ctx context.Context, f *Factory) (initResult, error) {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return initResult{}, fmt.Errorf("create home %s: %w", home, err)
 	}
+	warnOpenHome(f.IO.ErrOut, home)
 	r := initResult{Home: home, ConfigFile: filepath.Join(home, ConfigFile)}
 	if f.Flags.ConfigFile != "" {
 		r.ConfigFile = f.Flags.ConfigFile
@@ -143,6 +146,20 @@ func runInit(ctx context.Context, f *Factory) (initResult, error) {
 		r.PublicKey = kf.Signer.VerifierKey()
 	}
 	return r, nil
+}
+
+// warnOpenHome warns when other users can read or enter the home, which
+// holds the database (with every API key's hash), the config and the
+// checkpoint signing keys. An existing home is the operator's to change,
+// so init only says so.
+func warnOpenHome(w io.Writer, home string) {
+	st, err := os.Stat(home)
+	if err != nil || runtime.GOOS == "windows" {
+		return
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		fmt.Fprintf(w, "warning: home %s has mode %04o: other users can read it, and it holds the database and the signing keys; run chmod 700 %s\n", home, perm, home)
+	}
 }
 
 func printInitResult(opts *initOptions, r initResult) error {

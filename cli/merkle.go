@@ -160,10 +160,24 @@ proves later that the ledger was not rewritten.`,
 		Example: `  caracal merkle checkpoint > checkpoint-$(date +%F).txt
   caracal merkle checkpoint --size 1200`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runMerkleCheckpoint(cmd.Context(), opts) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := treeSizeFlag(cmd, "size", opts.Size); err != nil {
+				return err
+			}
+			return runMerkleCheckpoint(cmd.Context(), opts)
+		},
 	}
 	cmd.Flags().Int64Var(&opts.Size, "size", -1, "the checkpoint of this tree size instead of the latest")
 	return cmd
+}
+
+// treeSizeFlag refuses a negative tree size given for flag name; its
+// default -1 (not given) means the latest checkpoint.
+func treeSizeFlag(cmd *cobra.Command, name string, v int64) error {
+	if cmd.Flags().Changed(name) && v < 0 {
+		return Usagef("--%s %d: must be 0 or more", name, v)
+	}
+	return nil
 }
 
 func runMerkleCheckpoint(ctx context.Context, opts *merkleCheckpointOptions) error {
@@ -221,6 +235,9 @@ RFC 6962 verifier, checks it without the database.`,
 				opts.Seq = -1
 			} else if opts.Seq < 0 {
 				return Usagef("--seq %d: must be 0 or more", opts.Seq)
+			}
+			if err := treeSizeFlag(cmd, "size", opts.Size); err != nil {
+				return err
 			}
 			return runMerkleProve(cmd.Context(), opts)
 		},
@@ -287,6 +304,12 @@ the JSON, documented in docs/ledger-format.md.`,
 			}
 			if opts.From < 0 {
 				return Usagef("--from %d: must be 0 or more", opts.From)
+			}
+			if err := treeSizeFlag(cmd, "to", opts.To); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("to") && opts.From > opts.To {
+				return Usagef("--from %d: must not be more than --to %d", opts.From, opts.To)
 			}
 			return runMerkleConsistency(cmd.Context(), opts)
 		},
@@ -531,7 +554,9 @@ func runMerkleVerifyProof(opts *merkleVerifyProofOptions) error {
 	}
 	doc, err := merkle.ParseProof(data)
 	if err != nil {
-		return fmt.Errorf("%s: %w", opts.File, err)
+		// A file that is not a proof is a malformed argument, like an
+		// invalid pricebook file; a proof that does not verify is not.
+		return Usagef("%s: %w", opts.File, err)
 	}
 	switch p := doc.(type) {
 	case *merkle.InclusionProof:

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/caracal-dev/caracal/policy"
 )
 
 // Output formats of read commands.
@@ -93,16 +95,21 @@ func newTable(w io.Writer, headers ...string) *table {
 }
 
 // row adds one row; tabs and newlines inside cells are replaced by spaces
-// so a value can never break the alignment.
+// so a value can never break the alignment, and every other control
+// character is escaped (policy.EscapeText), so text stored before input was
+// checked cannot drive the terminal.
 func (t *table) row(cells ...string) {
 	clean := make([]string, len(cells))
 	for i, c := range cells {
-		clean[i] = cellReplacer.Replace(c)
+		clean[i] = cleanCell(c)
 	}
 	fmt.Fprintln(t.tw, strings.Join(clean, "\t"))
 }
 
 var cellReplacer = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ")
+
+// cleanCell makes one value safe to print in a table or after a label.
+func cleanCell(s string) string { return policy.EscapeText(cellReplacer.Replace(s)) }
 
 // flush writes the table out.
 func (t *table) flush() error { return t.tw.Flush() }
@@ -111,7 +118,7 @@ func (t *table) flush() error { return t.tw.Flush() }
 func printKV(w io.Writer, pairs ...[2]string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	for _, p := range pairs {
-		fmt.Fprintf(tw, "%s:\t%s\n", p[0], p[1])
+		fmt.Fprintf(tw, "%s:\t%s\n", p[0], cleanCell(p[1]))
 	}
 	return tw.Flush()
 }

@@ -87,3 +87,33 @@ func TestOrList(t *testing.T) {
 		}
 	}
 }
+
+// TestTableEscapesControlCharacters: text already stored with control
+// characters is printed escaped in tables and key-value records, so it
+// cannot clear the screen, recolour it or forge a row.
+func TestTableEscapesControlCharacters(t *testing.T) {
+	tests := []struct{ cell, want string }{
+		{"plain é ✓", "plain é ✓"},
+		{"evil\x1b[2J", `evil\x1b[2J`},
+		{"a\nforged  row", "a forged  row"},
+		{"bell\a del\x7f c1\u0085", `bell\a del\x7f c1\u0085`},
+		{"\u202eowner", `\u202eowner`},
+		{"line\u2028sep", `line\u2028sep`},
+	}
+	for _, tt := range tests {
+		var buf bytes.Buffer
+		if err := printRows(&buf, FormatTable, nil, []string{"v"}, [][]string{{tt.cell}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := buf.String(); got != "V\n"+tt.want+"\n" {
+			t.Errorf("table cell %q printed %q, want %q", tt.cell, got, tt.want)
+		}
+		buf.Reset()
+		if err := printKV(&buf, [2]string{"Owner", tt.cell}); err != nil {
+			t.Fatal(err)
+		}
+		if got := buf.String(); got != "Owner: "+tt.want+"\n" {
+			t.Errorf("record value %q printed %q, want %q", tt.cell, got, tt.want)
+		}
+	}
+}

@@ -131,6 +131,9 @@ func runPricebookSet(ctx context.Context, opts *pricebookSetOptions) error {
 	case opts.UnitPath == "" && opts.UnitPrice != "":
 		return Usagef("--per-unit-path: required with --per-unit-price")
 	case opts.UnitPath != "":
+		if err := policy.ValidateText(opts.UnitPath); err != nil {
+			return Usagef("--per-unit-path: %w", err)
+		}
 		a, err := parseAmount("--per-unit-price", opts.UnitPrice)
 		if err != nil {
 			return err

@@ -741,3 +741,63 @@ func TestExampleLLMPriceTableImports(t *testing.T) {
 		t.Errorf("only %d rules imported", len(rules))
 	}
 }
+
+// TestProxyUsageOverrun: a provider that reports far more output than the
+// request's max_tokens allows is charged what it reports, the event is
+// marked usage_overrun and a warning logged, and the agent, now over its
+// limit, is refused from then on.
+func TestProxyUsageOverrun(t *testing.T) {
+	e := newProxyEnv(t, "1.00")
+	body := `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":5}`
+	var statuses []int
+	for i := 0; i < 3; i++ {
+		req, err := http.NewRequestWithContext(context.Background(), "POST", e.url+"/openai/v1/chat/completions", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+e.key)
+		req.Header.Set("Fake-Mode", "overreport")
+		req.Header.Set("Fake-Output-Tokens", "1000000")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		statuses = append(statuses, resp.StatusCode)
+	}
+	if fmt.Sprint(statuses) != "[200 402 402]" {
+		t.Fatalf("statuses %v, want [200 402 402]\n%s", statuses, e.stderr.String())
+	}
+	if n := len(e.fake.Seen()); n != 1 {
+		t.Errorf("the provider saw %d requests, want 1", n)
+	}
+	var charged []ledgerEvent
+	for _, ev := range e.ledger() {
+		switch ev.Outcome {
+		case "charged":
+			charged = append(charged, ev)
+		case "denied":
+			if ev.Code != "budget_exceeded" {
+				t.Errorf("denial %+v", ev)
+			}
+		default:
+			t.Errorf("unexpected event %+v", ev)
+		}
+	}
+	if len(charged) != 1 {
+		t.Fatalf("charged events %+v, want exactly one", charged)
+	}
+	ev := charged[0]
+	want := expectedCost(testRates["gpt-4o"], ev.Tokens)
+	if ev.Code != "usage_overrun" || ev.Tokens.Output != 1_000_000 || ev.Amount != want {
+		t.Errorf("event %+v, want usage_overrun charging %s for 1000000 output tokens", ev, want)
+	}
+	csv := e.caracal("ledger", "export", "--format", "csv")
+	if !strings.Contains(csv, ",charged,usage_overrun,") {
+		t.Errorf("the CSV export does not mark the overrun:\n%s", csv)
+	}
+	if log := e.stderr.String(); !strings.Contains(log, "usage overran the reservation") || !strings.Contains(log, "charged="+want) {
+		t.Errorf("no overrun warning in the proxy log:\n%s", log)
+	}
+}

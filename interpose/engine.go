@@ -61,6 +61,8 @@ type Engine struct {
 	prices    []policy.PriceRule
 	pricesAt  time.Time
 	pricesSet bool
+
+	orphans orphans
 }
 
 // New returns an Engine.
@@ -338,6 +340,11 @@ func (e *Engine) Begin(ctx context.Context, c Call) (t *Ticket, d policy.Decisio
 		return nil, policy.Decision{Code: policy.CodeUnknownAgent, Reason: fmt.Sprintf("unknown agent %q", c.AgentID), Price: amount, Currency: q.Currency}
 	}
 	if err != nil {
+		if ambiguous(err) {
+			// The commit may have landed although it reported failure; the
+			// call is refused, so whatever was reserved is released later.
+			e.rememberOrphan(c.RequestID)
+		}
 		if ctx.Err() != nil {
 			// The caller went away; nothing is wrong with the ledger.
 			e.log.Info("call abandoned before its reservation", "request_id", c.RequestID, "agent", c.AgentID, "err", err)
@@ -400,9 +407,21 @@ func (e *Engine) Settle(ctx context.Context, t *Ticket, r Result) (ledger.Event,
 	if r.Tokens != nil {
 		sr.Tokens = *r.Tokens
 	}
+	// The upstream bills what it reports, so an overrun is charged in
+	// full; it is marked so the ledger shows that the reservation did not
+	// bound it. This is the one place for every mode.
+	overrun := amount > t.Reserved
+	if overrun {
+		sr.Code = policy.CodeUsageOverrun
+	}
 	ev, err := e.opts.Store.Settle(ctx, sr)
 	if err != nil {
 		return ledger.Event{}, fmt.Errorf("settle %s: %w", t.RequestID, err)
+	}
+	if overrun && ev.Code == policy.CodeUsageOverrun {
+		e.log.Warn("usage overran the reservation; charged in full", "request_id", t.RequestID,
+			"agent", ev.AgentName, "agent_id", ev.AgentID, "resource", ev.Resource,
+			"reserved", t.Reserved.String(), "charged", ev.Amount.String(), "currency", ev.Currency)
 	}
 	return ev, nil
 }
@@ -480,15 +499,19 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.Sweep(ctx)
 		select {
 		case <-ctx.Done():
+			e.releaseOnExit(ctx)
 			return nil
 		case <-tk.C:
 		}
 	}
 }
 
-// Sweep settles every expired reservation once and returns how many it
+// Sweep first releases the reservations of calls refused because their
+// reservation reported failure (ReleaseOrphans), so those are never charged,
+// then settles every expired reservation once and returns how many it
 // settled; a store failure is logged.
 func (e *Engine) Sweep(ctx context.Context) int {
+	e.ReleaseOrphans(ctx)
 	n, err := e.opts.Store.ExpireReservations(ctx, e.opts.Now())
 	if err != nil && ctx.Err() == nil {
 		e.log.Error("expiry sweep failed", "err", err)

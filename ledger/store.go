@@ -153,6 +153,9 @@ type SettleRequest struct {
 	Unit      string
 	Reason    string
 	Now       time.Time
+	// Code is recorded on the event: policy.CodeUsageOverrun when the
+	// amount exceeds the reservation, else empty.
+	Code policy.Code
 }
 
 // Enforcer is atomic check-and-reserve and exactly-once settlement.

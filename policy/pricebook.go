@@ -309,6 +309,9 @@ func validatePriceRule(r PriceRule) error {
 		if strings.TrimSpace(u.Path) == "" {
 			return errors.New("per_unit: path: empty (want a gjson path into the call arguments, e.g. count)")
 		}
+		if err := ValidateText(u.Path); err != nil {
+			return fmt.Errorf("per_unit: path: %w", err)
+		}
 		if u.Price < 0 {
 			return fmt.Errorf("per_unit: price: negative price %s", u.Price)
 		}

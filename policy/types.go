@@ -164,6 +164,10 @@ const (
 	CodeUnknownAgent   Code = "unknown_agent"
 	CodeNoPolicy       Code = "no_policy"
 	CodeCurrency       Code = "currency_mismatch"
+	// CodeUsageOverrun marks a charged event whose amount exceeds what was
+	// reserved for the call: the upstream reported more usage than the
+	// request's own bounds allow. It is not a decision code.
+	CodeUsageOverrun Code = "usage_overrun"
 )
 
 // Remaining is what one policy has left after a decision.

@@ -2,6 +2,9 @@ package policy
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
 
 	"github.com/caracal-dev/caracal/internal/money"
 )
@@ -83,4 +86,50 @@ func ValidatePolicy(p Policy) error {
 		}
 	}
 	return nil
+}
+
+// ValidateText checks free text a user gives (an agent's owner, metadata,
+// a per-unit path): it must hold no control character (C0, DEL, C1,
+// including newline and tab) and no bidirectional override or line
+// separator, any of which can rewrite what a terminal shows, for example
+// forge a table row. The error names the first such character and where.
+func ValidateText(s string) error {
+	for i, r := range s {
+		if unsafeRune(r) {
+			return fmt.Errorf("control character %U at byte %d is not allowed in free text", r, i)
+		}
+	}
+	return nil
+}
+
+// unsafeRune reports whether r may change how a terminal lays out text.
+func unsafeRune(r rune) bool {
+	switch {
+	case unicode.IsControl(r):
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+		return true // bidirectional embeddings, overrides, isolates and marks
+	case r == 0x2028, r == 0x2029:
+		return true // line and paragraph separators
+	}
+	return false
+}
+
+// EscapeText returns s with every character ValidateText refuses written
+// as a Go escape (\x1b, \n, \u202e), for printing text that is already
+// stored. Text without such characters is returned unchanged.
+func EscapeText(s string) string {
+	if ValidateText(s) == nil {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if !unsafeRune(r) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
 }

@@ -14,7 +14,10 @@
 // Modes (header Fake-Mode): "error500" answers 500 in the provider's error
 // shape; "hang" waits Fake-Delay (default one hour) or until the client
 // leaves before answering; "cut" aborts a stream half way; "nousage" omits
-// usage; "echo-key" answers 401 quoting the credential it was sent. Fake-Delay delays the response headers, Fake-Chunk-Delay each
+// usage; "overreport" reports Fake-Output-Tokens (or Options.OutputTokens)
+// as output usage even above the request's max_tokens, as a misbehaving
+// provider might, while the text it sends stays within the bound;
+// "echo-key" answers 401 quoting the credential it was sent. Fake-Delay delays the response headers, Fake-Chunk-Delay each
 // stream event.
 package fakeprovider
 
@@ -166,7 +169,10 @@ type exchange struct {
 	mode                                    string
 	delay, chunkDelay                       time.Duration
 	input, output, cached, write, reasoning int64
-	includeUsage                            bool
+	// billed is the output usage reported: output, or in mode
+	// "overreport" the length before max_tokens bounded it.
+	billed       int64
+	includeUsage bool
 }
 
 func (s *Server) exchange(r *http.Request, body []byte) exchange {
@@ -191,11 +197,16 @@ func (s *Server) exchange(r *http.Request, body []byte) exchange {
 		x.output = n
 	}
 	x.cached, x.write, x.reasoning = num("Fake-Cached-Tokens"), num("Fake-Cache-Write-Tokens"), num("Fake-Reasoning-Tokens")
+	unbounded := x.output
 	for _, k := range []string{"max_completion_tokens", "max_tokens", "max_output_tokens"} {
 		if m := gjson.GetBytes(body, k).Int(); m > 0 && m < x.output+x.reasoning {
 			x.output = max(m-x.reasoning, 1)
 			break
 		}
+	}
+	x.billed = x.output
+	if x.mode == "overreport" {
+		x.billed = unbounded
 	}
 	return x
 }
@@ -211,7 +222,7 @@ func (x exchange) words() []string {
 // openAIUsage is chat/completions usage: cached tokens are part of
 // prompt_tokens and reasoning tokens part of completion_tokens.
 func (x exchange) openAIUsage() map[string]any {
-	in, out := x.input+x.cached, x.output+x.reasoning
+	in, out := x.input+x.cached, x.billed+x.reasoning
 	return map[string]any{
 		"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out,
 		"prompt_tokens_details":     map[string]any{"cached_tokens": x.cached},
@@ -220,7 +231,7 @@ func (x exchange) openAIUsage() map[string]any {
 }
 
 func (x exchange) responsesUsage() map[string]any {
-	in, out := x.input+x.cached, x.output+x.reasoning
+	in, out := x.input+x.cached, x.billed+x.reasoning
 	return map[string]any{
 		"input_tokens": in, "output_tokens": out, "total_tokens": in + out,
 		"input_tokens_details":  map[string]any{"cached_tokens": x.cached},
@@ -334,7 +345,7 @@ func (s *Server) messages(w http.ResponseWriter, x exchange) {
 			"content": content, "stop_reason": stop, "stop_sequence": nil, "usage": usage}
 	}
 	if !x.stream {
-		m := message([]any{map[string]any{"type": "text", "text": strings.Join(words, "")}}, x.anthropicUsage(x.output), "end_turn")
+		m := message([]any{map[string]any{"type": "text", "text": strings.Join(words, "")}}, x.anthropicUsage(x.billed), "end_turn")
 		if x.mode == "nousage" {
 			delete(m, "usage")
 		}
@@ -353,7 +364,7 @@ func (s *Server) messages(w http.ResponseWriter, x exchange) {
 	}
 	sw.event("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0})
 	if x.mode != "nousage" {
-		sw.event("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": "end_turn", "stop_sequence": nil}, "usage": map[string]any{"output_tokens": x.output}})
+		sw.event("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": "end_turn", "stop_sequence": nil}, "usage": map[string]any{"output_tokens": x.billed}})
 	}
 	sw.event("message_stop", map[string]any{"type": "message_stop"})
 }

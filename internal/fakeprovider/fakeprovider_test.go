@@ -23,6 +23,10 @@ func TestUsageRules(t *testing.T) {
 	}{
 		{"chat capped by max_tokens", "/v1/chat/completions", "Bearer ko", chat, map[string]string{"Fake-Cached-Tokens": "3", "Fake-Reasoning-Tokens": "2"}, 200,
 			map[string]int64{"usage.prompt_tokens": InputTokens([]byte(chat)) + 3, "usage.completion_tokens": 5, "usage.completion_tokens_details.reasoning_tokens": 2, "usage.prompt_tokens_details.cached_tokens": 3}, ""},
+		{"overreport ignores max_tokens in usage only", "/v1/chat/completions", "Bearer ko", chat, map[string]string{"Fake-Mode": "overreport", "Fake-Output-Tokens": "1000000"}, 200,
+			map[string]int64{"usage.completion_tokens": 1_000_000}, `"content":"w0 w1 w2 w3 w4 "`},
+		{"overreport, anthropic", "/v1/messages", "", `{"model":"m","max_tokens":5,"messages":[]}`, map[string]string{"X-Api-Key": "ka", "Fake-Mode": "overreport", "Fake-Output-Tokens": "700"}, 200,
+			map[string]int64{"usage.output_tokens": 700}, `"text":"w0 w1 w2 w3 w4 "`},
 		{"responses", "/v1/responses", "Bearer ko", `{"model":"m","input":"x"}`, map[string]string{"Fake-Output-Tokens": "4"}, 200,
 			map[string]int64{"usage.output_tokens": 4}, ""},
 		{"messages", "/v1/messages", "", `{"model":"m","max_tokens":100,"messages":[]}`, map[string]string{"X-Api-Key": "ka", "Fake-Cache-Write-Tokens": "9"}, 200,

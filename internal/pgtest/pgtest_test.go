@@ -274,3 +274,31 @@ func TestRelay(t *testing.T) {
 		t.Fatalf("after Up: %v", err)
 	}
 }
+
+// TestRelayLoseReplyTo: a COMMIT whose reply the relay drops fails on the
+// client, yet the transaction landed.
+func TestRelayLoseReplyTo(t *testing.T) {
+	ctx := context.Background()
+	db := URL(t)
+	r, u := NewRelay(t, db)
+	conn := connectT(t, u)
+	if _, err := conn.Exec(ctx, `CREATE TABLE t (x int)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO t VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	lost := r.LoseReplyTo([]byte("commit\x00"))
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("the commit succeeded although its reply was dropped")
+	}
+	<-lost
+	var n int
+	if err := connectT(t, db).QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rows = %d, %v; want the committed row", n, err)
+	}
+}

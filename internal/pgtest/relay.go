@@ -1,12 +1,13 @@
 package pgtest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -22,6 +23,14 @@ type Relay struct {
 	ln    net.Listener
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+	// lose is the armed LoseReplyTo, or nil.
+	lose *loseReply
+}
+
+// loseReply is one armed LoseReplyTo.
+type loseReply struct {
+	marker []byte
+	done   chan struct{}
 }
 
 // NewRelay starts a relay to the server of databaseURL and returns it with
@@ -86,20 +95,88 @@ func (r *Relay) pipe(client net.Conn) {
 	r.conns[client], r.conns[server] = struct{}{}, struct{}{}
 	r.mu.Unlock()
 	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		dst.Close()
-		src.Close()
+	var lost atomic.Pointer[loseReply]
+	// toServer copies the client's bytes, and claims an armed LoseReplyTo
+	// when they contain its marker, before the server can answer them.
+	toServer := func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := client.Read(buf)
+			if n > 0 {
+				if l := r.claim(buf[:n]); l != nil {
+					lost.Store(l)
+				}
+				if _, werr := server.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		server.Close()
+		client.Close()
 		done <- struct{}{}
 	}
-	go cp(server, client)
-	go cp(client, server)
+	// toClient copies the server's bytes, except the reply to a claimed
+	// marker: that is dropped and the connection cut.
+	toClient := func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := server.Read(buf)
+			if n > 0 {
+				if l := lost.Load(); l != nil {
+					client.Close()
+					server.Close()
+					close(l.done)
+					break
+				}
+				if _, werr := client.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		client.Close()
+		server.Close()
+		done <- struct{}{}
+	}
+	go toServer()
+	go toClient()
 	<-done
 	<-done
 	r.mu.Lock()
 	delete(r.conns, client)
 	delete(r.conns, server)
 	r.mu.Unlock()
+}
+
+// LoseReplyTo arms the relay once: the next client bytes that contain
+// marker reach the server, but the server's reply to them is dropped and
+// that connection cut. With marker "commit\x00" (the simple-query message
+// pgx sends to commit), the client sees its COMMIT fail with a closed
+// connection although the transaction landed. The channel returned is
+// closed once the reply has been dropped.
+func (r *Relay) LoseReplyTo(marker []byte) <-chan struct{} {
+	l := &loseReply{marker: bytes.Clone(marker), done: make(chan struct{})}
+	r.mu.Lock()
+	r.lose = l
+	r.mu.Unlock()
+	return l.done
+}
+
+// claim disarms and returns the armed LoseReplyTo if b contains its marker.
+func (r *Relay) claim(b []byte) *loseReply {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lose == nil || !bytes.Contains(b, r.lose.marker) {
+		return nil
+	}
+	l := r.lose
+	r.lose = nil
+	return l
 }
 
 // Down closes the relay's listening port and every relayed connection:

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -32,6 +33,9 @@ func Open(ctx context.Context, path string, o Options) (*sqlstore.Store, error) 
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create database folder: %w", err)
 		}
+	}
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	dsn := func(txlock string) string {
 		v := url.Values{}
@@ -69,6 +73,25 @@ func Open(ctx context.Context, path string, o Options) (*sqlstore.Store, error) 
 		return nil, err
 	}
 	return s, nil
+}
+
+// createPrivate creates the database file, if it does not exist, readable
+// and writable by its owner only, whatever the umask: it holds the ledger
+// and the hashes of every API key. SQLite gives the -wal and -shm files it
+// creates the mode of the database file. An existing file is left as it is.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("restrict the database file's mode: %w", err)
+	}
+	return f.Close()
 }
 
 // Dialect is SQLite's sqlstore.Dialect.

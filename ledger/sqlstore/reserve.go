@@ -979,7 +979,7 @@ func (s *Store) Settle(ctx context.Context, r ledger.SettleRequest) (ledger.Even
 	}
 	amt := r.Amount
 	ev, err := s.finish(ctx, finish{
-		requestID: r.RequestID, status: resSettled, outcome: r.Outcome, amount: &amt,
+		requestID: r.RequestID, status: resSettled, outcome: r.Outcome, amount: &amt, code: r.Code,
 		tokens: r.Tokens, quantity: r.Quantity, unit: r.Unit, reason: r.Reason, now: r.Now,
 	})
 	if err != nil {

@@ -372,6 +372,25 @@ func testEnforce(t *testing.T, newStore Factory) {
 		}
 	})
 
+	t.Run("SettleRecordsOverrunCode", func(t *testing.T) {
+		f := newFx(t, newStore)
+		a := f.agent("a", "")
+		p := f.daily(a.ID, "1")
+		id := f.mustAllow(a.ID, "0.5", noon)
+		ev, err := f.s.Settle(f.ctx, ledger.SettleRequest{RequestID: id, Amount: m("8.000024"), Outcome: policy.OutcomeCharged,
+			Code: policy.CodeUsageOverrun, Now: noon})
+		if err != nil || ev.Code != policy.CodeUsageOverrun || ev.Amount != m("8.000024") {
+			t.Fatalf("settle = %+v, %v", ev, err)
+		}
+		if got, err := f.s.GetEvent(f.ctx, ev.ID); err != nil || got.Code != policy.CodeUsageOverrun {
+			t.Fatalf("stored event = %+v, %v; want code usage_overrun", got, err)
+		}
+		if u := f.usageOf(a.ID, p.ID, noon); u.Spent != m("8.000024") || u.Reserved != 0 {
+			t.Fatalf("usage spent %s reserved %s, want 8.000024 and 0", u.Spent, u.Reserved)
+		}
+		f.mustDeny(a.ID, "0.01", noon, policy.CodeBudgetExceeded, p.ID)
+	})
+
 	t.Run("ConcurrentSettleTakesEffectOnce", func(t *testing.T) {
 		f := newFx(t, newStore)
 		a := f.agent("a", "")
