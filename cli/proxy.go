@@ -28,6 +28,7 @@ type proxyFlags struct {
 	maxDuration     time.Duration
 	drainTimeout    time.Duration
 	maxRequestBytes int64
+	obs             obsFlags
 }
 
 func newProxyCmd(f *Factory) *cobra.Command {
@@ -58,6 +59,7 @@ See docs/http-proxy.md.`,
 	fs.DurationVar(&fl.maxDuration, "max-duration", 15*time.Minute, "longest exchange with a provider, streams included")
 	fs.DurationVar(&fl.drainTimeout, "drain-timeout", time.Minute, "how long to keep reading a response whose client left, to learn its usage")
 	fs.Int64Var(&fl.maxRequestBytes, "max-request-bytes", 32<<20, "largest metered request body")
+	bindObsFlags(fs, &fl.obs, false)
 	return cmd
 }
 
@@ -92,6 +94,10 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	if fl.maxRequestBytes <= 0 {
 		return Usagef("--max-request-bytes: must be positive")
 	}
+	obs, err := f.newObservability(cfg, fl.obs)
+	if err != nil {
+		return err
+	}
 	listen := fl.listen
 	if listen == "" {
 		listen = cfg.Proxy.Listen
@@ -104,7 +110,10 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := obs.attachFactory(ctx, f, cfg); err != nil {
+		return err
+	}
+	log := obs.log
 	engine := interpose.New(interpose.Options{
 		Store:        store,
 		DefaultPrice: cfg.Pricing.Default,
@@ -114,6 +123,7 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		// the expiry sweep would settle a live stream as unconfirmed.
 		ReservationTTL: max(interpose.DefaultReservationTTL, fl.maxDuration+fl.drainTimeout+time.Minute),
 		Logger:         log,
+		Observer:       obs.observer(log),
 	})
 	px, err := llmproxy.New(llmproxy.Options{
 		Engine:          engine,
@@ -133,6 +143,7 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		return Usagef("--listen: %v", err)
 	}
 	srv := &http.Server{Handler: px, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	srv.Handler = obs.handler(srv.Handler)
 
 	// Every charge goes into the Merkle log within DESIGN §4's bound.
 	home, err := f.Home()
@@ -170,6 +181,7 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	obs.ready.SetDraining()
 	// Finish in-flight requests, then the settlements of responses whose
 	// clients left, so no reservation is abandoned by a clean shutdown.
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), fl.drainTimeout+5*time.Second)
