@@ -2,6 +2,7 @@ package interpose
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -103,7 +104,7 @@ func (e *Engine) Begin(ctx context.Context, c Call) (*Ticket, policy.Decision) {
 	dur := time.Since(start)
 	r := Record{
 		Code: string(d.Code), Kind: Kind(c.Resource), AgentID: c.AgentID,
-		AgentName: e.agentName(ctx, c.AgentID), Resource: c.Resource, Duration: dur,
+		AgentName: e.agentName(ctx, c.AgentID, d.Code != policy.CodeUnavailable), Resource: c.Resource, Duration: dur,
 		RequestID: c.RequestID, Amount: d.Price, Currency: d.Currency,
 	}
 	if t != nil {
@@ -199,9 +200,11 @@ const (
 	nameLookupTimeout = 2 * time.Second
 )
 
-// agentName returns id's name, reading the store when it is not cached; ""
-// if the agent cannot be read (the Record still carries the ID).
-func (e *Engine) agentName(ctx context.Context, id string) string {
+// agentName returns id's name, reading the store when it is not cached
+// and read is true; "" if the agent cannot be read (the Record still
+// carries the ID). An unknown agent is cached as "" too, so a stream of
+// calls for it costs one read a minute; a failed read is not cached.
+func (e *Engine) agentName(ctx context.Context, id string, read bool) string {
 	if id == "" {
 		return ""
 	}
@@ -213,12 +216,20 @@ func (e *Engine) agentName(ctx context.Context, id string) string {
 		return en.name
 	}
 	c.mu.Unlock()
+	if !read {
+		return ""
+	}
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), nameLookupTimeout)
 	defer cancel()
 	a, err := e.opts.Store.GetAgent(lctx, id)
-	if err != nil || a.ID != id {
-		// Not found or unreadable: remember nothing, so a later call retries.
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		a = policy.Agent{}
+	case err != nil:
 		return ""
+	case a.ID != id:
+		// id named another agent by its name: not an agent ID.
+		a = policy.Agent{}
 	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= nameCacheMax {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/caracal-dev/caracal/interpose"
+	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -124,3 +125,45 @@ func TestObserverSeesStoreFailure(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// countingStore counts GetAgent reads.
+type countingStore struct {
+	ledger.Store
+	mu    sync.Mutex
+	reads int
+}
+
+func (s *countingStore) GetAgent(ctx context.Context, idOrName string) (policy.Agent, error) {
+	s.mu.Lock()
+	s.reads++
+	s.mu.Unlock()
+	return s.Store.GetAgent(ctx, idOrName)
+}
+
+// TestObserverCachesAgentNames: naming agents in Records costs one store
+// read per agent, not one per call, and an unknown agent is remembered too.
+func TestObserverCachesAgentNames(t *testing.T) {
+	rec := &recorder{}
+	var cs *countingStore
+	e := newEnv(t, func(o *interpose.Options) {
+		cs = &countingStore{Store: o.Store}
+		o.Store, o.Observer = cs, rec
+	})
+	e.budget("100")
+	for range 3 {
+		tk, d := e.eng.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "mcp:fs/x"})
+		if tk == nil {
+			t.Fatalf("denied: %+v", d)
+		}
+	}
+	for range 2 {
+		e.eng.Begin(e.ctx, interpose.Call{AgentID: "no-such-agent", Resource: "mcp:fs/x"})
+	}
+	rs := rec.take()
+	if len(rs) != 5 || rs[2].AgentName != "agent-a" || rs[4].AgentName != "" || rs[4].Code != string(policy.CodeUnknownAgent) {
+		t.Fatalf("records %+v", rs)
+	}
+	if cs.reads != 2 {
+		t.Errorf("%d agent reads for 2 agents", cs.reads)
+	}
+}
