@@ -158,8 +158,8 @@ func (c *stdioConn) supervise(stdout io.ReadCloser) {
 			c.log.Error("restarting upstream failed", "err", err, "retry_in", backoff)
 		}
 		c.log.Info("upstream restarted")
-		c.ev.restarted()
 		c.spec.upstreamRestarted()
+		c.ev.restarted()
 	}
 }
 
