@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
@@ -98,6 +100,10 @@ func Kind(resource string) string {
 func (e *Engine) Begin(ctx context.Context, c Call) (*Ticket, policy.Decision) {
 	if e.opts.Observer == nil {
 		return e.begin(ctx, c)
+	}
+	if c.RequestID == "" {
+		// Named here rather than in begin so that a denial's Record has it.
+		c.RequestID = uuid.NewString()
 	}
 	start := time.Now()
 	t, d := e.begin(ctx, c)

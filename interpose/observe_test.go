@@ -98,7 +98,12 @@ func TestObserverSeesEveryDecision(t *testing.T) {
 	if t4, _ := e.eng.Begin(e.ctx, call("mcp:fs/read")); t4 != nil {
 		t.Fatal("over-budget call admitted")
 	}
-	check("denied", want{interpose.Denied, "budget_exceeded", "mcp", "mcp:fs/read", "1.00"})
+	r := check("denied", want{interpose.Denied, "budget_exceeded", "mcp", "mcp:fs/read", "1.00"})
+	// The denial in the ledger carries the same request ID as its Record.
+	evs := e.events()
+	if last := evs[len(evs)-1]; r.RequestID == "" || last.Outcome != policy.OutcomeDenied || last.RequestID != r.RequestID {
+		t.Errorf("denial record request ID %q, ledger %+v", r.RequestID, last)
+	}
 }
 
 // TestObserverSeesStoreFailure: a settlement the store cannot record is
