@@ -26,8 +26,8 @@ type Observer interface {
 type Observers []Observer
 
 // Observe implements Observer.
-func (os Observers) Observe(ctx context.Context, r Record) {
-	for _, o := range os {
+func (obs Observers) Observe(ctx context.Context, r Record) {
+	for _, o := range obs {
 		o.Observe(ctx, r)
 	}
 }
