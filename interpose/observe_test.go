@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/ledger"
@@ -170,5 +171,33 @@ func TestObserverCachesAgentNames(t *testing.T) {
 	}
 	if cs.reads != 2 {
 		t.Errorf("%d agent reads for 2 agents", cs.reads)
+	}
+}
+
+// TestObserverSeesSweep: the expiry sweep reports how many reservations it
+// settled as unconfirmed, in one Record.
+func TestObserverSeesSweep(t *testing.T) {
+	rec := &recorder{}
+	e := newEnv(t, func(o *interpose.Options) { o.Observer = rec })
+	e.budget("10")
+	for range 2 {
+		if tk, d := e.eng.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "mcp:fs/x"}); tk == nil {
+			t.Fatalf("denied: %+v", d)
+		}
+	}
+	_ = rec.take()
+	if n := e.eng.Sweep(e.ctx); n != 0 {
+		t.Fatalf("swept %d before expiry", n)
+	}
+	if rs := rec.take(); len(rs) != 0 {
+		t.Fatalf("a sweep that settled nothing reported %+v", rs)
+	}
+	e.clk.Add(interpose.DefaultReservationTTL + time.Second)
+	if n := e.eng.Sweep(e.ctx); n != 2 {
+		t.Fatalf("swept %d, want 2", n)
+	}
+	rs := rec.take()
+	if len(rs) != 1 || rs[0].Code != interpose.CodeExpired || rs[0].Outcome != interpose.Unconfirmed || rs[0].Count != 2 {
+		t.Fatalf("records %+v", rs)
 	}
 }
