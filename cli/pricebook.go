@@ -110,7 +110,8 @@ func runPricebookSet(ctx context.Context, opts *pricebookSetOptions) error {
 	if cur == "" {
 		cur = money.DefaultCurrency
 	}
-	if _, err := parseCurrency("--currency", cur); err != nil {
+	cur, err := parseCurrency("--currency", cur)
+	if err != nil {
 		return err
 	}
 	r := policy.PriceRule{Resource: res, Currency: cur}
