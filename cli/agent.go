@@ -22,6 +22,7 @@ import (
 type agentStore interface {
 	ledger.Agents
 	ledger.Policies
+	Usage(ctx context.Context, agentID string, now time.Time) ([]policy.PolicyUsage, error)
 }
 
 func newAgentCmd(f *Factory) *cobra.Command {
@@ -269,22 +270,25 @@ func runAgentList(ctx context.Context, opts *agentListOptions) error {
 	return printRows(opts.IO.Out, opts.Output, agents, []string{"id", "name", "owner", "parent", "status", "created"}, rows)
 }
 
-// agentDetail is `agent get`'s JSON: the agent, its keys and its policies.
+// agentDetail is `agent get`'s JSON: the agent, its keys, its policies and
+// the status of every budget that binds it (as `budget status --agent`).
 type agentDetail struct {
 	policy.Agent
 	Keys     []policy.APIKey `json:"keys"`
 	Policies []policy.Policy `json:"policies"`
+	Budgets  []policy.Budget `json:"budgets"`
 }
 
 type agentGetOptions struct {
 	IO     *IOStreams
 	Store  func(context.Context) (agentStore, error)
+	Now    func() time.Time
 	Agent  string
 	Output string
 }
 
 func newAgentGetCmd(f *Factory) *cobra.Command {
-	opts := &agentGetOptions{IO: f.IO, Store: agentStoreFunc(f)}
+	opts := &agentGetOptions{IO: f.IO, Store: agentStoreFunc(f), Now: f.now}
 	cmd := &cobra.Command{
 		Use:   "get NAME|ID",
 		Short: "Show an agent with its keys and active policies",
@@ -317,7 +321,15 @@ func runAgentGet(ctx context.Context, opts *agentGetOptions) error {
 	if err != nil {
 		return fmt.Errorf("list policies of %q: %w", a.Name, err)
 	}
-	d := agentDetail{Agent: a, Keys: nonNil(keys), Policies: nonNil(pols)}
+	now := time.Now()
+	if opts.Now != nil {
+		now = opts.Now()
+	}
+	budgets, err := budgetsOf(ctx, st, now, []string{a.ID})
+	if err != nil {
+		return err
+	}
+	d := agentDetail{Agent: a, Keys: nonNil(keys), Policies: nonNil(pols), Budgets: budgets}
 	if opts.Output == FormatJSON {
 		return printJSON(opts.IO.Out, d)
 	}
@@ -336,7 +348,12 @@ func runAgentGet(ctx context.Context, opts *agentGetOptions) error {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Policies:")
-	return printPolicyTable(w, d.Policies, map[string]string{a.ID: a.Name})
+	if err := printPolicyTable(w, d.Policies, map[string]string{a.ID: a.Name}); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Budgets (this agent's and its ancestors'):")
+	return printBudgetTable(w, d.Budgets)
 }
 
 func nonNil[T any](s []T) []T {
