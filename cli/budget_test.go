@@ -93,7 +93,7 @@ func TestBudgetStatus(t *testing.T) {
 	var rows []budgetRow
 	e.json(&rows, "budget", "status", "--agent", "kid")
 	for _, tc := range []struct {
-		row                                               budgetRow
+		row                                              budgetRow
 		agent, policyID, spent, reserved, remaining, pct string
 	}{
 		{rows[0], "kid", kp.ID, "1.50", "2.00", "1.50", "70.00"},
