@@ -53,7 +53,7 @@ func (p Percent) MarshalJSON() ([]byte, error) {
 // RemainingAfter is what the policy has left once spend is also taken:
 // limit − spent − reserved − spend, floored at zero (a budget already
 // overspent has nothing left, not a negative amount).
-func (pu *PolicyUsage) RemainingAfter(spend money.Amount) money.Amount {
+func (pu PolicyUsage) RemainingAfter(spend money.Amount) money.Amount {
 	left := pu.Policy.Limit
 	for _, used := range [...]money.Amount{pu.Spent, pu.Reserved, spend} {
 		var err error
@@ -69,7 +69,7 @@ func (pu *PolicyUsage) RemainingAfter(spend money.Amount) money.Amount {
 
 // Remaining is limit − spent − reserved, floored at zero: what a new call
 // may still reserve. It is the figure Decide reports.
-func (pu *PolicyUsage) Remaining() money.Amount { return pu.RemainingAfter(0) }
+func (pu PolicyUsage) Remaining() money.Amount { return pu.RemainingAfter(0) }
 
 // PercentUsed is (spent + reserved) / limit × 100, computed exactly and
 // truncated (not rounded) to two decimals, so that "100.00" means the
@@ -77,7 +77,7 @@ func (pu *PolicyUsage) Remaining() money.Amount { return pu.RemainingAfter(0) }
 // "99.99". It exceeds 100 when usage went over the limit (an unconfirmed
 // charge larger than its reservation). A zero limit reads "100.00": nothing
 // may be spent.
-func (pu *PolicyUsage) PercentUsed() Percent {
+func (pu PolicyUsage) PercentUsed() Percent {
 	used := new(big.Int).Add(big.NewInt(int64(pu.Spent)), big.NewInt(int64(pu.Reserved)))
 	if pu.Policy.Limit <= 0 {
 		return "100.00"
@@ -98,7 +98,7 @@ func (pu *PolicyUsage) PercentUsed() Percent {
 // Budget returns the policy's status at now, the moment its Spent and
 // Reserved were read at. The window boundaries come from the same
 // functions that place spends in buckets.
-func (pu *PolicyUsage) Budget(now time.Time) (Budget, error) {
+func (pu PolicyUsage) Budget(now time.Time) (Budget, error) {
 	p := pu.Policy
 	wt := p.WindowType
 	if wt == "" {

@@ -166,6 +166,53 @@ func testEnforce(t *testing.T, newStore Factory) {
 		}
 	})
 
+	t.Run("BudgetWhileReservationOpen", func(t *testing.T) {
+		// The budget a reader sees is limit − spent − reserved while a call
+		// is in flight, and the next Reserve agrees with it exactly.
+		f := newFx(t, newStore)
+		parent := f.agent("parent", "")
+		kid := f.agent("kid", parent.ID)
+		pp := f.daily(parent.ID, "10")
+		kp := f.policy(kid.ID, "4", policy.WindowHourly, policy.WindowRolling, "")
+		f.spend(kid.ID, "1.25", noon.Add(-time.Minute))
+		open := f.mustAllow(kid.ID, "2", noon)
+		us, err := f.s.Usage(f.ctx, kid.ID, noon)
+		if err != nil || len(us) != 2 {
+			t.Fatalf("Usage = %+v, %v; want the kid's and the parent's policies", us, err)
+		}
+		for _, tc := range []struct {
+			pu                               policy.PolicyUsage
+			id, remaining, percent, resetsAt string
+		}{
+			{us[0], kp.ID, "0.75", "81.25", ""},
+			{us[1], pp.ID, "6.75", "32.50", "2026-06-16T00:00:00Z"},
+		} {
+			b, err := tc.pu.Budget(noon)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.PolicyID != tc.id || b.Spent != m("1.25") || b.Reserved != m("2") || b.Remaining != m(tc.remaining) ||
+				string(b.PercentUsed) != tc.percent {
+				t.Errorf("budget %+v; want policy %s spent 1.25 reserved 2 remaining %s percent %s", b, tc.id, tc.remaining, tc.percent)
+			}
+			if got := ""; b.ResetsAt != nil {
+				if got = b.ResetsAt.Format(time.RFC3339); got != tc.resetsAt {
+					t.Errorf("policy %s resets at %s, want %s", tc.id, got, tc.resetsAt)
+				}
+			} else if tc.resetsAt != "" {
+				t.Errorf("policy %s has no reset time, want %s", tc.id, tc.resetsAt)
+			}
+			_, d := f.reserve(kid.ID, "0", noon)
+			if got := remainingOf(t, d, tc.id); got != b.Remaining {
+				t.Errorf("policy %s: Reserve reports %s remaining, budget status %s", tc.id, got, b.Remaining)
+			}
+		}
+		f.release(open)
+		if b, _ := f.usageOf(kid.ID, kp.ID, noon).Budget(noon); b.Reserved != 0 || b.Remaining != m("2.75") {
+			t.Errorf("after release: %+v", b)
+		}
+	})
+
 	t.Run("Limits", func(t *testing.T) {
 		tests := []struct {
 			name, spent, ask string
