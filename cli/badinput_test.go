@@ -33,7 +33,7 @@ func TestBadInput(t *testing.T) {
 			unknownKind := file("unknown.yaml", "prices:\n  - resource: \"mcp:a/b\"\n    per_token: \"1\"\n")
 			malformed := file("malformed.yaml", "prices:\n  - resource: \"mcp:a/b\n    per_call: 1\n")
 			negative := file("negative.yaml", "prices:\n  - resource: mcp:a/ok\n    per_call: \"0.01\"\n  - resource: mcp:a/b\n    per_call: \"-0.01\"\n")
-			badCurrency := file("currency.yaml", "prices:\n  - resource: mcp:a/ok\n    per_call: \"0.01\"\n  - resource: mcp:a/b\n    currency: usd\n    per_call: \"1\"\n")
+			badCurrency := file("currency.yaml", "prices:\n  - resource: mcp:a/ok\n    per_call: \"0.01\"\n  - resource: mcp:a/b\n    currency: usdx\n    per_call: \"1\"\n")
 
 			cases := []struct {
 				name string
@@ -57,8 +57,8 @@ func TestBadInput(t *testing.T) {
 					[]string{"policy", "create", "--agent", "bot", "--limit", "5", "--timezone", "Mars/Olympus"}},
 				{"local time zone", 2, `--timezone: unknown time zone "Local": want an IANA name such as UTC or America/New_York`,
 					[]string{"policy", "create", "--agent", "bot", "--limit", "5", "--timezone", "Local"}},
-				{"bad currency", 2, `--currency: invalid currency "usd": want a three-letter code such as USD`,
-					[]string{"policy", "create", "--agent", "bot", "--limit", "5", "--currency", "usd"}},
+				{"bad currency", 2, `--currency: invalid currency "usdx": want a three-letter code such as USD`,
+					[]string{"policy", "create", "--agent", "bot", "--limit", "5", "--currency", "usdx"}},
 				{"bad allow pattern", 2, `--allow: invalid pattern "mcp:fs/ *": want a resource pattern without spaces such as 'mcp:fs/*'`,
 					[]string{"policy", "create", "--agent", "bot", "--limit", "5", "--allow", "mcp:fs/ *"}},
 				{"policy for unknown agent", 1, `--agent: agent "ghost" not found`,
@@ -81,7 +81,7 @@ func TestBadInput(t *testing.T) {
 					[]string{"pricebook", "import", malformed}},
 				{"negative price in file", 2, negative + `: pricebook entry 2 ("mcp:a/b"): per_call: negative price -0.01`,
 					[]string{"pricebook", "import", negative}},
-				{"bad currency in file", 2, badCurrency + `: pricebook entry 2 ("mcp:a/b"): currency: invalid currency "usd": want a three-letter code such as USD`,
+				{"bad currency in file", 2, badCurrency + `: pricebook entry 2 ("mcp:a/b"): currency: invalid currency "usdx": want a three-letter code such as USD`,
 					[]string{"pricebook", "import", badCurrency}},
 				{"duplicate agent", 1, `--name: agent "bot" already exists`,
 					[]string{"agent", "register", "--name", "bot", "--owner", "ops"}},
