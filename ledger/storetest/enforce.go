@@ -846,6 +846,9 @@ func testEvents(t *testing.T, newStore Factory) {
 			{"outcome", ledger.EventFilter{Outcome: policy.OutcomeDenied}, []string{"llm:openai/gpt-4o"}},
 			{"combined", ledger.EventFilter{AgentIDs: []string{b.ID}, Resource: "mcp:fs/*", Since: day2, Outcome: policy.OutcomeUnconfirmed}, []string{"mcp:fs/read"}},
 			{"limit", ledger.EventFilter{Limit: 2}, []string{"mcp:fs/read", "mcp:fs/write"}},
+			{"newest first", ledger.EventFilter{NewestFirst: true}, []string{"mcp:fs/read", "llm:openai/gpt-4o", "llm:openai/gpt-4o", "mcp:fs/write", "mcp:fs/read"}},
+			{"newest first keeps the newest under a limit", ledger.EventFilter{NewestFirst: true, Limit: 2, Resource: "mcp:*"}, []string{"mcp:fs/read", "mcp:fs/write"}},
+			{"nothing integrated yet", ledger.EventFilter{Integrated: true}, nil},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
@@ -908,6 +911,57 @@ func testEvents(t *testing.T, newStore Factory) {
 		}
 		if _, err := f.s.Summary(f.ctx, ledger.EventFilter{}, "owner"); !errors.Is(err, ledger.ErrInvalid) {
 			t.Fatalf("summary by owner: %v, want ErrInvalid", err)
+		}
+	})
+
+	t.Run("Count", func(t *testing.T) {
+		for _, tc := range []struct {
+			flt  ledger.EventFilter
+			want int64
+		}{
+			{ledger.EventFilter{}, 5},
+			{ledger.EventFilter{Limit: 2}, 5},
+			{ledger.EventFilter{AgentIDs: []string{b.ID}, Resource: "mcp:*"}, 2},
+			{ledger.EventFilter{Outcome: policy.OutcomeDenied}, 1},
+			{ledger.EventFilter{Since: day2.Add(time.Hour), Until: day2.Add(24 * time.Hour)}, 0},
+		} {
+			if got, err := f.s.CountEvents(f.ctx, tc.flt); err != nil || got != tc.want {
+				t.Errorf("CountEvents(%+v) = %d, %v; want %d", tc.flt, got, err, tc.want)
+			}
+		}
+	})
+
+	// Last: integration gives every event a seq, which the other subtests
+	// expect to be -1.
+	t.Run("FollowBySeq", func(t *testing.T) {
+		sign := NewSigner(t, f.s, "follow.test")
+		if _, _, err := f.s.Integrate(f.ctx, 3, sign); err != nil {
+			t.Fatal(err)
+		}
+		seqs := func(flt ledger.EventFilter) []int64 {
+			var out []int64
+			for _, ev := range collect(f, flt) {
+				out = append(out, ev.Seq)
+			}
+			return out
+		}
+		if got := seqs(ledger.EventFilter{Integrated: true}); !reflect.DeepEqual(got, []int64{0, 1, 2}) {
+			t.Fatalf("integrated events: seqs %v, want [0 1 2]", got)
+		}
+		if got := seqs(ledger.EventFilter{Integrated: true, FromSeq: 3}); got != nil {
+			t.Fatalf("after the last seq: %v, want none", got)
+		}
+		if _, _, err := f.s.Integrate(f.ctx, 10, sign); err != nil {
+			t.Fatal(err)
+		}
+		if got := seqs(ledger.EventFilter{Integrated: true, FromSeq: 3}); !reflect.DeepEqual(got, []int64{3, 4}) {
+			t.Fatalf("newly integrated: seqs %v, want [3 4]", got)
+		}
+		if got := seqs(ledger.EventFilter{Integrated: true, FromSeq: 1, Outcome: policy.OutcomeDenied}); !reflect.DeepEqual(got, []int64{2}) {
+			t.Fatalf("filtered follow: seqs %v, want [2]", got)
+		}
+		if got := seqs(ledger.EventFilter{Integrated: true, NewestFirst: true, Limit: 2}); !reflect.DeepEqual(got, []int64{4, 3}) {
+			t.Fatalf("newest integrated: seqs %v, want [4 3]", got)
 		}
 	})
 }
