@@ -500,14 +500,20 @@ func runAgentKeyCreate(ctx context.Context, opts *agentKeyCreateOptions) error {
 	return nil
 }
 
-// parseDuration is time.ParseDuration that also accepts whole days ("30d").
+// parseDuration is time.ParseDuration that also accepts whole days ("30d")
+// and whole weeks ("1w").
 func parseDuration(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil || days < 0 || days > 100*365 {
-			return 0, fmt.Errorf("invalid duration %q", s)
+	for _, u := range []struct {
+		suffix string
+		days   int
+	}{{"d", 1}, {"w", 7}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			k, err := strconv.Atoi(n)
+			if err != nil || k < 0 || k*u.days > 100*365 {
+				return 0, fmt.Errorf("invalid duration %q", s)
+			}
+			return time.Duration(k*u.days) * 24 * time.Hour, nil
 		}
-		return time.Duration(days) * 24 * time.Hour, nil
 	}
 	return time.ParseDuration(s)
 }

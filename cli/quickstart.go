@@ -497,5 +497,5 @@ func plural(n int64, noun string) string {
 	if n == 1 {
 		return "1 " + noun
 	}
-	return fmt.Sprintf("%d %ss", n, noun)
+	return formatCount(n) + " " + noun + "s"
 }

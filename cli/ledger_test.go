@@ -1,0 +1,239 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/caracal-dev/caracal/ledger"
+	"github.com/caracal-dev/caracal/policy"
+)
+
+func TestParseTimeFlag(t *testing.T) {
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 00:30 in Paris is still the previous day in UTC: today is Paris's.
+	now := time.Date(2026, 3, 10, 0, 30, 0, 0, paris)
+	for _, tc := range []struct {
+		in, want string
+	}{
+		{"today", "2026-03-10T00:00:00+01:00"},
+		{"yesterday", "2026-03-09T00:00:00+01:00"},
+		{"Today", "2026-03-10T00:00:00+01:00"},
+		{"1w", "2026-03-03T00:30:00+01:00"},
+		{"2w", "2026-02-24T00:30:00+01:00"},
+		{"7d", "2026-03-03T00:30:00+01:00"},
+		{"90m", "2026-03-09T23:00:00+01:00"},
+		{"2026-01-02", "2026-01-02T00:00:00Z"},
+		{"2026-01-02T03:04:05Z", "2026-01-02T03:04:05Z"},
+	} {
+		got, err := parseTimeFlag("--since", tc.in, now)
+		want, _ := time.Parse(time.RFC3339, tc.want)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("parseTimeFlag(%q) = %v, %v; want %v", tc.in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"tomorrow", "1x", "-1w", "w"} {
+		if _, err := parseTimeFlag("--since", bad, now); err == nil {
+			t.Errorf("parseTimeFlag(%q): no error", bad)
+		}
+	}
+}
+
+func TestFormatCount(t *testing.T) {
+	for n, want := range map[int64]string{0: "0", 7: "7", 999: "999", 1000: "1,000", 12083: "12,083", 1234567: "1,234,567", -4500: "-4,500"} {
+		if got := formatCount(n); got != want {
+			t.Errorf("formatCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+	for n, want := range map[int64]string{0: "0 events", 1: "1 event", 2: "2 events", 1500: "1,500 events"} {
+		if got := plural(n, "event"); got != want {
+			t.Errorf("plural(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// ledgerFixture is an initialised home with one agent and a way to append
+// charged events as another process would.
+type ledgerFixture struct {
+	e     *cliEnv
+	st    ledger.Store
+	agent policy.Agent
+}
+
+func newLedgerFixture(t *testing.T) *ledgerFixture {
+	t.Helper()
+	e := newCLIEnv(t, "sqlite")
+	e.ok("init")
+	e.ok("agent", "register", "--name", "bot", "--owner", "ops")
+	st := testStore(t, e)
+	a, err := st.GetAgent(context.Background(), "bot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &ledgerFixture{e: e, st: st, agent: a}
+}
+
+// charge appends one charged event for resource.
+func (lf *ledgerFixture) charge(t *testing.T, resource string) {
+	t.Helper()
+	ctx := context.Background()
+	id := uuid.NewString()
+	if d, err := lf.st.Reserve(ctx, ledger.ReserveRequest{RequestID: id, AgentID: lf.agent.ID, Resource: resource, Amount: money.MustParse("0.01")}); err != nil || !d.Allow {
+		t.Fatalf("reserve: %+v %v", d, err)
+	}
+	if _, err := lf.st.Settle(ctx, ledger.SettleRequest{RequestID: id, Amount: money.MustParse("0.01"), Outcome: policy.OutcomeCharged}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLedgerQueryNewestFirst(t *testing.T) {
+	lf := newLedgerFixture(t)
+	for _, r := range []string{"mcp:a/1", "mcp:a/2", "mcp:a/3"} {
+		lf.charge(t, r)
+	}
+	resources := func(out string) string {
+		var evs []ledger.Event
+		if err := json.Unmarshal([]byte(out), &evs); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		var rs []string
+		for _, ev := range evs {
+			rs = append(rs, strings.TrimPrefix(ev.Resource, "mcp:a/"))
+		}
+		return strings.Join(rs, ",")
+	}
+	for _, tc := range []struct {
+		args       []string
+		want, note string
+	}{
+		{nil, "3,2,1", ""},
+		{[]string{"--oldest-first"}, "1,2,3", ""},
+		{[]string{"--limit", "2"}, "3,2", "showing 2 of 3; --limit 0 for all\n"},
+		{[]string{"--limit", "2", "--oldest-first"}, "1,2", "showing 2 of 3; --limit 0 for all\n"},
+		{[]string{"--limit", "3"}, "3,2,1", ""},
+		{[]string{"--limit", "0"}, "3,2,1", ""},
+		{[]string{"--limit", "1", "--resource", "mcp:a/2"}, "2", ""},
+	} {
+		out, errOut, code := lf.e.run(append([]string{"ledger", "query", "-o", "json"}, tc.args...)...)
+		if code != 0 {
+			t.Fatalf("ledger query %v: exit %d: %s", tc.args, code, errOut)
+		}
+		if got := resources(out); got != tc.want || errOut != tc.note {
+			t.Errorf("ledger query %v: events %s, stderr %q; want %s, %q", tc.args, got, errOut, tc.want, tc.note)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor waits until cond holds, failing after a generous timeout.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestLedgerTail(t *testing.T) {
+	lf := newLedgerFixture(t)
+	for _, r := range []string{"mcp:a/1", "mcp:a/2", "mcp:a/3", "mcp:b/4"} {
+		lf.charge(t, r)
+	}
+	// The first four are integrated; the fifth is still queued (seq -1).
+	lf.e.ok("merkle", "integrate")
+	lf.charge(t, "mcp:a/5")
+
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"mcp:a/1", "mcp:a/2", "mcp:a/3", "mcp:b/4", "mcp:a/5"}},
+		{[]string{"-n", "2"}, []string{"mcp:b/4", "mcp:a/5"}},
+		{[]string{"-n", "2", "--resource", "mcp:a/*"}, []string{"mcp:a/3", "mcp:a/5"}},
+		{[]string{"-n", "0"}, nil},
+	} {
+		out := lf.e.ok(append([]string{"ledger", "tail", "-o", "json"}, tc.args...)...)
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if l == "" {
+				continue
+			}
+			var ev ledger.Event
+			if err := json.Unmarshal([]byte(l), &ev); err != nil {
+				t.Fatalf("line %q: %v", l, err)
+			}
+			got = append(got, ev.Resource)
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("ledger tail %v: %v, want %v", tc.args, got, tc.want)
+		}
+	}
+	table := lf.e.ok("ledger", "tail", "-n", "1")
+	if !strings.HasPrefix(table, "SEQ") || !strings.Contains(table, "mcp:a/5") {
+		t.Errorf("ledger tail table:\n%s", table)
+	}
+	lf.e.fails(2, "-n: invalid count -1: want 0 or more", "ledger", "tail", "-n", "-1")
+
+	t.Run("follow", func(t *testing.T) {
+		var out syncBuffer
+		f := NewFactory(&IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out})
+		f.Flags = GlobalFlags{Home: lf.e.home}
+		t.Cleanup(f.Close)
+		opts := &ledgerTailOptions{IO: f.IO, Now: time.Now, Lines: 1, Follow: true, Poll: 20 * time.Millisecond,
+			Filter: eventFilterFlags{Resource: "mcp:a/*"},
+			Store:  func(ctx context.Context) (tailStore, error) { return useStore[tailStore](ctx, f) }}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- runLedgerTail(ctx, opts) }()
+		waitFor(t, "the last event", func() bool { return strings.Contains(out.String(), "mcp:a/5") })
+
+		// Written and integrated by other processes; the filtered-out one
+		// never shows, the one already shown is not shown again.
+		lf.charge(t, "mcp:b/6")
+		lf.charge(t, "mcp:a/7")
+		lf.e.ok("merkle", "integrate")
+		waitFor(t, "the new event", func() bool { return strings.Contains(out.String(), "mcp:a/7") })
+		lf.charge(t, "mcp:a/8")
+		lf.e.ok("merkle", "integrate")
+		waitFor(t, "the next new event", func() bool { return strings.Contains(out.String(), "mcp:a/8") })
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("tail -f ended with %v, want nil on interrupt", err)
+		}
+		got := out.String()
+		if strings.Count(got, "mcp:a/5") != 1 || strings.Contains(got, "mcp:b/6") || strings.Count(got, "SEQ") != 1 ||
+			strings.Index(got, "mcp:a/7") > strings.Index(got, "mcp:a/8") {
+			t.Errorf("tail -f output:\n%s", got)
+		}
+	})
+}
