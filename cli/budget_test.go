@@ -157,3 +157,62 @@ func TestBudgetStatus(t *testing.T) {
 	e.fails(2, "--include-children: requires --agent", "budget", "status", "--include-children")
 	e.fails(1, `--agent: agent "ghost" not found`, "budget", "status", "--agent", "ghost")
 }
+
+func TestAgentKeyListAndRevokeByPrefix(t *testing.T) {
+	e := newCLIEnv(t, "sqlite")
+	e.ok("init")
+	e.ok("agent", "register", "--name", "bot", "--owner", "ops")
+	e.ok("agent", "register", "--name", "kid", "--owner", "ops")
+	var k1, k2 createdKey
+	e.json(&k1, "agent", "key", "create", "--agent", "bot")
+	e.json(&k2, "agent", "key", "create", "--agent", "kid")
+
+	var all []policy.APIKey
+	e.json(&all, "agent", "key", "list")
+	if len(all) != 2 || all[0].ID != k1.ID || all[1].ID != k2.ID {
+		t.Errorf("agent key list without --agent: %+v", all)
+	}
+	if out := e.ok("agent", "key", "list"); !strings.Contains(out, "AGENT") || !strings.Contains(out, "bot") || !strings.Contains(out, "kid") {
+		t.Errorf("agent key list table:\n%s", out)
+	}
+	var one []policy.APIKey
+	e.json(&one, "agent", "key", "list", "--agent", "kid")
+	if len(one) != 1 || one[0].ID != k2.ID {
+		t.Errorf("agent key list --agent kid: %+v", one)
+	}
+
+	// Key IDs are time-ordered UUIDs: two made together share a prefix.
+	common := k1.ID[:4]
+	if !strings.HasPrefix(k2.ID, common) {
+		t.Fatalf("key IDs %s and %s do not share %q", k1.ID, k2.ID, common)
+	}
+	for _, tc := range []struct {
+		name, ref string
+		code      int
+		want      []string
+	}{
+		{"ambiguous prefix lists candidates", common, 2, []string{`key prefix "` + common + `" is ambiguous`, k1.ID, k2.ID, "agent bot", "agent kid"}},
+		{"too short", common[:3], 2, []string{"at least 4 characters"}},
+		{"unknown", "ffffffff", 1, []string{`key "ffffffff" not found`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errOut, code := e.run("agent", "key", "revoke", tc.ref)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d: %s", code, tc.code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q: %s", w, errOut)
+				}
+			}
+		})
+	}
+	var rk policy.APIKey
+	e.json(&rk, "agent", "key", "revoke", k2.Prefix) // the crk_ prefix a list shows
+	if rk.ID != k2.ID || rk.RevokedAt == nil {
+		t.Errorf("revoke by crk_ prefix: %+v", rk)
+	}
+	if out := e.ok("agent", "key", "revoke", k1.ID[:len(k1.ID)-6]); !strings.Contains(out, k1.ID) {
+		t.Errorf("revoke by ID prefix: %q", out)
+	}
+}

@@ -187,7 +187,7 @@ func TestAgentLifecycle(t *testing.T) {
 	if a.Status != policy.StatusActive {
 		t.Errorf("after resume: %+v", a)
 	}
-	e.fails(1, `agent: agent "ghost" not found`, "agent", "suspend", "ghost")
+	e.fails(1, `agent "ghost" not found`, "agent", "suspend", "ghost")
 }
 
 // A key is shown once, stored hashed, authenticates until revoked, and
