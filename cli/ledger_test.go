@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -236,4 +237,87 @@ func TestLedgerTail(t *testing.T) {
 			t.Errorf("tail -f output:\n%s", got)
 		}
 	})
+}
+
+func TestMerkleCheckpointListAndVerifyText(t *testing.T) {
+	lf := newLedgerFixture(t)
+	lf.charge(t, "mcp:a/1")
+	if out := lf.e.ok("merkle", "integrate"); !strings.HasPrefix(out, "Integrated 1 event; ") {
+		t.Errorf("integrate one event: %q", out)
+	}
+	lf.charge(t, "mcp:a/2")
+	lf.charge(t, "mcp:a/3")
+	if out := lf.e.ok("merkle", "integrate"); !strings.HasPrefix(out, "Integrated 2 events; ") {
+		t.Errorf("integrate two events: %q", out)
+	}
+	var cps []checkpointJSON
+	lf.e.json(&cps, "merkle", "checkpoint", "list")
+	// The empty tree's checkpoint comes first, written by the first run.
+	if n := len(cps); n < 2 || cps[n-2].Size != 1 || cps[n-1].Size != 3 || cps[n-1].Note == "" || len(cps[n-1].Root) != 64 {
+		t.Fatalf("checkpoint list: %+v", cps)
+	}
+	var last checkpointJSON
+	lf.e.json(&last, "merkle", "checkpoint")
+	if last != cps[len(cps)-1] {
+		t.Errorf("merkle checkpoint -o json = %+v, want the last of the list %+v", last, cps[len(cps)-1])
+	}
+	if out := lf.e.ok("merkle", "checkpoint", "list"); !strings.HasPrefix(out, "SIZE") || !strings.Contains(out, cps[len(cps)-1].Root) {
+		t.Errorf("checkpoint list table:\n%s", out)
+	}
+	if out := lf.e.ok("merkle", "verify"); !strings.Contains(out, "events not re-hashed: use --full") {
+		t.Errorf("plain verify does not say what it skipped:\n%s", out)
+	}
+	if out := lf.e.ok("merkle", "verify", "--full"); strings.Contains(out, "not re-hashed") || !strings.HasPrefix(out, "OK: 3 events, ") {
+		t.Errorf("verify --full:\n%s", out)
+	}
+}
+
+func TestSuggestions(t *testing.T) {
+	e := newCLIEnv(t, "sqlite")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"polcy"}, "Did you mean this?\n\tpolicy\n"},
+		{[]string{"ledger", "tial"}, `unknown command "tial" for "caracal ledger"` + "\n\nDid you mean this?\n\ttail\n"},
+		{[]string{"agent", "key", "revok"}, "Did you mean this?\n\trevoke\n"},
+		{[]string{"budget", "stats"}, "Did you mean this?\n\tstatus\n"},
+	} {
+		_, errOut, code := e.run(tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("caracal %v: exit %d, stderr %q; want exit 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
+
+func TestPricebookImportDeleteJSON(t *testing.T) {
+	e := newCLIEnv(t, "sqlite")
+	e.ok("init")
+	file := t.TempDir() + "/p.yaml"
+	if err := os.WriteFile(file, []byte("prices:\n  - resource: mcp:a/*\n    currency: eur\n    per_call: \"0.5\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var raw json.RawMessage
+	e.json(&raw, "pricebook", "import", file)
+	wantKeys(t, "pricebook import", raw, "file", "imported", "rules")
+	var imp pricebookImported
+	if err := json.Unmarshal(raw, &imp); err != nil || imp.Imported != 1 || imp.Rules[0].Currency != "EUR" {
+		t.Errorf("import JSON: %+v %v", imp, err)
+	}
+	if out := e.ok("pricebook", "import", file); out != "Imported 1 price rule from "+file+".\n" {
+		t.Errorf("import text: %q", out)
+	}
+	var del struct {
+		Deleted string `json:"deleted"`
+	}
+	e.json(&del, "pricebook", "delete", "mcp:a/*")
+	if del.Deleted != "mcp:a/*" {
+		t.Errorf("delete JSON: %+v", del)
+	}
+	e.ok("pricebook", "set", "mcp:b/*", "--per-call", "1", "--currency", "gbp")
+	var r policy.PriceRule
+	e.json(&r, "pricebook", "get", "mcp:b/x")
+	if r.Currency != "GBP" {
+		t.Errorf("pricebook set --currency gbp stored %q", r.Currency)
+	}
 }

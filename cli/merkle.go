@@ -143,9 +143,10 @@ func roundAge(d time.Duration) string {
 // ---- checkpoint
 
 type merkleCheckpointOptions struct {
-	IO    *IOStreams
-	Store func(context.Context) (ledger.Merkle, error)
-	Size  int64
+	IO     *IOStreams
+	Store  func(context.Context) (ledger.Merkle, error)
+	Size   int64
+	Output string
 }
 
 func newMerkleCheckpointCmd(f *Factory) *cobra.Command {
@@ -163,6 +164,8 @@ proves later that the ledger was not rewritten.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runMerkleCheckpoint(cmd.Context(), opts) },
 	}
 	cmd.Flags().Int64Var(&opts.Size, "size", -1, "the checkpoint of this tree size instead of the latest")
+	addOutputFlag(cmd, &opts.Output, false)
+	cmd.AddCommand(newMerkleCheckpointListCmd(f))
 	return cmd
 }
 
@@ -185,6 +188,9 @@ func runMerkleCheckpoint(ctx context.Context, opts *merkleCheckpointOptions) err
 	}
 	if err != nil {
 		return err
+	}
+	if opts.Output == FormatJSON {
+		return printJSON(opts.IO.Out, toCheckpointJSON(cp))
 	}
 	_, err = io.WriteString(opts.IO.Out, cp.Note)
 	return err
@@ -446,9 +452,11 @@ func runMerkleVerify(ctx context.Context, opts *merkleVerifyOptions) error {
 		return fmt.Errorf("verification failed: %w", verr)
 	}
 	if opts.Full {
-		fmt.Fprintf(opts.IO.Out, "OK: %d events, %d checkpoints verified; root %s\n", res.Size, res.Checkpoints, res.Root)
+		fmt.Fprintf(opts.IO.Out, "OK: %s, %s verified; root %s\n", plural(res.Size, "event"), plural(res.Checkpoints, "checkpoint"), res.Root)
 	} else {
 		fmt.Fprintf(opts.IO.Out, "OK: checkpoint size %d verified against the stored tree; root %s\n", res.Size, res.Root)
+		fmt.Fprintln(opts.IO.Out, "Checked: the latest checkpoint's signature, its root against the stored tree hashes, and its consistency with the checkpoint before it.")
+		fmt.Fprintln(opts.IO.Out, "Checkpoints consistent; events not re-hashed: use --full to re-hash every event and check every checkpoint.")
 	}
 	return nil
 }
@@ -636,6 +644,6 @@ func runMerkleIntegrate(ctx context.Context, opts *merkleIntegrateOptions) error
 			KeyID      string `json:"key_id"`
 		}{cp.Size - before, cp.Size, hex.EncodeToString(cp.Root), cp.KeyID})
 	}
-	fmt.Fprintf(opts.IO.Out, "Integrated %d events; checkpoint size %d signed by %s\n", cp.Size-before, cp.Size, cp.KeyID)
+	fmt.Fprintf(opts.IO.Out, "Integrated %s; checkpoint size %d signed by %s\n", plural(cp.Size-before, "event"), cp.Size, cp.KeyID)
 	return nil
 }
