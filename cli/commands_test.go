@@ -137,7 +137,7 @@ func TestNewUserPath(t *testing.T) {
 			}
 
 			e.json(&raw, "agent", "get", "research-bot")
-			wantKeys(t, "agent get", raw, "id", "name", "owner", "status", "metadata", "created_at", "keys", "policies")
+			wantKeys(t, "agent get", raw, "id", "name", "owner", "status", "metadata", "created_at", "keys", "policies", "budgets")
 
 			var rules []json.RawMessage
 			e.json(&rules, "pricebook", "list")
