@@ -246,7 +246,7 @@ func runMerkleProve(ctx context.Context, opts *merkleProveOptions) error {
 	if opts.EventID != "" {
 		if seq, err = ledger.SeqOfEvent(ctx, m, opts.EventID); err != nil {
 			if errors.Is(err, ledger.ErrNotFound) {
-				return fmt.Errorf("--event %s: %w", opts.EventID, err)
+				return fmt.Errorf("--event: %w", err) // the store's message names the event
 			}
 			return err
 		}
@@ -259,7 +259,7 @@ func runMerkleProve(ctx context.Context, opts *merkleProveOptions) error {
 	p, err := ledger.ProveInclusion(ctx, m, seq, opts.Size)
 	if err != nil {
 		if errors.Is(err, ledger.ErrNotFound) && opts.Seq >= 0 {
-			return fmt.Errorf("--seq %d: %w", seq, err)
+			return fmt.Errorf("--seq %d: no event at that position in the tree of the checkpoint (see caracal merkle status)", seq)
 		}
 		return err
 	}
