@@ -14,6 +14,7 @@ import (
 
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
+	"github.com/caracal-dev/caracal/merkle"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -319,5 +320,27 @@ func TestPricebookImportDeleteJSON(t *testing.T) {
 	e.json(&r, "pricebook", "get", "mcp:b/x")
 	if r.Currency != "GBP" {
 		t.Errorf("pricebook set --currency gbp stored %q", r.Currency)
+	}
+}
+
+func TestMerkleVerifyProofJSON(t *testing.T) {
+	skey, vkey, _ := merkle.GenerateKey("example.com/log")
+	s, _ := merkle.NewSigner(skey)
+	leaf := merkle.Leaf{ID: "ev-1", AmountNanos: 1_500_000_000, Currency: "USD", Outcome: "charged"}
+	note, _ := s.Sign(1, leaf.Hash())
+	p, err := merkle.ProveInclusion(0, 1, leaf.Encode(), string(note), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := json.Marshal(p)
+	var out bytes.Buffer
+	opts := &merkleVerifyProofOptions{IO: &IOStreams{In: bytes.NewReader(doc), Out: &out, ErrOut: &out}, File: "-", Keys: []string{vkey}, Output: FormatJSON}
+	if err := runMerkleVerifyProof(opts); err != nil {
+		t.Fatal(err)
+	}
+	var got proofVerified
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got.Kind != "inclusion" || got.Size != 1 || got.EventID != "ev-1" ||
+		got.LeafIndex == nil || *got.LeafIndex != 0 || got.Origin != "example.com/log" || len(got.Root) != 64 {
+		t.Errorf("verify-proof -o json: %s (%v)", out.String(), err)
 	}
 }

@@ -486,9 +486,22 @@ func progressBar(w io.Writer, total int64, start time.Time) func(int64) {
 // ---- verify-proof
 
 type merkleVerifyProofOptions struct {
-	IO   *IOStreams
-	File string
-	Keys []string
+	IO     *IOStreams
+	File   string
+	Keys   []string
+	Output string
+}
+
+// proofVerified is `merkle verify-proof -o json` for a proof that verifies
+// (one that does not is an error, exit 1).
+type proofVerified struct {
+	Kind      string `json:"kind"` // inclusion or consistency
+	Origin    string `json:"origin"`
+	Size      int64  `json:"size"`
+	Root      string `json:"root"`                 // hex
+	LeafIndex *int64 `json:"leaf_index,omitempty"` // inclusion
+	EventID   string `json:"event_id,omitempty"`   // inclusion, when the proof carries the event
+	OldSize   *int64 `json:"old_size,omitempty"`   // consistency
 }
 
 func newMerkleVerifyProofCmd(f *Factory) *cobra.Command {
@@ -513,6 +526,7 @@ printed by caracal keys export-public) or a file holding one.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&opts.Keys, "key", nil, "public key (or a file holding it) to check the checkpoint signature with; repeatable")
+	addOutputFlag(cmd, &opts.Output, false)
 	return cmd
 }
 
@@ -547,6 +561,10 @@ func runMerkleVerifyProof(opts *merkleVerifyProofOptions) error {
 		if err != nil {
 			return fmt.Errorf("proof does not verify: %w", err)
 		}
+		if opts.Output == FormatJSON {
+			return printJSON(opts.IO.Out, proofVerified{Kind: "inclusion", Origin: cp.Origin, Size: cp.Size,
+				Root: hex.EncodeToString(cp.Root[:]), LeafIndex: &p.LeafIndex, EventID: leaf.ID})
+		}
 		what := fmt.Sprintf("leaf %d", p.LeafIndex)
 		if leaf.ID != "" {
 			what = fmt.Sprintf("event %s (seq %d, %s %s, %s)", leaf.ID, p.LeafIndex, formatNanos(leaf.AmountNanos), leaf.Currency, leaf.Outcome)
@@ -556,6 +574,10 @@ func runMerkleVerifyProof(opts *merkleVerifyProofOptions) error {
 		old, cur, err := p.Verify(ring)
 		if err != nil {
 			return fmt.Errorf("proof does not verify: %w", err)
+		}
+		if opts.Output == FormatJSON {
+			return printJSON(opts.IO.Out, proofVerified{Kind: "consistency", Origin: cur.Origin, Size: cur.Size,
+				Root: hex.EncodeToString(cur.Root[:]), OldSize: &old.Size})
 		}
 		fmt.Fprintf(opts.IO.Out, "OK: the tree of size %d of log %q extends the tree of size %d unchanged\n", cur.Size, cur.Origin, old.Size)
 	}
