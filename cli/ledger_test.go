@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -342,5 +343,57 @@ func TestMerkleVerifyProofJSON(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got.Kind != "inclusion" || got.Size != 1 || got.EventID != "ev-1" ||
 		got.LeafIndex == nil || *got.LeafIndex != 0 || got.Origin != "example.com/log" || len(got.Root) != 64 {
 		t.Errorf("verify-proof -o json: %s (%v)", out.String(), err)
+	}
+}
+
+// flakyTailStore serves `ledger tail -f` from memory and fails its first
+// follow polls as an unreachable database would.
+type flakyTailStore struct {
+	ledgerStore // unused methods
+	mu          sync.Mutex
+	failures    int
+	events      []ledger.Event
+}
+
+func (s *flakyTailStore) TreeSize(context.Context) (int64, error) { return 0, nil }
+
+func (s *flakyTailStore) QueryEvents(_ context.Context, f ledger.EventFilter, fn func(ledger.Event) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !f.Integrated {
+		return nil // no last events
+	}
+	if s.failures > 0 {
+		s.failures--
+		return fmt.Errorf("query events: %w", ledger.ErrUnavailable)
+	}
+	for _, ev := range s.events {
+		if ev.Seq >= f.FromSeq {
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func TestLedgerTailFollowsThroughAnOutage(t *testing.T) {
+	st := &flakyTailStore{failures: 3, events: []ledger.Event{{Seq: 0, ID: "e0", Resource: "mcp:a/0"}}}
+	var out, errOut syncBuffer
+	opts := &ledgerTailOptions{IO: &IOStreams{Out: &out, ErrOut: &errOut}, Now: time.Now, Follow: true, Poll: 5 * time.Millisecond,
+		Output: FormatJSON, Store: func(context.Context) (tailStore, error) { return st, nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runLedgerTail(ctx, opts) }()
+	waitFor(t, "the event after the outage", func() bool { return strings.Contains(out.String(), "mcp:a/0") })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("tail -f: %v", err)
+	}
+	if got := errOut.String(); strings.Count(got, "store unavailable") != 1 || strings.Count(got, "reachable again") != 1 {
+		t.Errorf("stderr during a three-poll outage:\n%s", got)
+	}
+	if strings.Count(out.String(), "mcp:a/0") != 1 {
+		t.Errorf("output:\n%s", out.String())
 	}
 }

@@ -111,6 +111,7 @@ func runLedgerTail(ctx context.Context, opts *ledgerTailOptions) error {
 	defer tick.Stop()
 	ff := flt
 	ff.Integrated = true
+	down := false // the store was unreachable at the last poll
 	for {
 		select {
 		case <-ctx.Done():
@@ -132,10 +133,17 @@ func runLedgerTail(ctx context.Context, opts *ledgerTailOptions) error {
 			}
 			if errors.Is(err, ledger.ErrUnavailable) {
 				// Keep following through a database restart; say so once.
-				fmt.Fprintf(opts.IO.ErrOut, "caracal: %v; retrying\n", err)
+				if !down {
+					fmt.Fprintf(opts.IO.ErrOut, "caracal: %v; retrying\n", err)
+				}
+				down = true
 				continue
 			}
 			return fmt.Errorf("read new events: %w", err)
+		}
+		if down {
+			fmt.Fprintln(opts.IO.ErrOut, "caracal: database reachable again")
+			down = false
 		}
 		if err := w.Flush(); err != nil {
 			return err
