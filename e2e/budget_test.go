@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -191,5 +193,70 @@ func TestCLILedgerTailFollow(t *testing.T) {
 		if err := json.Unmarshal([]byte(lines[i]), &ev); err != nil || ev.Resource != want || ev.Seq != int64(i) {
 			t.Errorf("line %d: %+v %v; want %s at seq %d", i, ev, err, want, i)
 		}
+	}
+}
+
+// TestProxyBudgetStatusWhileStreamOpen holds an LLM call open through
+// `caracal proxy` (a stream whose chunks the fake provider spaces out) and
+// checks that `caracal budget status`, another process, sees the call's
+// reservation and remaining = limit − spent − reserved, then the settled
+// charge once the stream ends.
+func TestProxyBudgetStatusWhileStreamOpen(t *testing.T) {
+	e := newProxyEnv(t, "5")
+	status := func() budgetJSON {
+		t.Helper()
+		var rows []budgetJSON
+		if err := json.Unmarshal([]byte(e.caracal("budget", "status", "--agent", "bot", "-o", "json")), &rows); err != nil || len(rows) != 1 {
+			t.Fatalf("budget status: %+v %v", rows, err)
+		}
+		r := rows[0]
+		lim, sp, res, rem := money.MustParse(r.Limit), money.MustParse(r.Spent), money.MustParse(r.Reserved), money.MustParse(r.Remaining)
+		if rem != lim-sp-res || r.Limit != "5.00" || r.Window != "total" || r.WindowStart != nil || r.ResetsAt != nil {
+			t.Fatalf("budget status row %+v: remaining is not limit - spent - reserved", r)
+		}
+		return r
+	}
+	if r := status(); r.Spent != "0.00" || r.Reserved != "0.00" || string(r.PercentUsed) != "0.00" {
+		t.Fatalf("before any call: %+v", r)
+	}
+
+	body := `{"model":"gpt-4o","max_tokens":1000,"stream":true,"messages":[{"role":"user","content":"hello"}]}`
+	req, err := http.NewRequest(http.MethodPost, e.url+"/openai/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.key)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Fake-Chunk-Delay", "2s") // the stream stays open for several seconds
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	held := status()
+	if held.Spent != "0.00" || money.MustParse(held.Reserved) <= 0 {
+		t.Fatalf("while the stream is open: %+v, want nothing spent and the worst case reserved", held)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// The proxy settles after relaying the last byte; wait for it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := status()
+		if r.Reserved == "0.00" {
+			if sp := money.MustParse(r.Spent); sp <= 0 || sp > money.MustParse(held.Reserved) {
+				t.Errorf("after the stream: spent %s, want a charge within the %s reserved", r.Spent, held.Reserved)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reservation was never settled: %+v", r)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
