@@ -216,10 +216,11 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	}
 	cfg.Pricing.Currency = money.DefaultCurrency
 	if s := strings.TrimSpace(get("pricing.currency")); s != "" {
-		if err := money.ValidateCurrency(s); err != nil {
+		c, err := money.ParseCurrency(s)
+		if err != nil {
 			return nil, Usagef("%s: %v", src("pricing.currency"), err)
 		}
-		cfg.Pricing.Currency = s
+		cfg.Pricing.Currency = c
 	}
 	if s := strings.TrimSpace(get("pricing.strict")); s != "" {
 		b, err := strconv.ParseBool(s)
