@@ -509,7 +509,7 @@ func TestLedgerCommands(t *testing.T) {
 
 			csvOut := e.ok("ledger", "query", "-o", "csv", "--limit", "0")
 			recs, err := csv.NewReader(strings.NewReader(csvOut)).ReadAll()
-			if err != nil || len(recs) != 13 || !reflect.DeepEqual(recs[0], eventCSVHeader) {
+			if err != nil || len(recs) != 13 || !reflect.DeepEqual(recs[0], ledger.EventCSVHeader) {
 				t.Errorf("ledger query -o csv: %v, %d records", err, len(recs))
 			}
 
