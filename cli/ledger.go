@@ -76,11 +76,8 @@ func (e *eventFilterFlags) filter(ctx context.Context, now time.Time, st ledger.
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
 		return f, Usagef("--until: %s is not after --since %s", f.Until.Format(time.RFC3339), f.Since.Format(time.RFC3339))
 	}
-	switch o := policy.Outcome(e.Outcome); o {
-	case "", policy.OutcomeCharged, policy.OutcomeDenied, policy.OutcomeUnconfirmed, policy.OutcomeRefunded:
-		f.Outcome = o
-	default:
-		return f, Usagef("--outcome: invalid outcome %q: want charged, denied, unconfirmed or refunded", e.Outcome)
+	if f.Outcome, err = policy.ParseOutcome(e.Outcome); err != nil {
+		return f, Usagef("--outcome: %v", err)
 	}
 	if e.Limit < 0 {
 		return f, Usagef("--limit: invalid limit %d: want 0 or more", e.Limit)
@@ -132,7 +129,7 @@ func parseTimeFlag(flag, s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.DateOnly, s); err == nil {
 		return t, nil
 	}
-	if d, err := parseDuration(s); err == nil && d >= 0 {
+	if d, err := policy.ParseDuration(s); err == nil && d >= 0 {
 		return now.Add(-d), nil
 	}
 	return time.Time{}, Usagef("%s: invalid time %q: want RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), a duration ago (24h, 7d, 1w), today or yesterday", flag, s)

@@ -1,5 +1,7 @@
 package policy
 
+import "fmt"
+
 // Descendants returns id and the IDs of every agent below it among agents,
 // breadth first.
 func Descendants(agents []Agent, id string) []string {
@@ -20,4 +22,13 @@ func Descendants(agents []Agent, id string) []string {
 		}
 	}
 	return out
+}
+
+// ParseOutcome reads an event outcome as a filter names it; "" is no filter.
+func ParseOutcome(s string) (Outcome, error) {
+	switch o := Outcome(s); o {
+	case "", OutcomeCharged, OutcomeDenied, OutcomeUnconfirmed, OutcomeRefunded:
+		return o, nil
+	}
+	return "", fmt.Errorf("invalid outcome %q: want charged, denied, unconfirmed or refunded", s)
 }
