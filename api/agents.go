@@ -250,4 +250,3 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
-
