@@ -122,6 +122,9 @@ type ReserveRequest struct {
 	Unpriced  bool
 	Quantity  string // decimal, optional
 	Unit      string // optional
+	// AllowUnbudgeted allows a call when no active policy applies to the
+	// agent or any ancestor; false refuses it with code no_budget.
+	AllowUnbudgeted bool
 	// TTL is how long the reservation may stay open before the expiry
 	// sweep settles it as unconfirmed.
 	TTL time.Duration

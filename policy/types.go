@@ -164,6 +164,12 @@ const (
 	CodeUnknownAgent   Code = "unknown_agent"
 	CodeNoPolicy       Code = "no_policy"
 	CodeCurrency       Code = "currency_mismatch"
+	// CodeNoBudget refuses an agent with no active policy anywhere on its
+	// chain, unless unbudgeted agents are allowed.
+	CodeNoBudget Code = "no_budget"
+	// CodeInvalidArguments refuses a call whose arguments cannot be priced,
+	// such as a per-unit quantity that is not a non-negative number.
+	CodeInvalidArguments Code = "invalid_arguments"
 )
 
 // Remaining is what one policy has left after a decision.

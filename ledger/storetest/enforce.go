@@ -63,7 +63,7 @@ func (f *fx) reserve(agentID, amount string, at time.Time) (string, policy.Decis
 	id := uuid.NewString()
 	d, err := f.s.Reserve(f.ctx, ledger.ReserveRequest{
 		RequestID: id, AgentID: agentID, Resource: "mcp:test/tool", Operation: "tools/call",
-		Amount: m(amount), Currency: "USD", TTL: time.Hour, Now: at,
+		Amount: m(amount), Currency: "USD", TTL: time.Hour, Now: at, AllowUnbudgeted: true,
 	})
 	if err != nil {
 		f.t.Fatalf("reserve %s: %v", amount, err)
@@ -152,7 +152,20 @@ func remainingOf(t *testing.T, d policy.Decision, policyID string) money.Amount 
 var noon = time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)
 
 func testEnforce(t *testing.T, newStore Factory) {
-	t.Run("NoPolicyIsUnmeteredButRecorded", func(t *testing.T) {
+	t.Run("NoPolicyIsRefusedAndRecorded", func(t *testing.T) {
+		f := newFx(t, newStore)
+		a := f.agent("free", "")
+		d, err := f.s.Reserve(f.ctx, ledger.ReserveRequest{RequestID: "nb", AgentID: a.ID, Resource: "mcp:test/tool", Amount: m("1"), Now: noon})
+		if err != nil || d.Allow || d.Code != policy.CodeNoBudget {
+			t.Fatalf("Reserve = %+v, %v; want a no_budget denial", d, err)
+		}
+		evs := collect(f, ledger.EventFilter{})
+		if len(evs) != 1 || evs[0].Outcome != policy.OutcomeDenied || evs[0].Code != policy.CodeNoBudget || evs[0].RequestID != "nb" {
+			t.Fatalf("events %+v; want one no_budget denial", evs)
+		}
+	})
+
+	t.Run("NoPolicyIsUnmeteredButRecordedWhenAllowed", func(t *testing.T) {
 		f := newFx(t, newStore)
 		a := f.agent("free", "")
 		id := f.mustAllow(a.ID, "1000", noon)
@@ -428,7 +441,7 @@ func testEnforce(t *testing.T, newStore Factory) {
 		if _, err := f.s.Usage(f.ctx, uuid.NewString(), noon); !errors.Is(err, ledger.ErrNotFound) {
 			t.Fatalf("usage of unknown agent: %v, want ErrNotFound", err)
 		}
-		req := ledger.ReserveRequest{RequestID: "dup", AgentID: a.ID, Resource: "x", Amount: m("1")}
+		req := ledger.ReserveRequest{RequestID: "dup", AgentID: a.ID, Resource: "x", Amount: m("1"), AllowUnbudgeted: true}
 		if _, err := f.s.Reserve(f.ctx, req); err != nil {
 			t.Fatal(err)
 		}
@@ -701,7 +714,7 @@ func seedLedger(f *fx) (a, b policy.Agent, day1, day2 time.Time) {
 		f.t.Helper()
 		id := uuid.NewString()
 		d, err := f.s.Reserve(f.ctx, ledger.ReserveRequest{RequestID: id, AgentID: agentID, Resource: resource, Operation: "tools/call",
-			Upstream: "up", Amount: m(amount), Currency: "USD", Quantity: "1", Unit: "call", Now: at})
+			Upstream: "up", Amount: m(amount), Currency: "USD", Quantity: "1", Unit: "call", Now: at, AllowUnbudgeted: true})
 		if err != nil {
 			f.t.Fatal(err)
 		}
