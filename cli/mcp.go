@@ -133,6 +133,9 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		Currency:     cfg.Pricing.Currency,
 		Strict:       cfg.Pricing.Strict,
 		Logger:       log,
+
+		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
+		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,
 	})
 	agentID := ""
 	if agentRef != "" {

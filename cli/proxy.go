@@ -114,6 +114,9 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		// the expiry sweep would settle a live stream as unconfirmed.
 		ReservationTTL: max(interpose.DefaultReservationTTL, fl.maxDuration+fl.drainTimeout+time.Minute),
 		Logger:         log,
+
+		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
+		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,
 	})
 	px, err := llmproxy.New(llmproxy.Options{
 		Engine:          engine,
