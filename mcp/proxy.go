@@ -200,13 +200,19 @@ func (p *Proxy) CheckCommands() error {
 
 // ServeStdio runs one session with the host on in/out (newline-delimited
 // JSON-RPC) for agentID until in ends or ctx is cancelled.
+//
+// It then returns promptly rather than drain: the host that closed stdin
+// (or the signal that cancelled ctx) will read no more answers, so calls
+// still in flight are settled at once — unconfirmed if they reached their
+// upstream, released if they never did — before the upstreams are stopped,
+// instead of being left open for another process's expiry sweep.
 func (p *Proxy) ServeStdio(ctx context.Context, agentID string, in io.Reader, out io.Writer) error {
 	w := &lineWriter{w: out}
 	s, err := p.NewSession(ctx, agentID, w.write)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer s.closeAfter(0)
 	r := newLineReader(in, p.opts.MaxMessageSize)
 	lines := make(chan []byte)
 	errc := make(chan error, 1)

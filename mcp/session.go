@@ -258,7 +258,12 @@ func (s *Session) closeConns() {
 
 // Close drains in-flight calls (up to the drain timeout), settles the
 // rest as unconfirmed, stops the upstreams and waits for settlements.
-func (s *Session) Close() error {
+func (s *Session) Close() error { return s.closeAfter(s.p.opts.DrainTimeout) }
+
+// closeAfter is Close waiting at most drain for in-flight calls: zero
+// settles them at once, as unconfirmed if they reached their upstream and
+// released if they never did.
+func (s *Session) closeAfter(drain time.Duration) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -267,7 +272,7 @@ func (s *Session) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.beginning.Wait()
-	deadline := time.Now().Add(s.p.opts.DrainTimeout)
+	deadline := time.Now().Add(drain)
 	for time.Now().Before(deadline) && s.callsInFlight() > 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
