@@ -19,6 +19,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caracal-dev/caracal/interpose"
@@ -97,6 +98,8 @@ type Proxy struct {
 	opts    Options
 	log     *slog.Logger
 	gateway bool
+	// unpricedNoted holds the upstreams whose unpriced tools were logged.
+	unpricedNoted sync.Map
 }
 
 // New checks o and returns a Proxy.

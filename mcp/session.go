@@ -929,6 +929,7 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 		return nil, err
 	}
 	out := make([][]byte, 0, len(tools))
+	var unpriced []string
 	metaPath := []string{"_meta", gjsonKey(PriceMetaKey)}
 	for _, t := range tools {
 		name := t.Get("name").String()
@@ -947,6 +948,9 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 			pm.Unpriced, pm.Error = true, err.Error()
 		} else {
 			pm.Price, pm.Currency, pm.Unpriced, pm.Declared = q.Price.String(), q.Currency, q.Unpriced, q.Declared
+			if q.Unpriced {
+				unpriced = append(unpriced, name)
+			}
 			if q.Rule != nil && q.Rule.PerUnit != nil {
 				pm.PerUnit = q.Rule.PerUnit
 			}
@@ -964,6 +968,7 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 		}
 		out = append(out, b)
 	}
+	s.p.noteUnpriced(u.resName(), unpriced)
 	return out, nil
 }
 

@@ -3,12 +3,18 @@ package mcp
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -68,4 +74,52 @@ func TestStdioEndsPromptlyWithCallInFlight(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unpricedMeter quotes every resource without a price of its own as
+// unpriced, as the engine does.
+type unpricedMeter struct{ *fakeMeter }
+
+func (u unpricedMeter) Quote(ctx context.Context, resource string, args []byte, declared *policy.PriceRule) (interpose.Quote, error) {
+	q, err := u.fakeMeter.Quote(ctx, resource, args, declared)
+	u.mu.Lock()
+	_, priced := u.prices[resource]
+	u.mu.Unlock()
+	q.Unpriced = !priced && !q.Declared
+	return q, err
+}
+
+func TestUnpricedToolsLoggedOncePerUpstream(t *testing.T) {
+	m := newFakeMeter("1")
+	m.prices["mcp:fake/echo"] = money.MustParse("0.01")
+	var logs lockedBuffer
+	h := startHost(t, Options{Meter: unpricedMeter{m}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	h.init()
+	for i := range 2 {
+		h.call(fmt.Sprint(10+i), "tools/list", `{}`)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "tools without a price"); n != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", n, out)
+	}
+	if !strings.Contains(out, "upstream=fake") || !strings.Contains(out, "fail") || strings.Contains(out, "echo") {
+		t.Fatalf("log does not list the unpriced tools of the first page, and only them:\n%s", out)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
