@@ -230,6 +230,9 @@ type SummaryRow struct {
 	Charged  money.Amount `json:"charged"`
 	Denied   int64        `json:"denied"`
 	Currency string       `json:"currency"`
+	// Unpriced counts the group's events on resources no price rule
+	// priced (charged the default price, or refused for it).
+	Unpriced int64 `json:"unpriced"`
 }
 
 // Events reads the ledger.
