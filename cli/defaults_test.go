@@ -75,3 +75,9 @@ func TestDeactivatingTheLastPolicyWarns(t *testing.T) {
 		})
 	}
 }
+
+func TestMCPSessionFlagsValidated(t *testing.T) {
+	e := newCLIEnv(t, "sqlite")
+	e.fails(2, "--session-idle-timeout: must be positive", "mcp", "--listen", "127.0.0.1:0", "--session-idle-timeout", "0", "--", "true")
+	e.fails(2, "--max-sessions: must not be negative (0: no limit)", "mcp", "--listen", "127.0.0.1:0", "--max-sessions", "-1", "--", "true")
+}

@@ -31,7 +31,14 @@ type mcpFlags struct {
 	allowedOrigins  []string
 	allowedHosts    []string
 	logLevel        string
+
+	sessionIdleTimeout time.Duration
+	maxSessions        int
 }
+
+// defaultMaxSessions bounds the HTTP front's open sessions by default:
+// each runs its own stdio upstream processes.
+const defaultMaxSessions = 100
 
 func newMCPCmd(f *Factory) *cobra.Command {
 	var fl mcpFlags
@@ -85,6 +92,8 @@ See docs/mcp.md.`,
 	fs.StringArrayVar(&fl.allowedOrigins, "allowed-origin", nil, "extra Origin accepted by the HTTP front (repeatable)")
 	fs.StringArrayVar(&fl.allowedHosts, "allowed-host", nil, "extra Host accepted by the HTTP front (repeatable)")
 	fs.StringVar(&fl.logLevel, "log-level", "info", "stderr log level: debug, info, warn or error")
+	fs.DurationVar(&fl.sessionIdleTimeout, "session-idle-timeout", mcp.DefaultSessionIdleTimeout, "HTTP front: close a session (and end its upstream processes) after it is unused this long")
+	fs.IntVar(&fl.maxSessions, "max-sessions", defaultMaxSessions, "HTTP front: most sessions open at once; more are refused with 503 (0: no limit)")
 	return cmd
 }
 
@@ -102,6 +111,12 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	}
 	if fl.callTimeout <= 0 || fl.maxCallDuration <= 0 {
 		return Usagef("--call-timeout and --max-call-duration: must be positive")
+	}
+	if fl.sessionIdleTimeout <= 0 {
+		return Usagef("--session-idle-timeout: must be positive")
+	}
+	if fl.maxSessions < 0 {
+		return Usagef("--max-sessions: must not be negative (0: no limit)")
 	}
 	ups, err := mcpUpstreams(cfg, fl, command)
 	if err != nil {
@@ -179,6 +194,9 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		DefaultAgentID: agentID,
 		AllowedHosts:   fl.allowedHosts,
 		AllowedOrigins: fl.allowedOrigins,
+
+		IdleTimeout: fl.sessionIdleTimeout,
+		MaxSessions: fl.maxSessions,
 	})
 	if err != nil {
 		return Usagef("--listen: %v", err)

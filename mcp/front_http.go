@@ -32,8 +32,13 @@ type FrontOptions struct {
 	AllowedHosts []string
 	// AllowedOrigins are extra Origin values (scheme://host[:port]).
 	AllowedOrigins []string
-	// IdleTimeout closes sessions unused for this long (default 30 min).
+	// IdleTimeout closes sessions unused for this long, ending their
+	// upstream processes (default DefaultSessionIdleTimeout).
 	IdleTimeout time.Duration
+	// MaxSessions bounds the sessions open at once (each runs its own
+	// stdio upstream processes); an initialize beyond it is answered 503.
+	// Zero means no bound.
+	MaxSessions int
 }
 
 // IsLoopback reports whether a listen address (host:port) binds only to
@@ -70,6 +75,7 @@ type HTTPFront struct {
 	mu       sync.Mutex
 	sessions map[string]*httpSession
 	closed   bool
+	starting int // sessions being initialized, not yet in sessions
 }
 
 // NewHTTPFront returns the Streamable HTTP front of p.
@@ -81,7 +87,7 @@ func (p *Proxy) NewHTTPFront(o FrontOptions) (*HTTPFront, error) {
 		return nil, errors.New("mcp: the HTTP front needs an authenticator or a default agent")
 	}
 	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 30 * time.Minute
+		o.IdleTimeout = DefaultSessionIdleTimeout
 	}
 	f := &HTTPFront{p: p, o: o, sessions: map[string]*httpSession{}, stop: make(chan struct{})}
 	go f.janitor()
@@ -113,7 +119,7 @@ func (f *HTTPFront) Close() error {
 }
 
 func (f *HTTPFront) janitor() {
-	t := time.NewTicker(time.Minute)
+	t := time.NewTicker(janitorInterval(f.o.IdleTimeout))
 	defer t.Stop()
 	for {
 		select {
@@ -432,6 +438,10 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 			jsonError(w, http.StatusBadRequest, codeInvalidRequest, "Bad Request: initialize inside an existing session")
 			return
 		}
+		if !f.admit(w) {
+			return
+		}
+		defer f.admitted()
 		h = &httpSession{agentID: agentID, waiters: map[string]*stream{}, lastUsed: time.Now()}
 		s, err := f.p.NewSession(r.Context(), agentID, h.toHost)
 		if err != nil {
