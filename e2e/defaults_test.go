@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// An agent without any budget and a model without any price are refused
+// by default, with their codes, and the refusals are in the ledger.
+func TestProxyRefusesUnbudgetedAgentAndUnpricedModel(t *testing.T) {
+	e := newProxyEnv(t, "100")
+	e.caracal("agent", "register", "--name", "nobudget", "--owner", "e2e@example.com")
+	var k struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal([]byte(e.caracal("agent", "key", "create", "--agent", "nobudget", "-o", "json")), &k); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, key, body string
+		status          int
+		decision        string
+	}{
+		{"unpriced model", e.key, `{"model":"gpt-3.5-turbo","messages":[],"max_tokens":5}`, 402, "unpriced"},
+		{"agent without a budget", k.Key, `{"model":"gpt-4o","messages":[],"max_tokens":5}`, 402, "no_budget"},
+		{"priced model, budgeted agent", e.key, `{"model":"gpt-4o","messages":[],"max_tokens":5}`, 200, "allowed"},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest("POST", e.url+"/openai/v1/chat/completions", strings.NewReader(tt.body))
+		req.Header.Set("Authorization", "Bearer "+tt.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || resp.Header.Get("Caracal-Decision") != tt.decision {
+			t.Errorf("%s: %d %q, want %d %q: %s", tt.name, resp.StatusCode, resp.Header.Get("Caracal-Decision"), tt.status, tt.decision, b)
+		}
+	}
+	if n := len(e.fake.Seen()); n != 1 {
+		t.Errorf("provider saw %d requests, want only the admitted one", n)
+	}
+	denied := map[string]bool{}
+	for _, ev := range e.ledger() {
+		if ev.Outcome == "denied" {
+			denied[ev.Code] = true
+		}
+	}
+	if !denied["unpriced"] || !denied["no_budget"] {
+		t.Errorf("ledger denials %v, want unpriced and no_budget recorded", denied)
+	}
+	var sum []struct {
+		Key      string `json:"key"`
+		Unpriced int    `json:"unpriced"`
+	}
+	if err := json.Unmarshal([]byte(e.caracal("ledger", "summary", "--by", "resource", "-o", "json")), &sum); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range sum {
+		if want := map[bool]int{true: 1}[r.Key == "llm:openai/gpt-3.5-turbo"]; r.Unpriced != want {
+			t.Errorf("summary row %+v: unpriced %d, want %d", r, r.Unpriced, want)
+		}
+	}
+}
+
+// `caracal mcp` on stdio exits within 2 s of its stdin closing, even with a
+// call in flight, and records that call as unconfirmed before it exits.
+func TestMCPStdioExitsPromptlyWithCallInFlight(t *testing.T) {
+	h := newHome(t, "5", everythingPrices)
+	cmd := exec.Command(binary, "mcp", "--agent", "claude", "--name", "everything", "--", "node", everythingJS(), "stdio")
+	// The race runtime otherwise sleeps a second before exiting.
+	cmd.Env = append(h.env(), "GORACE=atexit_sleep_ms=0 log_path="+filepath.Join(h.dir, "race"))
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<26)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	send := func(s string) {
+		if _, err := io.WriteString(in, s+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// waitFor reads stdout until a line containing want.
+	waitFor := func(want string) {
+		t.Helper()
+		timeout := time.After(60 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("caracal closed stdout before %q\n%s", want, errOut.String())
+				}
+				if strings.Contains(l, want) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no %q from caracal\n%s", want, errOut.String())
+			}
+		}
+	}
+	send(e2eInit)
+	waitFor(`"id":0`)
+	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	send(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":600,"steps":600},"_meta":{"progressToken":"p1"}}}`)
+	// Progress from the upstream proves the call was relayed and is running.
+	waitFor(`notifications/progress`)
+	closed := time.Now()
+	in.Close()
+	go func() {
+		for range lines {
+		}
+	}()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("caracal mcp exited with %v\n%s", err, errOut.String())
+		}
+		t.Logf("caracal mcp exited %s after stdin closed", time.Since(closed))
+	case <-time.After(5 * time.Second):
+		t.Fatalf("caracal mcp still running 5 s after stdin closed, waiting on its call\n%s", errOut.String())
+	}
+	evs := h.events()
+	if len(evs) != 1 || evs[0].Resource != "mcp:everything/trigger-long-running-operation" || evs[0].Outcome != "unconfirmed" || evs[0].Amount != "0.001" {
+		t.Fatalf("ledger %+v; want the call in flight recorded as unconfirmed", evs)
+	}
+}
