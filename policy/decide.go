@@ -41,9 +41,10 @@ const NoBudgetReason = "no active budget applies to the agent or its ancestors, 
 	"create a policy for the agent (caracal policy create), or set enforcement.unbudgeted: allow"
 
 // Decide returns the verdict on spending r.Price of r.Currency on r.Resource.
-// Every agent on the chain must be active, the resource must match the
-// allowlist of every policy that has one, and for every policy
-// spent + reserved + price ≤ limit. The first failing check, in chain order,
+// Every agent on the chain must be active, some policy must apply (unless
+// r.AllowUnbudgeted), the resource must match the allowlist of every
+// policy that has one, and for every policy spent + reserved + price ≤
+// limit. The first failing check, in chain order,
 // names the denying policy; Remaining lists every policy.
 //
 // The checks run in this order, each over the whole chain, agent first,
