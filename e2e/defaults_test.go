@@ -147,3 +147,29 @@ func TestMCPStdioExitsPromptlyWithCallInFlight(t *testing.T) {
 		t.Fatalf("ledger %+v; want the call in flight recorded as unconfirmed", evs)
 	}
 }
+
+// A refusal caused by the worst-case reservation says so, and how to
+// reserve less.
+func TestProxyWorstCaseRefusalExplainsItself(t *testing.T) {
+	e := newProxyEnv(t, "0.01")
+	req, _ := http.NewRequest("POST", e.url+"/openai/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer "+e.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var body struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(b, &body)
+	msg := body.Error.Message
+	for _, want := range []string{"(budget_exceeded)", "the worst case of this request (max_completion_tokens unset: 16,384 output tokens at", "above the 0.01 USD left", "set max_completion_tokens to reserve less"} {
+		if resp.StatusCode != 402 || !strings.Contains(msg, want) {
+			t.Errorf("%d %q lacks %q", resp.StatusCode, msg, want)
+		}
+	}
+}
