@@ -173,3 +173,41 @@ func TestProxyWorstCaseRefusalExplainsItself(t *testing.T) {
 		}
 	}
 }
+
+// A per-unit argument that is not a number is refused with
+// invalid_arguments and recorded; a valid one is charged with its
+// quantity and unit in the ledger.
+func TestMCPPerUnitArguments(t *testing.T) {
+	h := newHome(t, "5", nil)
+	h.run("pricebook", "set", "mcp:weather/history", "--per-call", "0.05", "--per-unit-path", "days", "--per-unit-price", "0.01")
+	s := startStdio(t, h, "--name", "weather", "--", binary, "quickstart", "example-server")
+	s.send(e2eInit)
+	s.response("0")
+	s.send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	s.send(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"history","arguments":{"city":"Oslo","days":"abc"}}}`)
+	r := s.response("1")
+	res, _ := r["result"].(map[string]any)
+	sc, _ := res["structuredContent"].(map[string]any)
+	if res["isError"] != true || sc["code"] != "invalid_arguments" || !strings.Contains(sc["reason"].(string), `argument "days" must be a non-negative number`) {
+		t.Fatalf("tools/call with days=abc: %v", r)
+	}
+	s.send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"history","arguments":{"city":"Oslo","days":3}}}`)
+	if r := s.response("2"); r["result"] == nil || r["result"].(map[string]any)["isError"] == true {
+		t.Fatalf("tools/call with days=3: %v", r)
+	}
+	s.stop()
+	var evs []struct {
+		Outcome  string `json:"outcome"`
+		Code     string `json:"code"`
+		Amount   string `json:"amount"`
+		Quantity string `json:"quantity"`
+		Unit     string `json:"unit"`
+	}
+	if err := json.Unmarshal([]byte(h.run("ledger", "query", "-o", "json")), &evs); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Outcome != "denied" || evs[0].Code != "invalid_arguments" ||
+		evs[1].Outcome != "charged" || evs[1].Amount != "0.08" || evs[1].Quantity != "3" || evs[1].Unit != "days" {
+		t.Fatalf("ledger %+v; want an invalid_arguments denial, then 0.08 charged for 3 days", evs)
+	}
+}

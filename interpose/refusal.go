@@ -96,5 +96,10 @@ func perUnitQuantity(q Quote, args []byte) (quantity, unit string) {
 	if err != nil {
 		return "", ""
 	}
-	return n.String(), q.Rule.PerUnit.Path
+	// A quantity is a count, not money: no padding to cents ("3", "2.5").
+	text := n.String()
+	if strings.Contains(text, ".") {
+		text = strings.TrimRight(strings.TrimRight(text, "0"), ".")
+	}
+	return text, q.Rule.PerUnit.Path
 }

@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/policy"
 )
@@ -76,19 +75,28 @@ func TestBeginInvalidPerUnitArguments(t *testing.T) {
 }
 
 func TestPerUnitChargeRecordsQuantityAndUnit(t *testing.T) {
-	e := newEnv(t, nil)
-	e.budget("10")
-	e.price(policy.PriceRule{Resource: "mcp:search/query", PerCall: m("0.01"), PerUnit: &policy.PerUnit{Path: "count", Price: m("0.002")}})
-	tk, d := e.eng.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "mcp:search/query", Operation: "tools/call", Arguments: []byte(`{"count":25}`)})
-	if tk == nil {
-		t.Fatalf("Begin refused: %+v", d)
+	tests := []struct{ args, amount, quantity string }{
+		{`{"count":25}`, "0.06", "25"},
+		{`{"count":"2.50"}`, "0.015", "2.5"},
+		{`{}`, "0.01", "0"},
 	}
-	ev, err := e.eng.Settle(e.ctx, tk, interpose.Result{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev.Amount != m("0.06") || ev.Quantity == "" || money.MustParse(ev.Quantity) != m("25") || ev.Unit != "count" {
-		t.Fatalf("event amount %s quantity %q unit %q; want 0.06, 25, count", ev.Amount, ev.Quantity, ev.Unit)
+	for _, tt := range tests {
+		t.Run(tt.args, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.budget("10")
+			e.price(policy.PriceRule{Resource: "mcp:search/query", PerCall: m("0.01"), PerUnit: &policy.PerUnit{Path: "count", Price: m("0.002")}})
+			tk, d := e.eng.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "mcp:search/query", Operation: "tools/call", Arguments: []byte(tt.args)})
+			if tk == nil {
+				t.Fatalf("Begin refused: %+v", d)
+			}
+			ev, err := e.eng.Settle(e.ctx, tk, interpose.Result{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Amount != m(tt.amount) || ev.Quantity != tt.quantity || ev.Unit != "count" {
+				t.Fatalf("event amount %s quantity %q unit %q; want %s, %s, count", ev.Amount, ev.Quantity, ev.Unit, tt.amount, tt.quantity)
+			}
+		})
 	}
 }
 
