@@ -241,7 +241,9 @@ func TestAgentsAndKeys(t *testing.T) {
 	h.fails(400, CodeInvalid, "POST", "/v1/agents", h.admin, map[string]any{"name": "x", "owner": " "})
 	h.fails(400, CodeInvalid, "POST", "/v1/agents", h.admin, map[string]any{"name": "x", "owner": "a\x1b[31m"})
 	h.fails(400, CodeInvalid, "POST", "/v1/agents", h.admin, map[string]any{"name": "x", "owner": "a", "parent": "ghost"})
-	var child struct{ ParentID string `json:"parent_id"` }
+	var child struct {
+		ParentID string `json:"parent_id"`
+	}
 	h.must(201, "POST", "/v1/agents", h.admin, map[string]any{"name": "child", "owner": "alice", "parent": "root"}, &child)
 	if child.ParentID != root.ID {
 		t.Fatalf("child's parent %q, want %q", child.ParentID, root.ID)
