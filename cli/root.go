@@ -70,6 +70,8 @@ records each decision in a tamper-evident ledger.`,
 		newMerkleCmd(f),
 		newKeysCmd(f),
 		newDBCmd(f),
+		newServeCmd(f),
+		newAdminCmd(f),
 		newMCPCmd(f),
 		newProxyCmd(f),
 	)
