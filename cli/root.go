@@ -71,6 +71,7 @@ records each decision in a tamper-evident ledger.`,
 		newDBCmd(f),
 		newMCPCmd(f),
 		newProxyCmd(f),
+		newProbeCmd(f),
 	)
 	refuseUnknownSubcommands(root)
 	return root
