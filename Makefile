@@ -88,6 +88,8 @@ test: e2e-deps
 	@grep -m1 '^pgtest:' bin/postgres-test.log
 	@echo "PostgreSQL: $$(grep -c -- '--- PASS: TestConformance/' bin/postgres-test.log) conformance subtests passed, $$(grep -c -- '--- FAIL' bin/postgres-test.log) failed"
 	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -timeout 25m $$($(GO) list $(PKGS) | grep -v '/ledger/postgres$$')
+	@echo "go test ./... in deploy/test (Helm chart, compose file, systemd units)"
+	cd deploy/test && $(GO) test -count=1 -timeout 15m ./...
 
 e2e-deps:
 	@if [ -f $(NODE_DIR)/package-lock.json ]; then \
@@ -98,6 +100,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	cd deploy/test && $(GO) vet ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
