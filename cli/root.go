@@ -71,7 +71,7 @@ records each decision in a tamper-evident ledger.`,
 		newDBCmd(f),
 		newMCPCmd(f),
 		newProxyCmd(f),
-		newProbeCmd(f),
+		newHealthcheckCmd(f),
 	)
 	refuseUnknownSubcommands(root)
 	return root

@@ -12,33 +12,33 @@ import (
 	"github.com/spf13/cobra"
 )
 
-type probeOptions struct {
+type healthcheckOptions struct {
 	IO      *IOStreams
 	URL     string
 	Timeout time.Duration
 }
 
-// newProbeCmd is the health check of images that have no shell or curl:
+// newHealthcheckCmd is the health check of images that have no shell or curl:
 // a container's HEALTHCHECK (or compose's healthcheck) runs the binary
 // itself against its own /healthz.
-func newProbeCmd(f *Factory) *cobra.Command {
-	opts := &probeOptions{IO: f.IO}
+func newHealthcheckCmd(f *Factory) *cobra.Command {
+	opts := &healthcheckOptions{IO: f.IO}
 	cmd := &cobra.Command{
-		Use:   "probe URL",
+		Use:   "healthcheck URL",
 		Short: "Exit 0 if an HTTP GET of URL answers 2xx (a health check for containers)",
-		Example: `  caracal probe http://127.0.0.1:8080/healthz
-  caracal probe --timeout 2s http://127.0.0.1:8090/readyz`,
+		Example: `  caracal healthcheck http://127.0.0.1:8080/healthz
+  caracal healthcheck --timeout 2s http://127.0.0.1:8090/readyz`,
 		Args: exactArgs(1, "URL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.URL = args[0]
-			return runProbe(cmd.Context(), opts)
+			return runHealthcheck(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 3*time.Second, "longest wait for the answer")
 	return cmd
 }
 
-func runProbe(ctx context.Context, opts *probeOptions) error {
+func runHealthcheck(ctx context.Context, opts *healthcheckOptions) error {
 	if err := validateHTTPURL(opts.URL); err != nil {
 		return Usagef("URL: %v", err)
 	}
@@ -54,12 +54,12 @@ func runProbe(ctx context.Context, opts *probeOptions) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("probe %s: %w", opts.URL, err)
+		return fmt.Errorf("healthcheck %s: %w", opts.URL, err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("probe %s: %s", opts.URL, resp.Status)
+		return fmt.Errorf("healthcheck %s: %s", opts.URL, resp.Status)
 	}
 	_, err = fmt.Fprintf(opts.IO.Out, "%s: %s\n", opts.URL, resp.Status)
 	return err
