@@ -48,3 +48,33 @@ func TestStartIntegratorSignMode(t *testing.T) {
 		})
 	}
 }
+
+// The integrator a serving process starts signs with a key rotated while
+// it runs (`caracal keys rotate` from another process on the same home).
+func TestStartIntegratorFollowsRotation(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.OpenSQLite(t)
+	d := storetest.OpenMerkleDB(t, s)
+	home := t.TempDir()
+	if _, _, err := ledger.EnsureSigningKey(ctx, s, home, "example.com/log"); err != nil {
+		t.Fatal(err)
+	}
+	in, err := startIntegrator(ctx, &Config{Home: home, Merkle: MerkleConfig{Sign: SignAuto}}, s, home, slog.New(slog.DiscardHandler))
+	if err != nil || in == nil {
+		t.Fatalf("startIntegrator = %v, %v", in, err)
+	}
+	defer in.Stop(ctx)
+	d.InsertEvents(t, 0, 2)
+	if _, err := in.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newKey, _, err := ledger.RotateSigningKey(ctx, s, home, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.InsertEvents(t, 2, 2)
+	cp, err := in.Flush(ctx)
+	if err != nil || cp.Size != 4 || cp.KeyID != newKey.Signer.KeyID() {
+		t.Fatalf("Flush after rotation = %+v, %v; want size 4 signed by %s", cp, err, newKey.Signer.KeyID())
+	}
+}
