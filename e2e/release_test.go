@@ -149,9 +149,9 @@ func TestContainerImage(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	resp.Body.Close()
-	// /healthz is served once the health endpoints exist; until then any
-	// HTTP answer shows the proxy started and serves.
-	t.Logf("container: GET /healthz → %s", resp.Status)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("container: GET /healthz → %s, want 200\n%s", resp.Status, logs.String())
+	}
 	if !strings.Contains(logs.String(), "listening on") {
 		t.Errorf("container proxy log:\n%s", logs.String())
 	}
