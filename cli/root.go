@@ -72,6 +72,7 @@ records each decision in a tamper-evident ledger.`,
 		newDBCmd(f),
 		newMCPCmd(f),
 		newProxyCmd(f),
+		newHealthcheckCmd(f),
 	)
 	refuseUnknownSubcommands(root)
 	return root
