@@ -43,6 +43,21 @@ type Config struct {
 	Metrics     MetricsConfig    `json:"metrics"`
 
 	Enforcement EnforcementConfig `json:"enforcement"`
+	Merkle      MerkleConfig      `json:"merkle"`
+}
+
+// Values of merkle.sign.
+const (
+	// SignAuto integrates and signs when this home holds the active key.
+	SignAuto = "auto"
+	// SignNever never integrates: the process only queues events.
+	SignNever = "never"
+)
+
+// MerkleConfig is the `merkle` section.
+type MerkleConfig struct {
+	// Sign is SignAuto or SignNever.
+	Sign string `json:"sign"`
 }
 
 // PricingConfig is the `pricing` section.
@@ -151,6 +166,9 @@ type fileConfig struct {
 	Proxy   ProxyConfig `yaml:"proxy"`
 	Log     fileLog     `yaml:"log"`
 	Metrics fileMetrics `yaml:"metrics"`
+	Merkle  struct {
+		Sign string `yaml:"sign"`
+	} `yaml:"merkle"`
 }
 
 // scalarKeys are the keys that flags and CARACAL_* variables can set.
@@ -161,6 +179,7 @@ var scalarKeys = []string{
 	"delegation.max_depth",
 	"mcp.listen", "proxy.listen",
 	"log.level", "log.format", "metrics.agent_label", "metrics.listen",
+	"merkle.sign",
 }
 
 // envName is the environment variable for a key: database_url →
@@ -209,6 +228,7 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	v.SetDefault("mcp.listen", fc.MCP.Listen)
 	v.SetDefault("proxy.listen", fc.Proxy.Listen)
 	setObservabilityDefaults(v, fc)
+	v.SetDefault("merkle.sign", fc.Merkle.Sign)
 	v.SetEnvPrefix("CARACAL")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	for _, k := range scalarKeys {
@@ -293,6 +313,13 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	cfg.Proxy.Listen = strings.TrimSpace(get("proxy.listen"))
 	if err := validateListen(cfg.Proxy.Listen); err != nil {
 		return nil, Usagef("%s: %v", src("proxy.listen"), err)
+	}
+	cfg.Merkle.Sign = SignAuto
+	if s := strings.ToLower(strings.TrimSpace(get("merkle.sign"))); s != "" {
+		if s != SignAuto && s != SignNever {
+			return nil, Usagef("%s: invalid value %q: want auto or never", src("merkle.sign"), s)
+		}
+		cfg.Merkle.Sign = s
 	}
 	if err := cfg.expandAndValidateSections(); err != nil {
 		return nil, err
@@ -514,4 +541,11 @@ proxy:
   #   - name: anthropic
   #     base_url: https://api.anthropic.com
   #     api_key_env: ANTHROPIC_API_KEY
+
+merkle:
+  # auto: integrate events into the Merkle log and sign checkpoints when
+  # this home holds the active signing key (keys/NAME.key); a process
+  # without it only queues events for a process that has it.
+  # never: never integrate, even with a key (a pure replica).
+  sign: auto
 `

@@ -195,8 +195,10 @@ func newKeysRotateCmd(f *Factory) *cobra.Command {
 		Long: `Rotate creates a new key with the same log origin, makes it the active
 signing key and retires the old one. Retired keys stay in the database (and
 their files in $CARACAL_HOME/keys) so every checkpoint they signed still
-verifies. Restart running caracal mcp / proxy processes, or copy the new
-key file to the other hosts sharing a PostgreSQL ledger, so they sign with it.`,
+verifies. A running caracal mcp / proxy that signs with this home's keys
+picks the new key up at its next integration, without a restart. Copy the
+new key file to the other signing hosts sharing a PostgreSQL ledger: until
+it is there they cannot sign (replicas without a key are not affected).`,
 		Example: `  caracal keys rotate
   caracal keys rotate --name ledger-2027`,
 		Args: noArgs,

@@ -198,7 +198,7 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	bg := startBackground(ctx, engine, store, cfg.Home, log)
+	bg := startBackground(ctx, cfg, engine, store, cfg.Home, log)
 	defer bg.stop()
 
 	if listen == "" {
@@ -302,7 +302,7 @@ type background struct {
 	log    *slog.Logger
 }
 
-func startBackground(ctx context.Context, engine *interpose.Engine, store ledger.Store, home string, log *slog.Logger) *background {
+func startBackground(ctx context.Context, cfg *Config, engine *interpose.Engine, store ledger.Store, home string, log *slog.Logger) *background {
 	ctx, cancel := context.WithCancel(ctx)
 	b := &background{cancel: cancel, done: make(chan struct{}), log: log}
 	go func() {
@@ -311,12 +311,12 @@ func startBackground(ctx context.Context, engine *interpose.Engine, store ledger
 			log.Error("reservation sweep stopped", "err", err)
 		}
 	}()
-	signer, err := ledger.LoadSigner(ctx, store, home)
+	integ, err := startIntegrator(ctx, cfg, store, home, log)
 	if err != nil {
 		log.Warn("checkpoints will not be signed by this process; events stay queued for the next integrator", "err", err)
 		return b
 	}
-	b.integ = ledger.StartIntegrator(ctx, store, signer, ledger.IntegratorConfig{Logger: log})
+	b.integ = integ
 	return b
 }
 

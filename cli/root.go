@@ -74,6 +74,7 @@ records each decision in a tamper-evident ledger.`,
 		newAdminCmd(f),
 		newMCPCmd(f),
 		newProxyCmd(f),
+		newHealthcheckCmd(f),
 	)
 	refuseUnknownSubcommands(root)
 	return root

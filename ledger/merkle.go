@@ -312,6 +312,18 @@ func LoadSigner(ctx context.Context, m Merkle, home string) (*merkle.Signer, err
 	return nil, fmt.Errorf("%w: run `caracal keys generate`", ErrNoSigningKey)
 }
 
+// SignerLoader returns a function that loads home's current signing key
+// from m, for IntegratorConfig.ReloadSigner.
+func SignerLoader(m Merkle, home string) func(context.Context) (Signer, error) {
+	return func(ctx context.Context) (Signer, error) {
+		s, err := LoadSigner(ctx, m, home)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+}
+
 // signingKeyOf describes a key file as the store records it.
 func signingKeyOf(kf merkle.KeyFile, at time.Time) SigningKey {
 	return SigningKey{ID: kf.Signer.KeyID(), Name: kf.Name, PublicKey: kf.Signer.VerifierKey(), CreatedAt: at}
