@@ -12,7 +12,6 @@ import (
 	"github.com/caracal-dev/caracal/api"
 	"github.com/caracal-dev/caracal/internal/httpserver"
 	"github.com/caracal-dev/caracal/interpose"
-	"github.com/caracal-dev/caracal/ledger"
 )
 
 // serveDefaultListen is where `caracal serve` listens without --listen.
@@ -120,13 +119,12 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 	if err != nil {
 		return err
 	}
-	signer, err := ledger.LoadSigner(ctx, store, home)
-	if err != nil {
-		return fmt.Errorf("checkpoint signing key: %w", err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	integrator := ledger.StartIntegrator(ctx, store, signer, ledger.IntegratorConfig{Logger: log})
+	integrator, err := startIntegrator(ctx, cfg, store, home, log)
+	if err != nil {
+		return err
+	}
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
@@ -142,7 +140,7 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 	case err := <-serveErr:
 		cancel()
 		<-sweepDone
-		_ = integrator.Stop(context.Background())
+		_ = stopIntegrator(context.Background(), integrator)
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -153,7 +151,7 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 	cancel()
 	<-sweepDone
 	// Stop integrates what the last settlements queued.
-	if err := integrator.Stop(sctx); err != nil {
+	if err := stopIntegrator(sctx, integrator); err != nil {
 		log.Warn("final Merkle integration failed; the next process integrates the rest", "err", err)
 	}
 	return nil
