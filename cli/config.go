@@ -25,7 +25,7 @@ import (
 // agents a chain may hold, the root included.
 const DefaultMaxDelegationDepth = 5
 
-// Config is Caracal's configuration (DESIGN §7), resolved from flags,
+// Config is Caracal's configuration (docs/cli.md), resolved from flags,
 // CARACAL_* environment variables and the configuration file, with every
 // `${VAR}` in a string replaced by the environment variable's value.
 type Config struct {

@@ -152,7 +152,8 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	srv := httpserver.New(px, timeouts, log)
 	srv.Handler = obs.handler(srv.Handler)
 
-	// Every charge goes into the Merkle log within DESIGN §4's bound.
+	// Every charge reaches a signed checkpoint within a second of its commit
+	// (docs/ledger-format.md).
 	home, err := f.Home()
 	if err != nil {
 		return err

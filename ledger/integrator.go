@@ -9,7 +9,8 @@ import (
 
 // Integrator defaults. With a 200 ms interval an event committed just after
 // a run waits at most one interval plus one batch, keeping the lag from
-// commit to signed checkpoint well under DESIGN §4's one second.
+// commit to signed checkpoint well under the one second that
+// docs/ledger-format.md promises.
 const (
 	DefaultIntegrateInterval = 200 * time.Millisecond
 	DefaultIntegrateBatch    = 10000
