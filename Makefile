@@ -6,7 +6,7 @@ PKGS    ?= ./...
 # and servers), installed from e2e/node/package-lock.json.
 NODE_DIR := e2e/node
 
-.PHONY: all build install test unit e2e-deps lint bench fmt clean
+.PHONY: all build install test unit e2e-deps lint bench fuzz fuzz-list fmt clean
 
 all: build
 
@@ -42,6 +42,29 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
+
+# make fuzz runs every Fuzz target for FUZZTIME each, one at a time (go test
+# fuzzes one target per run). Targets are discovered with go test -list, so
+# a new FuzzX is picked up without editing this file; FUZZ narrows the run to
+# targets whose package:name matches a grep pattern (FUZZ=mcp:). A failing
+# input is written to the package's testdata/fuzz/ and from then on runs in
+# make test as part of the seed corpus. Seed corpora alone run in make test.
+FUZZTIME  ?= 30s
+FUZZFLAGS ?= -parallel 1
+FUZZ      ?= .
+
+fuzz-list:
+	@$(GO) test -list '^Fuzz' $(PKGS) | awk '/^Fuzz/ { n[++c] = $$1; next } /^ok/ { for (i = 1; i <= c; i++) print $$2 ":" n[i] } { c = 0 }' | grep -- '$(FUZZ)'
+
+fuzz:
+	@targets=$$($(MAKE) -s fuzz-list); [ -n "$$targets" ] || { echo "no Fuzz targets match $(FUZZ)"; exit 1; }; \
+	failed=""; \
+	for t in $$targets; do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg), $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz failures:$$failed"; exit 1; fi
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
