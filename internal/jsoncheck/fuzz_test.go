@@ -16,6 +16,7 @@ import (
 // compared as encoding/json decodes them).
 func refCheck(raw []byte) (depth int, dup string, hasDup bool) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // a number too large for float64 is still valid JSON
 	type frame struct {
 		object bool
 		keys   map[string]bool
