@@ -282,18 +282,47 @@ func sameExcept(t *testing.T, a, b []byte, skip string) {
 	}
 }
 
-// FuzzGlobMatch holds the model-limit glob to the pricebook's matcher,
-// whose language it claims to share.
-func FuzzGlobMatch(f *testing.F) {
+// FuzzModelLimitLookup checks that a model's limit comes from a pattern
+// that matches it and that no matching pattern is more specific (more
+// literal characters, then fewer stars, then lexically smaller). The long
+// seed is a model name that took a recursive matcher minutes against a
+// pattern with several stars.
+func FuzzModelLimitLookup(f *testing.F) {
 	for _, s := range [][2]string{
 		{"gpt-4o*", "gpt-4o-mini"}, {"*", ""}, {"a*b*c", "aXbYc"}, {"a*b", "ab"}, {"**", "x"},
-		{"claude-*-4*", "claude-sonnet-4-5"}, {"a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+		{"claude-*-4*", "claude-sonnet-4-5"}, {"*a*a*a*a*a*b", strings.Repeat("a", 1<<14)},
 	} {
 		f.Add(s[0], s[1])
 	}
-	f.Fuzz(func(t *testing.T, pattern, s string) {
-		if got, want := globMatch(pattern, s), policy.MatchPattern(pattern, s); got != want {
-			t.Fatalf("globMatch(%q, %q) = %v, policy.MatchPattern = %v", pattern, s, got, want)
+	f.Fuzz(func(t *testing.T, pattern, model string) {
+		extra := map[string]ModelLimit{pattern: {}}
+		tbl := newLimitTable(DefaultModelLimits(), extra, ModelLimit{Context: -1})
+		// Give every pattern a distinct limit, to tell which one was used.
+		for i := range tbl.limits {
+			tbl.limits[i] = ModelLimit{Context: int64(i)}
+		}
+		got := tbl.lookup(model)
+		score := func(p string) (int, int) { return len(p) - strings.Count(p, "*"), -strings.Count(p, "*") }
+		if got.Context < 0 {
+			for _, p := range tbl.patterns {
+				if policy.MatchPattern(p, model) {
+					t.Fatalf("lookup(%q) fell back, but %q matches", model, p)
+				}
+			}
+			return
+		}
+		chosen := tbl.patterns[got.Context]
+		if !policy.MatchPattern(chosen, model) {
+			t.Fatalf("lookup(%q) used %q, which does not match", model, chosen)
+		}
+		cl, cs := score(chosen)
+		for _, p := range tbl.patterns {
+			if p == chosen || !policy.MatchPattern(p, model) {
+				continue
+			}
+			if l, s := score(p); l > cl || (l == cl && (s > cs || (s == cs && p < chosen))) {
+				t.Fatalf("lookup(%q) used %q, but %q is more specific", model, chosen, p)
+			}
 		}
 	})
 }
