@@ -16,10 +16,9 @@ import (
 // lineResult is one result of lineReader.next: a message, or the size
 // of an oversize one.
 type lineResult struct {
-	msg     string
-	tooBig  bool
-	size    int64
-	invalid bool
+	msg    string
+	tooBig bool
+	size   int64
 }
 
 // refLines is newline framing written plainly: each line without its
@@ -108,7 +107,7 @@ func FuzzLineRoundTrip(f *testing.F) {
 			t.Fatal(err)
 		}
 		out := buf.Bytes()
-		if bytes.IndexAny(out[:len(out)-1], "\r\n") >= 0 || out[len(out)-1] != '\n' {
+		if bytes.ContainsAny(out[:len(out)-1], "\r\n") || out[len(out)-1] != '\n' {
 			t.Fatalf("write(%q) = %q: not one line", msg, out)
 		}
 		line := out[:len(out)-1]
