@@ -275,7 +275,7 @@ func FuzzSSEReader(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		r := newSSEReader(&w, int64(len(msg))+64)
+		r := newSSEReader(&w, int64(len(msg)+len(id))+64) // every line is bounded by max too
 		for i := range 2 {
 			ev, err := r.next()
 			if err != nil || ev.Event != "message" || !bytes.Equal(ev.Data, msg) || ev.ID != id {
