@@ -57,8 +57,7 @@ func FuzzLineReader(f *testing.F) {
 		f.Add([]byte(s), uint8(20))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, max uint8) {
-		l := newLineReader(nil, int64(max)+1)
-		l.r = bufio.NewReaderSize(bytes.NewReader(data), 16)
+		l := &lineReader{r: bufio.NewReaderSize(bytes.NewReader(data), 16), max: int64(max) + 1}
 		var got []lineResult
 		for i := 0; ; i++ {
 			if i > len(data)+1 {
