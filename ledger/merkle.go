@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/merkle"
 )
 
@@ -276,8 +277,18 @@ func DefaultOrigin() string {
 
 var originUnsafe = regexp.MustCompile(`[^a-z0-9.-]+`)
 
-// ErrNoSigningKey means no usable checkpoint signing key was found.
-var ErrNoSigningKey = errors.New("no checkpoint signing key")
+// Signing key errors. Test with errors.Is; front ends add how to fix them
+// (generate a key, rotate, copy the key file).
+var (
+	// ErrNoSigningKey means no usable checkpoint signing key was found.
+	ErrNoSigningKey = errors.New("no checkpoint signing key")
+	// ErrSigningKeyFileMissing is ErrNoSigningKey when the database has an
+	// active key but its private key file is not in the keys folder.
+	ErrSigningKeyFileMissing = fmt.Errorf("%w file", ErrNoSigningKey)
+	// ErrSigningKeyActive is ErrConflict when a key would be generated
+	// while another is active (rotate instead).
+	ErrSigningKeyActive = fmt.Errorf("signing key already active: %w", ErrConflict)
+)
 
 // LoadSigner returns the key that signs new checkpoints: the newest active
 // key registered in the store whose private key file is in home's keys
@@ -307,9 +318,9 @@ func LoadSigner(ctx context.Context, m Merkle, home string) (*merkle.Signer, err
 		return kf.Signer, nil
 	}
 	if len(wanted) > 0 {
-		return nil, fmt.Errorf("%w in %s: the database's active key is %s; copy its key file there or run `caracal keys rotate`", ErrNoSigningKey, merkle.KeysDir(home), strings.Join(wanted, ", "))
+		return nil, errkind.Errorf(ErrSigningKeyFileMissing, "%v in %s: the database's active key is %s; copy its key file there", ErrNoSigningKey, merkle.KeysDir(home), strings.Join(wanted, ", "))
 	}
-	return nil, fmt.Errorf("%w: run `caracal keys generate`", ErrNoSigningKey)
+	return nil, ErrNoSigningKey
 }
 
 // signingKeyOf describes a key file as the store records it.
@@ -328,7 +339,7 @@ func GenerateSigningKey(ctx context.Context, m Merkle, home, name, origin string
 	}
 	for _, k := range keys {
 		if k.RetiredAt == nil {
-			return merkle.KeyFile{}, &kindError{kind: ErrConflict, msg: fmt.Sprintf("signing key %s is already active: use `caracal keys rotate` to replace it", k.ID)}
+			return merkle.KeyFile{}, errkind.Errorf(ErrSigningKeyActive, "signing key %s is already active", k.ID)
 		}
 	}
 	if origin == "" {
@@ -390,7 +401,7 @@ func RotateSigningKey(ctx context.Context, m Merkle, home, name string) (newKey 
 		}
 	}
 	if origin == "" {
-		return merkle.KeyFile{}, nil, fmt.Errorf("%w to rotate: run `caracal keys generate`", ErrNoSigningKey)
+		return merkle.KeyFile{}, nil, errkind.Errorf(ErrNoSigningKey, "%v to rotate", ErrNoSigningKey)
 	}
 	kf, err := merkle.GenerateKeyFile(home, name, origin)
 	if err != nil {
@@ -409,12 +420,3 @@ func RotateSigningKey(ctx context.Context, m Merkle, home, name string) (newKey 
 	}
 	return kf, retired, nil
 }
-
-// kindError prints msg alone and matches kind with errors.Is.
-type kindError struct {
-	kind error
-	msg  string
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.kind }

@@ -24,11 +24,15 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrInvalid is input the store refuses (a missing parent, a bad field).
 	ErrInvalid = errors.New("invalid")
-	// ErrSchemaOutdated means the database schema is older than this binary;
-	// the message tells the user to run `caracal db migrate up`.
-	ErrSchemaOutdated = errors.New("database schema is older than this binary: run `caracal db migrate up`")
+	// ErrSchemaOutdated means the database schema is older than this binary:
+	// it must be migrated up. (How is the front end's to say; the library
+	// names no command.)
+	ErrSchemaOutdated = errors.New("database schema is older than this binary")
 	// ErrUnavailable means the database could not be reached.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrTreeDamaged means the stored Merkle tree is inconsistent (hashes
+	// missing or extra); the log needs a full verification.
+	ErrTreeDamaged = errors.New("the stored Merkle tree is damaged")
 )
 
 // Store is the whole system of record. Every method is safe for concurrent
