@@ -284,10 +284,10 @@ var (
 	ErrNoSigningKey = errors.New("no checkpoint signing key")
 	// ErrSigningKeyFileMissing is ErrNoSigningKey when the database has an
 	// active key but its private key file is not in the keys folder.
-	ErrSigningKeyFileMissing = fmt.Errorf("%w file", ErrNoSigningKey)
+	ErrSigningKeyFileMissing = errkind.New(ErrNoSigningKey, "no checkpoint signing key file")
 	// ErrSigningKeyActive is ErrConflict when a key would be generated
 	// while another is active (rotate instead).
-	ErrSigningKeyActive = fmt.Errorf("signing key already active: %w", ErrConflict)
+	ErrSigningKeyActive = errkind.New(ErrConflict, "signing key already active")
 )
 
 // LoadSigner returns the key that signs new checkpoints: the newest active

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/internal/errkind"
+	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
 )
