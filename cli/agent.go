@@ -152,7 +152,6 @@ func parseKV(flag string, entries []string) (map[string]string, error) {
 	return m, nil
 }
 
-// resolveAgent finds an agent by name or ID; not found is reported against flag.
 // optionalAgentID resolves an optional agent flag to an ID; "" stays "".
 func optionalAgentID(ctx context.Context, st ledger.Agents, flag, nameOrID string) (string, error) {
 	if nameOrID == "" {
@@ -162,8 +161,9 @@ func optionalAgentID(ctx context.Context, st ledger.Agents, flag, nameOrID strin
 	return a.ID, err
 }
 
-// An empty flag is a positional argument: the error then names only the
-// agent ("agent "x" not found", not "agent: agent "x" not found").
+// resolveAgent finds an agent by name or ID; not found is reported against
+// flag. An empty flag is a positional argument: the error then names only
+// the agent ("agent "x" not found", not "agent: agent "x" not found").
 func resolveAgent(ctx context.Context, st ledger.Agents, flag, nameOrID string) (policy.Agent, error) {
 	if strings.TrimSpace(nameOrID) == "" {
 		if flag == "" {

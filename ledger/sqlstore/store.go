@@ -26,7 +26,7 @@ type Dialect interface {
 	Name() string
 	// Goose is the migration dialect.
 	Goose() goose.Dialect
-	// Placeholders says whether queries must use $1, $2 … instead of ?.
+	// NumberedPlaceholders says whether queries must use $1, $2 … instead of ?.
 	NumberedPlaceholders() bool
 	// LockPolicies takes exclusive row locks on the given policies inside
 	// tx, in the order given (callers sort by policy ID). SQLite, whose
