@@ -189,7 +189,9 @@ func (Dialect) LockIntegrator(ctx context.Context, tx *sql.Tx) error {
 }
 
 // LockHierarchy takes a transaction-scoped advisory lock that serialises
-// re-parenting; creating an agent needs none, as a new agent has no children.
+// every change to the agent hierarchy (re-parenting, delegating, creating
+// an agent under a parent), so that checks on a chain — cycles, depth —
+// hold until the change commits.
 func (Dialect) LockHierarchy(ctx context.Context, tx *sql.Tx) error {
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(hierarchyLockKey))
 	return err
