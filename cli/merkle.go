@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/caracal-dev/caracal/internal/signingkey"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/merkle"
 )
@@ -374,7 +375,7 @@ database; pass --key (repeatable) to trust only keys you hold yourself.`,
 func runMerkleVerify(ctx context.Context, opts *merkleVerifyOptions) error {
 	trusted := make([]string, 0, len(opts.Keys))
 	for _, k := range opts.Keys {
-		vk, err := merkle.ReadPublicKey(k)
+		vk, err := signingkey.ReadPublicKey(k)
 		if err != nil {
 			return Usagef("--key: %v", err)
 		}
@@ -524,7 +525,7 @@ printed by caracal keys export-public) or a file holding one.`,
 func runMerkleVerifyProof(opts *merkleVerifyProofOptions) error {
 	ring := merkle.KeyRing{}
 	for _, k := range opts.Keys {
-		vk, err := merkle.ReadPublicKey(k)
+		vk, err := signingkey.ReadPublicKey(k)
 		if err != nil {
 			return Usagef("--key: %v", err)
 		}

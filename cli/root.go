@@ -137,7 +137,7 @@ func ExitCode(w io.Writer, err error) int {
 	if errors.As(err, &silent) {
 		return silent.Code
 	}
-	fmt.Fprintf(w, "caracal: %v\n", err)
+	fmt.Fprintf(w, "caracal: %v%s\n", err, hint(err))
 	var usage *UsageError
 	if errors.As(err, &usage) {
 		return 2

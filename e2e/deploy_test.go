@@ -60,8 +60,8 @@ func startProxy(t *testing.T, env []string, args ...string) (string, *syncBuffer
 	return url, stderr
 }
 
-// chat sends one OpenAI chat completion through a proxy as the agent key.
-func chat(t *testing.T, base, key string) {
+// mustChat sends one OpenAI chat completion through a proxy as the agent key.
+func mustChat(t *testing.T, base, key string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, base+"/openai/v1/chat/completions",
 		strings.NewReader(`{"model":"gpt-4o","messages":[{"role":"user","content":"hello"}]}`))
@@ -121,8 +121,8 @@ func TestReplicaWithoutSigningKey(t *testing.T) {
 
 	const calls = 6
 	for i := 0; i < calls; i++ {
-		chat(t, signerURL, key.Key)
-		chat(t, replicaURL, key.Key)
+		mustChat(t, signerURL, key.Key)
+		mustChat(t, replicaURL, key.Key)
 	}
 
 	var events []json.RawMessage
