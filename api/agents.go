@@ -2,8 +2,8 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
@@ -11,9 +11,6 @@ import (
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
 )
-
-// agentName is what `agent register --name` accepts.
-var agentName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 type registerAgentRequest struct {
 	Name     string            `json:"name"`
@@ -27,11 +24,8 @@ func (s *Server) registerAgent(w http.ResponseWriter, r *http.Request, _ princip
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if req.Name == "" {
-		return badRequest("name: required")
-	}
-	if !agentName.MatchString(req.Name) {
-		return badRequest("name: invalid agent name %q: use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit", req.Name)
+	if err := policy.ValidateAgentName(req.Name); err != nil {
+		return badRequest("name: %v", err)
 	}
 	owner := strings.TrimSpace(req.Owner)
 	if owner == "" {
@@ -55,18 +49,14 @@ func (s *Server) registerAgent(w http.ResponseWriter, r *http.Request, _ princip
 		if err != nil {
 			return err
 		}
-		chain, err := s.opts.Store.Chain(ctx, p.ID)
-		if err != nil {
-			return storeError("read chain", err)
-		}
-		if s.opts.MaxDepth > 0 && len(chain)+1 > s.opts.MaxDepth {
-			return badRequest("parent: the chain would hold %d agents, more than delegation.max_depth %d", len(chain)+1, s.opts.MaxDepth)
-		}
-		na.ParentID = p.ID
+		na.ParentID, na.MaxDepth = p.ID, s.opts.MaxDepth
 	}
 	a, err := s.opts.Store.CreateAgent(ctx, na)
 	if err != nil {
+		var deep *ledger.ChainDepthError
 		switch {
+		case errors.As(err, &deep):
+			return conflict("parent: %s", depthDetail(deep, s.opts.MaxDepth))
 		case errors.Is(err, ledger.ErrConflict):
 			return conflict("name: agent %q already exists", req.Name)
 		case errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrInvalid) && na.ParentID != "":
@@ -249,4 +239,13 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// depthDetail says why a chain is too deep, naming delegation.max_depth
+// when that is the limit that refused it (as the CLI does).
+func depthDetail(e *ledger.ChainDepthError, maxDepth int) string {
+	if e.Max != maxDepth {
+		return e.Error() // the store's own cap, lower than delegation.max_depth
+	}
+	return fmt.Sprintf("the chain would hold %d agents (%s), more than delegation.max_depth %d", e.Agents, e.Path, maxDepth)
 }

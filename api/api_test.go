@@ -563,3 +563,61 @@ func TestStoreFailureIsGeneric(t *testing.T) {
 		t.Fatalf("the store error is not logged:\n%s", h.logs)
 	}
 }
+
+func TestDelegations(t *testing.T) {
+	h := newHarness(t)
+	for _, n := range []string{"root", "mid", "leaf"} {
+		h.must(201, "POST", "/v1/agents", h.admin, map[string]any{"name": n, "owner": "tests"}, nil)
+	}
+	var own struct{ ID string }
+	h.must(201, "POST", "/v1/policies", h.admin, map[string]any{"agent": "root", "limit": "10"}, &own)
+
+	h.fails(400, CodeInvalid, "POST", "/v1/delegations", h.admin, map[string]any{"parent": "root", "child": "root", "limit": "1"})
+	h.fails(400, CodeInvalid, "POST", "/v1/delegations", h.admin, map[string]any{"parent": "root", "child": "mid", "limit": "11"})
+	h.fails(400, CodeInvalid, "POST", "/v1/delegations", h.admin, map[string]any{"parent": "root", "child": "ghost", "limit": "1"})
+	h.fails(400, CodeInvalid, "POST", "/v1/delegations", h.admin, map[string]any{"parent": "root", "child": "mid"})
+	var d struct {
+		PolicyID string `json:"policy_id"`
+		Parent   string
+		Child    string
+		Limit    string
+		Status   string
+	}
+	h.must(201, "POST", "/v1/delegations", h.admin, map[string]any{"parent": "root", "child": "mid", "limit": "4"}, &d)
+	if d.Parent != "root" || d.Child != "mid" || d.Limit != "4.00" || d.Status != "active" {
+		t.Fatalf("delegation %+v", d)
+	}
+	// A cycle is a conflict with the hierarchy as it stands.
+	h.fails(409, CodeConflict, "POST", "/v1/delegations", h.admin, map[string]any{"parent": "mid", "child": "root", "limit": "1"})
+	var ds []map[string]any
+	h.must(200, "GET", "/v1/delegations?agent=mid", h.admin, nil, &ds)
+	if len(ds) != 1 {
+		t.Fatalf("delegations %v", ds)
+	}
+	h.must(200, "POST", "/v1/delegations/"+d.PolicyID+"/revoke", h.admin, nil, &d)
+	if d.Status != "revoked" || d.Limit != "0.00" {
+		t.Fatalf("revoked %+v", d)
+	}
+	h.fails(409, CodeConflict, "POST", "/v1/delegations/"+d.PolicyID+"/revoke", h.admin, nil)
+	h.fails(400, CodeInvalid, "POST", "/v1/delegations/"+own.ID+"/revoke", h.admin, nil)
+	h.fails(404, CodeNotFound, "POST", "/v1/delegations/nope/revoke", h.admin, nil)
+}
+
+func TestRegisterRespectsMaxDepth(t *testing.T) {
+	h := newHarness(t) // delegation.max_depth 5
+	parent := ""
+	for i := range 5 {
+		body := map[string]any{"name": "a" + string(rune('0'+i)), "owner": "tests"}
+		if parent != "" {
+			body["parent"] = parent
+		}
+		h.must(201, "POST", "/v1/agents", h.admin, body, nil)
+		parent = body["name"].(string)
+	}
+	p := h.fails(409, CodeConflict, "POST", "/v1/agents", h.admin, map[string]any{"name": "a5", "owner": "tests", "parent": parent})
+	if !strings.Contains(p["detail"].(string), "delegation.max_depth 5") {
+		t.Fatalf("detail %v", p["detail"])
+	}
+	// A UUID-shaped name would be ambiguous with an ID: the store's rule.
+	h.fails(400, CodeInvalid, "POST", "/v1/agents", h.admin, map[string]any{"name": "0b9c3c5e-6a3f-4d0e-9c1e-2f1f4e6f7a10", "owner": "tests"})
+}

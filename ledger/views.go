@@ -124,3 +124,36 @@ func StatusOfMerkle(ctx context.Context, m Merkle, now time.Time) (MerkleStatus,
 	}
 	return st, nil
 }
+
+// DelegationView is one delegated policy as `delegation list` and the API
+// show it.
+type DelegationView struct {
+	PolicyID   string            `json:"policy_id"`
+	ParentID   string            `json:"parent_id"`
+	Parent     string            `json:"parent"`
+	ChildID    string            `json:"child_id"`
+	Child      string            `json:"child"`
+	Limit      string            `json:"limit"`
+	Currency   string            `json:"currency"`
+	Window     policy.Window     `json:"window"`
+	WindowType policy.WindowType `json:"window_type"`
+	Timezone   string            `json:"timezone"`
+	Version    int               `json:"version"`
+	// Status is active, revoked (limit set to zero) or inactive.
+	Status string `json:"status"`
+}
+
+// ViewDelegation is the delegated policy p, from the agent named parent to
+// the agent named child, as a DelegationView.
+func ViewDelegation(p policy.Policy, parent, child string) DelegationView {
+	status := "active"
+	switch {
+	case !p.Active:
+		status = "inactive"
+	case p.Limit == 0:
+		status = "revoked"
+	}
+	return DelegationView{PolicyID: p.ID, ParentID: p.DelegatedFrom, Parent: parent, ChildID: p.AgentID, Child: child,
+		Limit: p.Limit.String(), Currency: p.Currency, Window: p.Window, WindowType: p.WindowType,
+		Timezone: p.Timezone, Version: p.Version, Status: status}
+}
