@@ -13,6 +13,7 @@ import (
 
 	"github.com/caracal-dev/caracal/internal/apikey"
 	"github.com/caracal-dev/caracal/interpose"
+	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/ledger/sqlstore"
 	"github.com/caracal-dev/caracal/ledger/storetest"
 )
@@ -620,4 +621,95 @@ func TestRegisterRespectsMaxDepth(t *testing.T) {
 	}
 	// A UUID-shaped name would be ambiguous with an ID: the store's rule.
 	h.fails(400, CodeInvalid, "POST", "/v1/agents", h.admin, map[string]any{"name": "0b9c3c5e-6a3f-4d0e-9c1e-2f1f4e6f7a10", "owner": "tests"})
+}
+
+func TestMerkleEndpoints(t *testing.T) {
+	h := newHarness(t)
+	_, key := h.agentKey("bot")
+	h.must(201, "POST", "/v1/policies", h.admin, map[string]any{"agent": "bot", "limit": "10"}, nil)
+	var st struct {
+		TreeSize   int64 `json:"tree_size"`
+		Checkpoint *struct{ Size int64 }
+		Pending    int64 `json:"pending_events"`
+	}
+	h.must(200, "GET", "/v1/merkle/status", h.admin, nil, &st)
+	if st.TreeSize != 0 || st.Checkpoint != nil {
+		t.Fatalf("empty status %+v", st)
+	}
+	h.fails(404, CodeNotFound, "GET", "/v1/merkle/checkpoints/latest", h.admin, nil)
+
+	var ids []string
+	for range 3 {
+		var res struct{ ID string }
+		h.must(201, "POST", "/v1/reservations", key, map[string]any{"resource": "http:x/y", "amount": "1"}, &res)
+		var ev struct{ ID string }
+		h.must(200, "POST", "/v1/reservations/"+res.ID+"/settle", key, nil, &ev)
+		ids = append(ids, ev.ID)
+	}
+	h.must(200, "GET", "/v1/merkle/status", h.admin, nil, &st)
+	if st.Pending != 3 {
+		t.Fatalf("status before integration %+v", st)
+	}
+	sg := storetest.NewSigner(t, h.store, "caracal.test/log")
+	// Two batches: checkpoints of sizes 2 and 3.
+	for range 2 {
+		if _, _, err := h.store.Integrate(context.Background(), 2, sg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.must(200, "GET", "/v1/merkle/status", h.admin, nil, &st)
+	if st.TreeSize != 3 || st.Checkpoint == nil || st.Checkpoint.Size != 3 || st.Pending != 0 {
+		t.Fatalf("status after integration %+v", st)
+	}
+	var cp struct {
+		Size int64
+		Note string
+	}
+	h.must(200, "GET", "/v1/merkle/checkpoints/3", h.admin, nil, &cp)
+	if cp.Size != 3 || !strings.Contains(cp.Note, "caracal.test/log") {
+		t.Fatalf("checkpoint %+v", cp)
+	}
+	var keys []struct {
+		PublicKey string `json:"public_key"`
+	}
+	h.must(200, "GET", "/v1/merkle/keys", h.admin, nil, &keys)
+	if len(keys) != 1 || keys[0].PublicKey != sg.VerifierKey() {
+		t.Fatalf("keys %+v", keys)
+	}
+	// The proofs are the CLI's: the same functions build them.
+	want, err := ledger.ProveInclusion(context.Background(), h.store, 1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantJSON, _ := json.Marshal(want)
+	r := h.must(200, "GET", "/v1/merkle/proofs/inclusion?event="+ids[1], h.admin, nil, nil)
+	if strings.TrimSpace(string(r.body)) != string(wantJSON) {
+		t.Fatalf("inclusion proof\n got %s\nwant %s", r.body, wantJSON)
+	}
+	r2 := h.must(200, "GET", "/v1/merkle/proofs/inclusion?seq=1&size=3", h.admin, nil, nil)
+	if string(r2.body) != string(r.body) {
+		t.Fatalf("by seq %s, by event %s", r2.body, r.body)
+	}
+	var cons struct {
+		Old  map[string]any `json:"old"`
+		New  map[string]any `json:"new"`
+		Path []string       `json:"path"`
+	}
+	h.must(200, "GET", "/v1/merkle/proofs/consistency?from=2", h.admin, nil, &cons)
+	wantCons, err := ledger.ProveConsistency(context.Background(), h.store, 2, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantConsJSON, _ := json.Marshal(wantCons)
+	if r := h.must(200, "GET", "/v1/merkle/proofs/consistency?from=2&to=3", h.admin, nil, nil); strings.TrimSpace(string(r.body)) != string(wantConsJSON) {
+		t.Fatalf("consistency proof\n got %s\nwant %s", r.body, wantConsJSON)
+	}
+	h.fails(404, CodeNotFound, "GET", "/v1/merkle/proofs/consistency?from=1", h.admin, nil)
+	h.fails(400, CodeInvalid, "GET", "/v1/merkle/proofs/inclusion", h.admin, nil)
+	h.fails(400, CodeInvalid, "GET", "/v1/merkle/proofs/inclusion?seq=1&event=x", h.admin, nil)
+	h.fails(404, CodeNotFound, "GET", "/v1/merkle/proofs/inclusion?seq=9", h.admin, nil)
+	h.fails(404, CodeNotFound, "GET", "/v1/merkle/proofs/inclusion?seq=2&size=2", h.admin, nil)
+	h.fails(400, CodeInvalid, "GET", "/v1/merkle/proofs/consistency", h.admin, nil)
+	h.fails(400, CodeInvalid, "GET", "/v1/merkle/proofs/consistency?from=3&to=1", h.admin, nil)
+	h.fails(400, CodeInvalid, "GET", "/v1/merkle/checkpoints/-1", h.admin, nil)
 }
