@@ -461,6 +461,7 @@ func TestMetering(t *testing.T) {
 	if res.ID != "call-7" {
 		t.Fatalf("reservation ID %q, want the request_id given", res.ID)
 	}
+	h.fails(409, CodeConflict, "POST", "/v1/reservations", key, map[string]any{"resource": "http:search/query", "request_id": "call-7"})
 	h.must(200, "POST", "/v1/reservations/call-7/release", key, map[string]any{"reason": "cancelled"}, &ev)
 	if ev.Outcome != "refunded" || ev.Amount != "0.00" {
 		t.Fatalf("released %+v", ev)

@@ -23,8 +23,8 @@ type reserveRequest struct {
 	Amount *money.Amount `json:"amount,omitempty"`
 	// Arguments are the call's JSON arguments, for per-unit price rules.
 	Arguments json.RawMessage `json:"arguments,omitempty"`
-	// RequestID makes the reservation idempotent; one is generated if
-	// empty. It is the reservation's ID.
+	// RequestID is the reservation's ID, generated if empty. A second
+	// reservation with an ID already reserved is refused with 409.
 	RequestID string `json:"request_id,omitempty"`
 	Quantity  string `json:"quantity,omitempty"`
 	Unit      string `json:"unit,omitempty"`
@@ -79,6 +79,15 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request, p principal) er
 		Arguments: req.Arguments, Reserve: req.Amount, Quantity: req.Quantity, Unit: req.Unit, RequestID: req.RequestID,
 	})
 	if t == nil {
+		if req.RequestID != "" {
+			// A request ID already reserved is refused by the engine as a
+			// store error, or by the budget its first attempt holds; a
+			// client retrying with its own ID should learn instead that
+			// the first attempt went through.
+			if _, err := s.opts.Store.GetReservation(r.Context(), req.RequestID); err == nil {
+				return conflict("request_id %q is already reserved: settle or release it by that ID", req.RequestID)
+			}
+		}
 		return denial(d)
 	}
 	return writeJSON(w, http.StatusCreated, reservation{
