@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caracal-dev/caracal/api"
+	"github.com/caracal-dev/caracal/internal/pgtest"
 )
 
 // startServe runs `caracal serve` in h until the test ends and returns its
@@ -389,5 +390,29 @@ func TestServeRevokedAdminToken(t *testing.T) {
 	c.problem(401, "unauthorized", "GET", "/v1/agents", nil)
 	if out := h.run("admin", "token", "list"); !strings.Contains(out, "temp") {
 		t.Fatalf("admin token list:\n%s", out)
+	}
+}
+
+// TestServeTwoProcessesPostgres: two `caracal serve` processes over one
+// PostgreSQL database share budgets, and a reservation made through one is
+// settled through the other: the API keeps no reservation in memory.
+func TestServeTwoProcessesPostgres(t *testing.T) {
+	h := newHomeEnv(t, "1.00", map[string]string{"http:search/*": "0.30"}, "CARACAL_DATABASE_URL="+pgtest.URL(t))
+	a := client{t: t, base: startServe(t, h), token: strings.Fields(h.key())[1]}
+	b := client{t: t, base: startServe(t, h), token: a.token}
+	var res struct{ ID string }
+	a.ok(201, "POST", "/v1/reservations", map[string]any{"resource": "http:search/query"}, &res)
+	var ev struct{ Amount, Outcome string }
+	b.ok(200, "POST", "/v1/reservations/"+res.ID+"/settle", map[string]any{"amount": "0.25"}, &ev)
+	if ev.Amount != "0.25" || ev.Outcome != "charged" {
+		t.Fatalf("settled through the other process: %+v", ev)
+	}
+	// 0.25 spent: three more reservations of 0.30 do not fit in 1.00,
+	// whichever process takes them.
+	a.ok(201, "POST", "/v1/reservations", map[string]any{"resource": "http:search/query"}, nil)
+	b.ok(201, "POST", "/v1/reservations", map[string]any{"resource": "http:search/query"}, nil)
+	p := a.problem(402, "budget_exceeded", "POST", "/v1/reservations", map[string]any{"resource": "http:search/query"})
+	if rem := p["remaining"].([]any); rem[0].(map[string]any)["remaining"] != "0.15" {
+		t.Fatalf("remaining %v, want 0.15", rem)
 	}
 }
