@@ -159,10 +159,8 @@ type createdKey struct {
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request, _ principal) error {
 	var req createKeyRequest
-	if r.ContentLength != 0 {
-		if err := decode(r, &req); err != nil {
-			return err
-		}
+	if err := decodeOptional(r, &req); err != nil {
+		return err
 	}
 	var expiresAt *time.Time
 	if req.ExpiresIn != "" {

@@ -714,3 +714,30 @@ func TestMerkleEndpoints(t *testing.T) {
 	h.fails(400, CodeInvalid, "GET", "/v1/merkle/proofs/consistency?from=3&to=1", h.admin, nil)
 	h.fails(400, CodeInvalid, "GET", "/v1/merkle/checkpoints/-1", h.admin, nil)
 }
+
+// TestOptionalBodies: settle and release take no body, an empty one, or a
+// chunked empty one alike.
+func TestOptionalBodies(t *testing.T) {
+	h := newHarness(t)
+	_, key := h.agentKey("bot")
+	h.must(201, "POST", "/v1/policies", h.admin, map[string]any{"agent": "bot", "limit": "10"}, nil)
+	for i, body := range []io.Reader{nil, strings.NewReader(""), io.MultiReader(strings.NewReader(""))} {
+		var res struct{ ID string }
+		h.must(201, "POST", "/v1/reservations", key, map[string]any{"resource": "http:x/y", "amount": "1"}, &res)
+		req, err := http.NewRequest("POST", h.srv.URL+"/v1/reservations/"+res.ID+"/settle", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := h.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("body %d: settle answered %d %s", i, resp.StatusCode, b)
+		}
+	}
+	h.fails(400, CodeInvalid, "POST", "/v1/agents", h.admin, "")
+}

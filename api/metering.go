@@ -150,10 +150,8 @@ func (s *Server) ticket(r *http.Request, p principal, args []byte) (*interpose.T
 // returns the ledger event. Settling again returns the first event.
 func (s *Server) settle(w http.ResponseWriter, r *http.Request, p principal) error {
 	var req settleRequest
-	if r.ContentLength != 0 {
-		if err := decode(r, &req); err != nil {
-			return err
-		}
+	if err := decodeOptional(r, &req); err != nil {
+		return err
 	}
 	switch {
 	case req.Amount != nil && req.Tokens != nil:
@@ -194,10 +192,8 @@ type releaseRequest struct {
 // again (or after settling) returns the first event.
 func (s *Server) release(w http.ResponseWriter, r *http.Request, p principal) error {
 	var req releaseRequest
-	if r.ContentLength != 0 {
-		if err := decode(r, &req); err != nil {
-			return err
-		}
+	if err := decodeOptional(r, &req); err != nil {
+		return err
 	}
 	if err := policy.ValidateText(req.Reason); err != nil {
 		return badRequest("reason: %v", err)

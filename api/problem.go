@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/caracal-dev/caracal/ledger"
@@ -121,13 +122,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 
 // decode reads a JSON body into v, refusing unknown fields and trailing
 // data, so a misspelt field is an error rather than silently ignored.
-func decode(r *http.Request, v any) error {
-	if r.Body == nil {
+func decode(r *http.Request, v any) error { return decodeBody(r, v, false) }
+
+// decodeOptional is decode for a body that may be absent or empty.
+func decodeOptional(r *http.Request, v any) error { return decodeBody(r, v, true) }
+
+func decodeBody(r *http.Request, v any, optional bool) error {
+	if r.Body == nil || r.Body == http.NoBody {
+		if optional {
+			return nil
+		}
 		return badRequest("request body required")
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			if optional {
+				return nil
+			}
+			return badRequest("request body required")
+		}
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return err
