@@ -250,15 +250,6 @@ func TestServeAdminOperations(t *testing.T) {
 		t.Fatalf("last page %+v", page)
 	}
 	c.ok(200, "GET", "/v1/ledger/summary?by=resource", nil, nil)
-	csv := c.ok(200, "GET", "/v1/ledger/export?format=csv", nil, nil)
-	if n := strings.Count(string(csv), "\n"); n != 4 {
-		t.Fatalf("CSV export has %d lines, want a header and 3 rows:\n%s", n, csv)
-	}
-	// The same rows as the CLI's export.
-	if cli := h.run("ledger", "export", "--format", "csv"); cli != string(csv) {
-		t.Fatalf("API export differs from caracal ledger export:\nAPI:\n%s\nCLI:\n%s", csv, cli)
-	}
-
 	// Merkle: the integrator serve runs puts the events in the tree.
 	var st struct {
 		TreeSize int64 `json:"tree_size"`
@@ -267,6 +258,16 @@ func TestServeAdminOperations(t *testing.T) {
 		c.ok(200, "GET", "/v1/merkle/status", nil, &st)
 		return st.TreeSize == 3
 	})
+	csv := c.ok(200, "GET", "/v1/ledger/export?format=csv", nil, nil)
+	if n := strings.Count(string(csv), "\n"); n != 4 {
+		t.Fatalf("CSV export has %d lines, want a header and 3 rows:\n%s", n, csv)
+	}
+	// The same rows as the CLI's export (both read after integration, so
+	// that every seq is settled).
+	if cli := h.run("ledger", "export", "--format", "csv"); cli != string(csv) {
+		t.Fatalf("API export differs from caracal ledger export:\nAPI:\n%s\nCLI:\n%s", csv, cli)
+	}
+
 	c.ok(200, "GET", "/v1/merkle/checkpoints", nil, nil)
 	var cp struct{ Size int64 }
 	c.ok(200, "GET", "/v1/merkle/checkpoints/latest", nil, &cp)
