@@ -41,6 +41,7 @@ type Store interface {
 	Events
 	Merkle
 	Admin
+	Alerts
 	Close() error
 }
 
