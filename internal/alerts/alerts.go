@@ -118,7 +118,7 @@ type Alerter struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex
-	agents  map[string]bool   // agents whose budgets need a check
+	agents  map[string]bool    // agents whose budgets need a check
 	denials []interpose.Record // denials to enqueue
 	work    chan struct{}      // wakes the worker
 	send    chan struct{}      // wakes the delivery loop
