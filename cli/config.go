@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 
+	"github.com/caracal-dev/caracal/internal/alerts"
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger/postgres"
 )
@@ -41,6 +42,7 @@ type Config struct {
 	Proxy       ProxyConfig      `json:"proxy"`
 	Log         LogConfig        `json:"log"`
 	Metrics     MetricsConfig    `json:"metrics"`
+	Alerts      []alerts.Webhook `json:"alerts,omitempty"`
 }
 
 // PricingConfig is the `pricing` section.
@@ -121,6 +123,7 @@ type fileConfig struct {
 	Proxy   ProxyConfig `yaml:"proxy"`
 	Log     fileLog     `yaml:"log"`
 	Metrics fileMetrics `yaml:"metrics"`
+	Alerts  []fileAlert `yaml:"alerts"`
 }
 
 // scalarKeys are the keys that flags and CARACAL_* variables can set.
@@ -251,6 +254,9 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 		return nil, err
 	}
 	if err := cfg.loadObservability(get, src); err != nil {
+		return nil, err
+	}
+	if cfg.Alerts, err = loadAlerts(fc.Alerts); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -447,6 +453,15 @@ metrics:
   agent_label: true   # false drops the agent label from caracal_charged_total
   listen: ""          # e.g. 127.0.0.1:9464 serves /metrics, /healthz, /readyz
                       # for caracal mcp on stdio
+
+# Budget alerts, POSTed as signed JSON by caracal proxy and caracal mcp
+# (see docs/operations.md, "Alerts").
+alerts: []
+  # - url: https://hooks.example.com/caracal
+  #   secret_env: CARACAL_ALERT_SECRET  # or secret: "…"; signs every delivery
+  #   thresholds: [50, 80, 100]         # percent of any policy's limit used
+  #   denied: true                      # also every denied call
+  #   agents: []                        # only these agents (names or IDs); empty: all
 
 proxy:
   listen: 127.0.0.1:8080
