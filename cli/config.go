@@ -455,7 +455,7 @@ metrics:
                       # for caracal mcp on stdio
 
 # Budget alerts, POSTed as signed JSON by caracal proxy and caracal mcp
-# (see docs/operations.md, "Alerts").
+# (see docs/operations.md, "Alerts by webhook").
 alerts: []
   # - url: https://hooks.example.com/caracal
   #   secret_env: CARACAL_ALERT_SECRET  # or secret: "…"; signs every delivery

@@ -3,7 +3,7 @@
 // budgets (Store.Usage, policy.PolicyUsage.Budget) and enqueues one alert
 // per (webhook, policy, window start, threshold) crossed, and one per
 // denied call, into the store's durable outbox; its delivery loop POSTs
-// them, signed, at least once. See docs/operations.md, "Alerts".
+// them, signed, at least once. See docs/operations.md, "Alerts by webhook".
 package alerts
 
 import (
