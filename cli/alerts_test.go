@@ -97,3 +97,26 @@ func TestAlertsForSecretEnv(t *testing.T) {
 		t.Errorf("no webhooks: AlertsFor = %v, %v; want no observer", obs, err)
 	}
 }
+
+// TestServeCommandsStartAlerts: both serving commands build the alerts at
+// start, so a webhook whose secret variable is unset stops them with the
+// key named, before they serve anything.
+func TestServeCommandsStartAlerts(t *testing.T) {
+	e := newCLIEnv(t, "sqlite")
+	e.ok("init")
+	t.Setenv("CARACAL_TEST_PROVIDER_KEY", "sk-test")
+	t.Setenv("CARACAL_TEST_UNSET_SECRET", "")
+	cfg := `proxy:
+  providers:
+    - {name: openai, base_url: "http://127.0.0.1:9", api_key_env: CARACAL_TEST_PROVIDER_KEY}
+mcp:
+  upstreams:
+    - {name: fs, command: ["true"]}
+alerts:
+  - {url: "http://127.0.0.1:9/hook", secret_env: CARACAL_TEST_UNSET_SECRET, denied: true}
+`
+	writeConfig(t, e.home, cfg)
+	want := "config: alerts[0].secret_env: environment variable CARACAL_TEST_UNSET_SECRET is not set"
+	e.fails(2, want, "proxy", "--listen", "127.0.0.1:0")
+	e.fails(2, want, "mcp", "--agent", "bot")
+}
