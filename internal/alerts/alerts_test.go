@@ -293,3 +293,72 @@ func TestAlerterThresholdsAndDenials(t *testing.T) {
 		t.Errorf("receiver saw %d alert ids, want 4", len(rcv.tries))
 	}
 }
+
+// TestTwoSendersDeliverEachAlertOnce runs two Alerters (two lease owners,
+// as two processes would be) over one outbox: each alert reaches the
+// receiver once.
+func TestTwoSendersDeliverEachAlertOnce(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.OpenSQLite(t)
+	var (
+		mu   sync.Mutex
+		seen = map[string]int{}
+		all  = make(chan struct{})
+	)
+	const n = 30
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		p, err := decodePayload(body)
+		if err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		seen[p.ID]++
+		if len(seen) == n && seen[p.ID] == 1 {
+			close(all)
+		}
+	}))
+	defer srv.Close()
+	hooks := []Webhook{{URL: srv.URL, Secret: "k", Denied: true}}
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range 2 {
+		a := New(Options{Store: s, Webhooks: hooks, Poll: 10 * time.Millisecond})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = a.Run(rctx)
+		}()
+	}
+	for i := range n {
+		id := AlertID(fmt.Sprint("k", i))
+		if _, err := s.EnqueueAlert(ctx, ledger.Alert{ID: id, Key: fmt.Sprint("k", i), Webhook: srv.URL, Payload: []byte(`{"id":"` + id + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-all:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not every alert arrived")
+	}
+	// Every row is marked before the senders stop, so none is sent again.
+	for i := range n {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if a, err := s.GetAlert(ctx, AlertID(fmt.Sprint("k", i))); err == nil && a.DeliveredAt != nil {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("alert %d not marked delivered", i)
+			}
+		}
+	}
+	cancel()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("alert %s delivered %d times", id, c)
+		}
+	}
+}
