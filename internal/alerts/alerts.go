@@ -100,7 +100,8 @@ type Options struct {
 	// after an enqueue; 0 means 5 s.
 	Poll time.Duration
 	// Lease is how long a claimed alert is this process's to send; 0
-	// means 1 minute. It must exceed the client's timeout.
+	// means 1 minute. It should exceed five times the client's timeout
+	// (a claim's batch, see claimBatch).
 	Lease time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

@@ -94,8 +94,12 @@ func Backoff(n int, rnd func(int64) int64) time.Duration {
 	return d/2 + time.Duration(rnd(int64(d/2)+1))
 }
 
-// claimBatch is how many alerts one claim leases.
-const claimBatch = 20
+// claimBatch is how many alerts one claim leases. The batch is sent one
+// alert after another, so it is kept small enough that even a receiver
+// that times out every request (10 s each) is done with the batch before
+// the default one-minute lease ends; past the lease another process may
+// take the rest and send them too.
+const claimBatch = 5
 
 // deliverLoop sends due alerts every Poll, and at once after an enqueue,
 // until ctx ends.
