@@ -133,7 +133,7 @@ func withAlerts(ctx context.Context, cfg *Config, store alerts.Store, base inter
 		cancel()
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(15 * time.Second):
 		}
 	}, nil
 }

@@ -378,3 +378,37 @@ alerts:
 		t.Errorf("alerts received %v, want %v", got, wantList)
 	}
 }
+
+// TestMCPBudgetAlerts: `caracal mcp` on stdio, one host session, sends its
+// threshold and denial alerts before it exits.
+func TestMCPBudgetAlerts(t *testing.T) {
+	h := newHome(t, "0.05", map[string]string{"mcp:everything/echo": "0.01"})
+	rcv := &alertReceiver{t: t, secret: "whsec-mcp", attempts: map[string]int{}, accepted: map[string]int{}, payloads: map[string]alertIn{}, changed: make(chan struct{}, 1)}
+	hook := httptest.NewServer(rcv)
+	t.Cleanup(hook.Close)
+	cfg := fmt.Sprintf("alerts:\n  - url: %s\n    secret: whsec-mcp\n    thresholds: [40, 100]\n    denied: true\n", hook.URL)
+	if err := os.WriteFile(filepath.Join(h.dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := nodeClient(t, h.env(), map[string]any{"transport": "stdio", "command": binary,
+		"args":     []string{"mcp", "--agent", "claude", "--name", "everything", "--", "node", everythingJS(), "stdio"},
+		"scenario": "calls", "tool": "echo", "toolArgs": map[string]any{"message": "hi"}, "n": 6})
+	if n := len(res["results"].([]any)); n != 6 {
+		t.Fatalf("%d results, want 6", n)
+	}
+	rcv.waitUntil("3 alerts", func() bool { return len(rcv.accepted) == 3 })
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	var got []string
+	for id, n := range rcv.accepted {
+		p := rcv.payloads[id]
+		if n != 1 || p.AgentName != "claude" || p.Limit != "0.05" {
+			t.Errorf("alert %s accepted %d times: %+v", id, n, p)
+		}
+		got = append(got, fmt.Sprintf("%s/%d/%s", p.Kind, p.Threshold, p.Code))
+	}
+	slices.Sort(got)
+	if want := []string{"denied/0/budget_exceeded", "threshold/100/", "threshold/40/"}; !slices.Equal(got, want) {
+		t.Errorf("alerts %v, want %v", got, want)
+	}
+}

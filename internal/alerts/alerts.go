@@ -193,8 +193,10 @@ func (a *Alerter) Observe(_ context.Context, r interpose.Record) {
 }
 
 // Run enqueues and delivers alerts until ctx ends, then enqueues what is
-// still waiting (for up to 5 s) so that a clean shutdown loses no alert;
-// the outbox delivers it after the restart.
+// still waiting and makes one last delivery round (for up to 5 s each):
+// a short-lived process, such as `caracal mcp` for one host session,
+// sends its alerts before it exits. What is still undelivered stays in
+// the outbox for the next process.
 func (a *Alerter) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
@@ -210,6 +212,9 @@ func (a *Alerter) Run(ctx context.Context) error {
 			a.process(fctx)
 			cancel()
 			<-done
+			fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			a.deliverDue(fctx)
+			cancel()
 			return ctx.Err()
 		}
 	}
