@@ -206,7 +206,11 @@ func (a *Alerter) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-a.work:
-			a.process(ctx)
+			// A pass is not cut short by ctx: what it took from the
+			// pending set would be lost. It is bounded instead.
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			a.process(pctx)
+			cancel()
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			a.process(fctx)

@@ -368,3 +368,54 @@ func TestTwoSendersDeliverEachAlertOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestAlerterFlushesOnStop: a charge observed just before the process
+// stops still has its alert enqueued and delivered by Run's last round.
+func TestAlerterFlushesOnStop(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.OpenSQLite(t)
+	ag, err := s.CreateAgent(ctx, ledger.NewAgent{Name: "agent-a", Owner: "tests"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreatePolicy(ctx, ledger.NewPolicy{AgentID: ag.ID, Limit: money.MustParse("1"), Window: policy.WindowTotal}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Reserve(ctx, ledger.ReserveRequest{RequestID: "r1", AgentID: ag.ID, Resource: "mcp:x/y", Operation: "tools/call", Amount: money.MustParse("0.6"), Currency: "USD", TTL: time.Minute}); err != nil || !d.Allow {
+		t.Fatalf("reserve: %+v %v", d, err)
+	}
+	if _, err := s.Settle(ctx, ledger.SettleRequest{RequestID: "r1", Amount: money.MustParse("0.6"), Outcome: policy.OutcomeCharged}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu  sync.Mutex
+		got []Payload
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		p, err := decodePayload(body)
+		if err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		got = append(got, p)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	// Polling never comes round: only the last round can deliver.
+	a := New(Options{Store: s, Poll: time.Hour, Webhooks: []Webhook{{URL: srv.URL, Secret: "k", Thresholds: []int{50}}}})
+	a.Observe(ctx, interpose.Record{Outcome: interpose.Settled, Code: "charged", AgentID: ag.ID, RequestID: "r1"})
+	stopped, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := a.Run(stopped); err == nil {
+		t.Error("Run on an ended context returned nil")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0].Threshold != 50 || got[0].PercentUsed != "60.00" {
+		t.Fatalf("delivered %+v, want the 50%% alert", got)
+	}
+	if al, err := s.GetAlert(ctx, got[0].ID); err != nil || al.DeliveredAt == nil {
+		t.Errorf("outbox row %+v, %v: want delivered", al, err)
+	}
+}
