@@ -49,6 +49,7 @@ type Store interface {
 	Merkle
 	Admin
 	AdminTokens
+	Alerts
 	Close() error
 }
 
