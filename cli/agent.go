@@ -7,13 +7,11 @@ import (
 	"io"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/caracal-dev/caracal/internal/apikey"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
 )
@@ -22,6 +20,7 @@ import (
 type agentStore interface {
 	ledger.Agents
 	ledger.Policies
+	Usage(ctx context.Context, agentID string, now time.Time) ([]policy.PolicyUsage, error)
 }
 
 func newAgentCmd(f *Factory) *cobra.Command {
@@ -174,13 +173,21 @@ func optionalAgentID(ctx context.Context, st ledger.Agents, flag, nameOrID strin
 	return a.ID, err
 }
 
+// An empty flag is a positional argument: the error then names only the
+// agent ("agent "x" not found", not "agent: agent "x" not found").
 func resolveAgent(ctx context.Context, st ledger.Agents, flag, nameOrID string) (policy.Agent, error) {
 	if strings.TrimSpace(nameOrID) == "" {
+		if flag == "" {
+			return policy.Agent{}, Usagef("missing agent name or ID")
+		}
 		return policy.Agent{}, Usagef("%s: required", flag)
 	}
 	a, err := st.GetAgent(ctx, nameOrID)
 	if err != nil {
 		if errors.Is(err, ledger.ErrNotFound) {
+			if flag == "" {
+				return policy.Agent{}, fmt.Errorf("agent %q not found", nameOrID)
+			}
 			return policy.Agent{}, fmt.Errorf("%s: agent %q not found", flag, nameOrID)
 		}
 		return policy.Agent{}, fmt.Errorf("find agent %q: %w", nameOrID, err)
@@ -275,22 +282,25 @@ func runAgentList(ctx context.Context, opts *agentListOptions) error {
 	return printRows(opts.IO.Out, opts.Output, agents, []string{"id", "name", "owner", "parent", "status", "created"}, rows)
 }
 
-// agentDetail is `agent get`'s JSON: the agent, its keys and its policies.
+// agentDetail is `agent get`'s JSON: the agent, its keys, its policies and
+// the status of every budget that binds it (as `budget status --agent`).
 type agentDetail struct {
 	policy.Agent
 	Keys     []policy.APIKey `json:"keys"`
 	Policies []policy.Policy `json:"policies"`
+	Budgets  []policy.Budget `json:"budgets"`
 }
 
 type agentGetOptions struct {
 	IO     *IOStreams
 	Store  func(context.Context) (agentStore, error)
+	Now    func() time.Time
 	Agent  string
 	Output string
 }
 
 func newAgentGetCmd(f *Factory) *cobra.Command {
-	opts := &agentGetOptions{IO: f.IO, Store: agentStoreFunc(f)}
+	opts := &agentGetOptions{IO: f.IO, Store: agentStoreFunc(f), Now: f.now}
 	cmd := &cobra.Command{
 		Use:   "get NAME|ID",
 		Short: "Show an agent with its keys and active policies",
@@ -311,7 +321,7 @@ func runAgentGet(ctx context.Context, opts *agentGetOptions) error {
 	if err != nil {
 		return err
 	}
-	a, err := resolveAgent(ctx, st, "agent", opts.Agent)
+	a, err := resolveAgent(ctx, st, "", opts.Agent)
 	if err != nil {
 		return err
 	}
@@ -323,7 +333,15 @@ func runAgentGet(ctx context.Context, opts *agentGetOptions) error {
 	if err != nil {
 		return fmt.Errorf("list policies of %q: %w", a.Name, err)
 	}
-	d := agentDetail{Agent: a, Keys: nonNil(keys), Policies: nonNil(pols)}
+	now := time.Now()
+	if opts.Now != nil {
+		now = opts.Now()
+	}
+	budgets, err := budgetsOf(ctx, st, now, []string{a.ID})
+	if err != nil {
+		return err
+	}
+	d := agentDetail{Agent: a, Keys: nonNil(keys), Policies: nonNil(pols), Budgets: budgets}
 	if opts.Output == FormatJSON {
 		return printJSON(opts.IO.Out, d)
 	}
@@ -342,7 +360,12 @@ func runAgentGet(ctx context.Context, opts *agentGetOptions) error {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Policies:")
-	return printPolicyTable(w, d.Policies, map[string]string{a.ID: a.Name})
+	if err := printPolicyTable(w, d.Policies, map[string]string{a.ID: a.Name}); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Budgets (this agent's and its ancestors'):")
+	return printBudgetTable(w, d.Budgets)
 }
 
 func nonNil[T any](s []T) []T {
@@ -386,7 +409,7 @@ func runAgentStatus(ctx context.Context, opts *agentStatusOptions) error {
 	if err != nil {
 		return err
 	}
-	a, err := resolveAgent(ctx, st, "agent", opts.Agent)
+	a, err := resolveAgent(ctx, st, "", opts.Agent)
 	if err != nil {
 		return err
 	}
@@ -398,197 +421,6 @@ func runAgentStatus(ctx context.Context, opts *agentStatusOptions) error {
 		return printJSON(opts.IO.Out, a)
 	}
 	fmt.Fprintf(opts.IO.Out, "Agent %s is %s.\n", a.Name, a.Status)
-	return nil
-}
-
-func newAgentKeyCmd(f *Factory) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "key",
-		Short: "Create, list and revoke agent API keys",
-		Long: `An agent key (crk_…) is how an agent authenticates to caracal mcp --listen
-and caracal proxy. It is shown once, when created; only its SHA-256 hash is
-stored.`,
-	}
-	cmd.AddCommand(newAgentKeyCreateCmd(f), newAgentKeyListCmd(f), newAgentKeyRevokeCmd(f))
-	return cmd
-}
-
-// createdKey is `agent key create`'s JSON. Key is the secret, shown once.
-type createdKey struct {
-	policy.APIKey
-	AgentName string `json:"agent_name"`
-	Key       string `json:"key"`
-}
-
-type agentKeyCreateOptions struct {
-	IO      *IOStreams
-	Store   func(context.Context) (agentStore, error)
-	Now     func() time.Time
-	Agent   string
-	Expires string
-	Output  string
-}
-
-func newAgentKeyCreateCmd(f *Factory) *cobra.Command {
-	opts := &agentKeyCreateOptions{IO: f.IO, Store: agentStoreFunc(f), Now: f.now}
-	cmd := &cobra.Command{
-		Use:   "create --agent NAME|ID",
-		Short: "Create an API key for an agent (shown once)",
-		Example: `  caracal agent key create --agent research-bot
-  caracal agent key create --agent research-bot --expires 30d -o json | jq -r .key`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runAgentKeyCreate(cmd.Context(), opts) },
-	}
-	cmd.Flags().StringVar(&opts.Agent, "agent", "", "agent name or ID")
-	cmd.Flags().StringVar(&opts.Expires, "expires", "", "lifetime such as 720h or 30d (default: never expires)")
-	addOutputFlag(cmd, &opts.Output, false)
-	return cmd
-}
-
-func runAgentKeyCreate(ctx context.Context, opts *agentKeyCreateOptions) error {
-	if opts.Agent == "" {
-		return Usagef("--agent: required")
-	}
-	var expiresAt *time.Time
-	if opts.Expires != "" {
-		d, err := parseDuration(opts.Expires)
-		if err != nil || d <= 0 {
-			return Usagef("--expires: invalid duration %q: want a positive duration such as 720h or 30d", opts.Expires)
-		}
-		t := opts.Now().Add(d).UTC()
-		expiresAt = &t
-	}
-	st, err := opts.Store(ctx)
-	if err != nil {
-		return err
-	}
-	a, err := resolveAgent(ctx, st, "--agent", opts.Agent)
-	if err != nil {
-		return err
-	}
-	secret, hash, prefix, err := apikey.Generate()
-	if err != nil {
-		return err
-	}
-	k, err := st.CreateKey(ctx, a.ID, hash, prefix, expiresAt)
-	if err != nil {
-		return fmt.Errorf("create key for %q: %w", a.Name, err)
-	}
-	if opts.Output == FormatJSON {
-		return printJSON(opts.IO.Out, createdKey{APIKey: k, AgentName: a.Name, Key: secret})
-	}
-	if err := printKV(opts.IO.Out,
-		[2]string{"Key ID", k.ID},
-		[2]string{"Agent", a.Name},
-		[2]string{"Expires", formatTimePtr(k.ExpiresAt)},
-		[2]string{"Key", secret},
-	); err != nil {
-		return err
-	}
-	fmt.Fprintln(opts.IO.ErrOut, "Store this key now: it is not shown again.")
-	return nil
-}
-
-// parseDuration is time.ParseDuration that also accepts whole days ("30d").
-func parseDuration(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil || days < 0 || days > 100*365 {
-			return 0, fmt.Errorf("invalid duration %q", s)
-		}
-		return time.Duration(days) * 24 * time.Hour, nil
-	}
-	return time.ParseDuration(s)
-}
-
-type agentKeyListOptions struct {
-	IO     *IOStreams
-	Store  func(context.Context) (agentStore, error)
-	Agent  string
-	Output string
-}
-
-func newAgentKeyListCmd(f *Factory) *cobra.Command {
-	opts := &agentKeyListOptions{IO: f.IO, Store: agentStoreFunc(f)}
-	cmd := &cobra.Command{
-		Use:     "list --agent NAME|ID",
-		Aliases: []string{"ls"},
-		Short:   "List an agent's keys (prefixes only)",
-		Example: `  caracal agent key list --agent research-bot`,
-		Args:    noArgs,
-		RunE:    func(cmd *cobra.Command, _ []string) error { return runAgentKeyList(cmd.Context(), opts) },
-	}
-	cmd.Flags().StringVar(&opts.Agent, "agent", "", "agent name or ID")
-	addOutputFlag(cmd, &opts.Output, false)
-	return cmd
-}
-
-func runAgentKeyList(ctx context.Context, opts *agentKeyListOptions) error {
-	if opts.Agent == "" {
-		return Usagef("--agent: required")
-	}
-	st, err := opts.Store(ctx)
-	if err != nil {
-		return err
-	}
-	a, err := resolveAgent(ctx, st, "--agent", opts.Agent)
-	if err != nil {
-		return err
-	}
-	keys, err := st.ListKeys(ctx, a.ID)
-	if err != nil {
-		return fmt.Errorf("list keys of %q: %w", a.Name, err)
-	}
-	keys = nonNil(keys)
-	rows := make([][]string, 0, len(keys))
-	for _, k := range keys {
-		rows = append(rows, []string{k.ID, k.Prefix, formatTime(k.CreatedAt), formatTimePtr(k.ExpiresAt), formatTimePtr(k.RevokedAt)})
-	}
-	return printRows(opts.IO.Out, opts.Output, keys, []string{"id", "prefix", "created", "expires", "revoked"}, rows)
-}
-
-type agentKeyRevokeOptions struct {
-	IO     *IOStreams
-	Store  func(context.Context) (agentStore, error)
-	KeyID  string
-	Output string
-}
-
-func newAgentKeyRevokeCmd(f *Factory) *cobra.Command {
-	opts := &agentKeyRevokeOptions{IO: f.IO, Store: agentStoreFunc(f)}
-	cmd := &cobra.Command{
-		Use:     "revoke KEY_ID",
-		Short:   "Revoke an API key; requests carrying it are refused from now on",
-		Example: `  caracal agent key revoke 0b9c3c5e-6a3f-4d0e-9c1e-2f1f4e6f7a10`,
-		Args:    exactArgs(1, "KEY_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.KeyID = args[0]
-			return runAgentKeyRevoke(cmd.Context(), opts)
-		},
-	}
-	addOutputFlag(cmd, &opts.Output, false)
-	return cmd
-}
-
-func runAgentKeyRevoke(ctx context.Context, opts *agentKeyRevokeOptions) error {
-	st, err := opts.Store(ctx)
-	if err != nil {
-		return err
-	}
-	k, err := st.RevokeKey(ctx, opts.KeyID)
-	if err != nil {
-		switch {
-		case errors.Is(err, ledger.ErrNotFound):
-			return fmt.Errorf("key %q not found", opts.KeyID)
-		case errors.Is(err, ledger.ErrConflict):
-			return fmt.Errorf("key %q is already revoked", opts.KeyID)
-		}
-		return fmt.Errorf("revoke key %q: %w", opts.KeyID, err)
-	}
-	if opts.Output == FormatJSON {
-		return printJSON(opts.IO.Out, k)
-	}
-	fmt.Fprintf(opts.IO.Out, "Key %s (%s…) revoked.\n", k.ID, k.Prefix)
 	return nil
 }
 

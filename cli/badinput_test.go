@@ -37,7 +37,7 @@ func TestBadInput(t *testing.T) {
 			ctlPath := file("ctl.yaml", "prices:\n  - resource: mcp:a/b\n    per_unit:\n      path: \"n\\e[2J\"\n      price: \"1\"\n")
 			notProof := file("proof.json", "{nope")
 			pub := strings.TrimSpace(e.ok("keys", "export-public"))
-			badCurrency := file("currency.yaml", "prices:\n  - resource: mcp:a/ok\n    per_call: \"0.01\"\n  - resource: mcp:a/b\n    currency: usd\n    per_call: \"1\"\n")
+			badCurrency := file("currency.yaml", "prices:\n  - resource: mcp:a/ok\n    per_call: \"0.01\"\n  - resource: mcp:a/b\n    currency: usdx\n    per_call: \"1\"\n")
 
 			cases := []struct {
 				name string
@@ -61,8 +61,8 @@ func TestBadInput(t *testing.T) {
 					[]string{"policy", "create", "--agent", "bot", "--limit", "5", "--timezone", "Mars/Olympus"}},
 				{"local time zone", 2, `--timezone: unknown time zone "Local": want an IANA name such as UTC or America/New_York`,
 					[]string{"policy", "create", "--agent", "bot", "--limit", "5", "--timezone", "Local"}},
-				{"bad currency", 2, `--currency: invalid currency "usd": want a three-letter code such as USD`,
-					[]string{"policy", "create", "--agent", "bot", "--limit", "5", "--currency", "usd"}},
+				{"bad currency", 2, `--currency: invalid currency "usdx": want a three-letter code such as USD`,
+					[]string{"policy", "create", "--agent", "bot", "--limit", "5", "--currency", "usdx"}},
 				{"bad allow pattern", 2, `--allow: invalid pattern "mcp:fs/ *": want a resource pattern without spaces such as 'mcp:fs/*'`,
 					[]string{"policy", "create", "--agent", "bot", "--limit", "5", "--allow", "mcp:fs/ *"}},
 				{"policy for unknown agent", 1, `--agent: agent "ghost" not found`,
@@ -85,7 +85,7 @@ func TestBadInput(t *testing.T) {
 					[]string{"pricebook", "import", malformed}},
 				{"negative price in file", 2, negative + `: pricebook entry 2 ("mcp:a/b"): per_call: negative price -0.01`,
 					[]string{"pricebook", "import", negative}},
-				{"bad currency in file", 2, badCurrency + `: pricebook entry 2 ("mcp:a/b"): currency: invalid currency "usd": want a three-letter code such as USD`,
+				{"bad currency in file", 2, badCurrency + `: pricebook entry 2 ("mcp:a/b"): currency: invalid currency "usdx": want a three-letter code such as USD`,
 					[]string{"pricebook", "import", badCurrency}},
 				{"duplicate agent", 1, `--name: agent "bot" already exists`,
 					[]string{"agent", "register", "--name", "bot", "--owner", "ops"}},
@@ -107,8 +107,8 @@ func TestBadInput(t *testing.T) {
 					[]string{"agent", "key", "create", "--agent", "bot", "--expires", "soon"}},
 				{"unknown key", 1, `key "0192f1c4-8d7e-7c3a-9b1e-5a2f3c4d5e6f" not found`,
 					[]string{"agent", "key", "revoke", "0192f1c4-8d7e-7c3a-9b1e-5a2f3c4d5e6f"}},
-				{"bad since", 2, `--since: invalid time "yesterday": want RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02) or a duration ago (24h, 7d)`,
-					[]string{"ledger", "query", "--since", "yesterday"}},
+				{"bad since", 2, `--since: invalid time "last tuesday": want RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), a duration ago (24h, 7d, 1w), today or yesterday`,
+					[]string{"ledger", "query", "--since", "last tuesday"}},
 				{"bad outcome", 2, `--outcome: invalid outcome "won": want charged, denied, unconfirmed or refunded`,
 					[]string{"ledger", "query", "--outcome", "won"}},
 				{"bad summary grouping", 2, `--by: invalid grouping "week": want resource, agent or day`,

@@ -137,7 +137,7 @@ func TestNewUserPath(t *testing.T) {
 			}
 
 			e.json(&raw, "agent", "get", "research-bot")
-			wantKeys(t, "agent get", raw, "id", "name", "owner", "status", "metadata", "created_at", "keys", "policies")
+			wantKeys(t, "agent get", raw, "id", "name", "owner", "status", "metadata", "created_at", "keys", "policies", "budgets")
 
 			var rules []json.RawMessage
 			e.json(&rules, "pricebook", "list")
@@ -187,7 +187,7 @@ func TestAgentLifecycle(t *testing.T) {
 	if a.Status != policy.StatusActive {
 		t.Errorf("after resume: %+v", a)
 	}
-	e.fails(1, `agent: agent "ghost" not found`, "agent", "suspend", "ghost")
+	e.fails(1, `agent "ghost" not found`, "agent", "suspend", "ghost")
 }
 
 // A key is shown once, stored hashed, authenticates until revoked, and
@@ -503,7 +503,7 @@ func TestLedgerCommands(t *testing.T) {
 			var raw []json.RawMessage
 			e.json(&raw, "ledger", "summary", "--by", "agent")
 			wantKeys(t, "summary row", raw[0], "key", "events", "charged", "denied", "currency")
-			e.json(&raw, "ledger", "query", "--limit", "1")
+			e.json(&raw, "ledger", "query", "--limit", "1", "--oldest-first")
 			wantKeys(t, "event", raw[0], "seq", "id", "time", "agent_id", "agent_name", "chain", "resource", "operation",
 				"amount", "currency", "request_id", "outcome", "tokens")
 
@@ -520,7 +520,8 @@ func TestLedgerCommands(t *testing.T) {
 			}
 			for i, l := range lines {
 				var ev ledger.Event
-				if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.ID != evs[i].ID {
+				// Export is in ledger order; query lists the newest first.
+				if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.ID != evs[len(evs)-1-i].ID {
 					t.Errorf("export line %d: %v %+v", i, err, ev)
 				}
 			}

@@ -39,6 +39,8 @@ type Config struct {
 	Delegation  DelegationConfig `json:"delegation"`
 	MCP         MCPConfig        `json:"mcp"`
 	Proxy       ProxyConfig      `json:"proxy"`
+	Log         LogConfig        `json:"log"`
+	Metrics     MetricsConfig    `json:"metrics"`
 }
 
 // PricingConfig is the `pricing` section.
@@ -115,8 +117,10 @@ type fileConfig struct {
 	Delegation struct {
 		MaxDepth string `yaml:"max_depth"`
 	} `yaml:"delegation"`
-	MCP   MCPConfig   `yaml:"mcp"`
-	Proxy ProxyConfig `yaml:"proxy"`
+	MCP     MCPConfig   `yaml:"mcp"`
+	Proxy   ProxyConfig `yaml:"proxy"`
+	Log     fileLog     `yaml:"log"`
+	Metrics fileMetrics `yaml:"metrics"`
 }
 
 // scalarKeys are the keys that flags and CARACAL_* variables can set.
@@ -125,6 +129,7 @@ var scalarKeys = []string{
 	"pricing.default", "pricing.currency", "pricing.strict",
 	"delegation.max_depth",
 	"mcp.listen", "proxy.listen",
+	"log.level", "log.format", "metrics.agent_label", "metrics.listen",
 }
 
 // envName is the environment variable for a key: database_url →
@@ -170,6 +175,7 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	v.SetDefault("delegation.max_depth", fc.Delegation.MaxDepth)
 	v.SetDefault("mcp.listen", fc.MCP.Listen)
 	v.SetDefault("proxy.listen", fc.Proxy.Listen)
+	setObservabilityDefaults(v, fc)
 	v.SetEnvPrefix("CARACAL")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	for _, k := range scalarKeys {
@@ -210,10 +216,11 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	}
 	cfg.Pricing.Currency = money.DefaultCurrency
 	if s := strings.TrimSpace(get("pricing.currency")); s != "" {
-		if err := money.ValidateCurrency(s); err != nil {
+		c, err := money.ParseCurrency(s)
+		if err != nil {
 			return nil, Usagef("%s: %v", src("pricing.currency"), err)
 		}
-		cfg.Pricing.Currency = s
+		cfg.Pricing.Currency = c
 	}
 	if s := strings.TrimSpace(get("pricing.strict")); s != "" {
 		b, err := strconv.ParseBool(s)
@@ -241,6 +248,9 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 		return nil, Usagef("%s: %v", src("proxy.listen"), err)
 	}
 	if err := cfg.expandAndValidateSections(); err != nil {
+		return nil, err
+	}
+	if err := cfg.loadObservability(get, src); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -428,6 +438,15 @@ mcp:
   #   - name: search
   #     url: https://mcp.example.com/mcp
   #     headers: {Authorization: "Bearer ${SEARCH_TOKEN}"}
+
+log:
+  level: info         # debug, info, warn or error (stderr)
+  format: text        # text or json
+
+metrics:
+  agent_label: true   # false drops the agent label from caracal_charged_total
+  listen: ""          # e.g. 127.0.0.1:9464 serves /metrics, /healthz, /readyz
+                      # for caracal mcp on stdio
 
 proxy:
   listen: 127.0.0.1:8080

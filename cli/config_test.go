@@ -41,7 +41,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Config{Home: home, Pricing: PricingConfig{Currency: "USD"}, Delegation: DelegationConfig{MaxDepth: 5}}
+	want := &Config{Home: home, Pricing: PricingConfig{Currency: "USD"}, Delegation: DelegationConfig{MaxDepth: 5},
+		Log: LogConfig{Level: "info", Format: "text"}, Metrics: MetricsConfig{AgentLabel: true}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
 	}

@@ -35,7 +35,7 @@ func newLedgerCmd(f *Factory) *cobra.Command {
 unconfirmed charges and refunds, in order. Events are never changed; each
 is a leaf of the Merkle tree that caracal merkle verifies.`,
 	}
-	cmd.AddCommand(newLedgerQueryCmd(f), newLedgerSummaryCmd(f), newLedgerExportCmd(f))
+	cmd.AddCommand(newLedgerQueryCmd(f), newLedgerTailCmd(f), newLedgerSummaryCmd(f), newLedgerExportCmd(f))
 	return cmd
 }
 
@@ -54,12 +54,12 @@ func addEventFilterFlags(cmd *cobra.Command, e *eventFilterFlags, withLimit bool
 	fl := cmd.Flags()
 	fl.StringVar(&e.Agent, "agent", "", "only this agent's events (name or ID)")
 	fl.BoolVar(&e.IncludeChildren, "include-children", false, "with --agent: also every descendant's events")
-	fl.StringVar(&e.Since, "since", "", "from this time on: RFC 3339, a date (2026-01-02) or a duration ago (24h, 7d)")
+	fl.StringVar(&e.Since, "since", "", "from this time on: RFC 3339, a date (2026-01-02, UTC), a duration ago (24h, 7d, 1w), today or yesterday (local midnight)")
 	fl.StringVar(&e.Until, "until", "", "before this time (same forms as --since)")
 	fl.StringVar(&e.Resource, "resource", "", "resource glob such as 'mcp:fs/*'")
 	fl.StringVar(&e.Outcome, "outcome", "", "charged, denied, unconfirmed or refunded")
 	if withLimit {
-		fl.IntVar(&e.Limit, "limit", 100, "at most this many events, the oldest first (0: no limit)")
+		fl.IntVar(&e.Limit, "limit", 100, "at most this many events, the newest (the oldest with --oldest-first); 0: no limit")
 	}
 }
 
@@ -132,10 +132,20 @@ func descendants(agents []policy.Agent, id string) []string {
 	return out
 }
 
-// parseTimeFlag reads RFC 3339, a date (midnight UTC) or a duration ago.
+// parseTimeFlag reads RFC 3339, a date (midnight UTC), a duration ago or
+// today / yesterday: midnight in now's time zone, which for a command is the
+// local zone of the machine running it (TZ).
 func parseTimeFlag(flag, s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
+	}
+	switch strings.ToLower(s) {
+	case "today", "yesterday":
+		y, m, d := now.Date()
+		if strings.EqualFold(s, "yesterday") {
+			d--
+		}
+		return time.Date(y, m, d, 0, 0, 0, 0, now.Location()), nil
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
@@ -146,29 +156,36 @@ func parseTimeFlag(flag, s string, now time.Time) (time.Time, error) {
 	if d, err := parseDuration(s); err == nil && d >= 0 {
 		return now.Add(-d), nil
 	}
-	return time.Time{}, Usagef("%s: invalid time %q: want RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02) or a duration ago (24h, 7d)", flag, s)
+	return time.Time{}, Usagef("%s: invalid time %q: want RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), a duration ago (24h, 7d, 1w), today or yesterday", flag, s)
 }
 
 type ledgerQueryOptions struct {
-	IO     *IOStreams
-	Store  func(context.Context) (ledgerStore, error)
-	Now    func() time.Time
-	Filter eventFilterFlags
-	Output string
+	IO          *IOStreams
+	Store       func(context.Context) (ledgerStore, error)
+	Now         func() time.Time
+	Filter      eventFilterFlags
+	OldestFirst bool
+	Output      string
 }
 
 func newLedgerQueryCmd(f *Factory) *cobra.Command {
 	opts := &ledgerQueryOptions{IO: f.IO, Store: ledgerStoreFunc(f), Now: f.now}
 	cmd := &cobra.Command{
 		Use:   "query",
-		Short: "List ledger events",
+		Short: "List ledger events, the newest first",
+		Long: `Query lists the events that match the filters, the newest first (the
+oldest first with --oldest-first). When --limit cuts the list, a line on
+standard error says how many matched: "showing 100 of 12,083; --limit 0 for
+all".`,
 		Example: `  caracal ledger query --agent research-bot --since 24h
+  caracal ledger query --since today --oldest-first
   caracal ledger query --resource 'llm:openai/*' --outcome denied -o json
   caracal ledger query --since 2026-11-01 --until 2026-12-01 --limit 0 -o csv > november.csv`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runLedgerQuery(cmd.Context(), opts) },
 	}
 	addEventFilterFlags(cmd, &opts.Filter, true)
+	cmd.Flags().BoolVar(&opts.OldestFirst, "oldest-first", false, "list the oldest events first (ledger order)")
 	addOutputFlag(cmd, &opts.Output, true)
 	return cmd
 }
@@ -182,8 +199,10 @@ func runLedgerQuery(ctx context.Context, opts *ledgerQueryOptions) error {
 	if err != nil {
 		return err
 	}
+	flt.NewestFirst = !opts.OldestFirst
 	w := bufio.NewWriter(opts.IO.Out)
 	defer w.Flush()
+	shown := 0
 	var emit func(ledger.Event) error
 	var done func() error
 	switch opts.Output {
@@ -230,13 +249,44 @@ func runLedgerQuery(ctx context.Context, opts *ledgerQueryOptions) error {
 		}
 		done = t.flush
 	}
-	if err := st.QueryEvents(ctx, flt, emit); err != nil {
+	counted := func(ev ledger.Event) error { shown++; return emit(ev) }
+	if err := st.QueryEvents(ctx, flt, counted); err != nil {
 		return fmt.Errorf("query ledger: %w", err)
 	}
 	if err := done(); err != nil {
 		return err
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if flt.Limit > 0 && shown == flt.Limit {
+		total, err := st.CountEvents(ctx, flt)
+		if err != nil {
+			return fmt.Errorf("count ledger events: %w", err)
+		}
+		if total > int64(shown) {
+			fmt.Fprintf(opts.IO.ErrOut, "showing %s of %s; --limit 0 for all\n", formatCount(int64(shown)), formatCount(total))
+		}
+	}
+	return nil
+}
+
+// formatCount prints a count with thousands separators: 12,083.
+func formatCount(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
 }
 
 // eventCSVHeader is the column order of CSV ledger output; the names are

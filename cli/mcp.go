@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caracal-dev/caracal/internal/httpserver"
+	"github.com/caracal-dev/caracal/internal/telemetry"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/mcp"
@@ -30,8 +31,8 @@ type mcpFlags struct {
 	maxCallDuration time.Duration
 	allowedOrigins  []string
 	allowedHosts    []string
-	logLevel        string
 	server          serverFlags
+	obs             obsFlags
 }
 
 func newMCPCmd(f *Factory) *cobra.Command {
@@ -85,8 +86,8 @@ See docs/mcp.md.`,
 	fs.DurationVar(&fl.maxCallDuration, "max-call-duration", 15*time.Minute, "longest a tools/call may run, even while reporting progress")
 	fs.StringArrayVar(&fl.allowedOrigins, "allowed-origin", nil, "extra Origin accepted by the HTTP front (repeatable)")
 	fs.StringArrayVar(&fl.allowedHosts, "allowed-host", nil, "extra Host accepted by the HTTP front (repeatable)")
-	fs.StringVar(&fl.logLevel, "log-level", "info", "stderr log level: debug, info, warn or error")
 	addServerFlags(fs, &fl.server, "the HTTP front")
+	bindObsFlags(fs, &fl.obs, true)
 	return cmd
 }
 
@@ -95,9 +96,9 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(fl.logLevel)); err != nil {
-		return Usagef("--log-level: %q is not one of debug, info, warn, error", fl.logLevel)
+	obs, err := f.newObservability(cfg, fl.obs)
+	if err != nil {
+		return err
 	}
 	if fl.maxMessageSize <= 0 {
 		return Usagef("--max-message-size: must be positive")
@@ -128,9 +129,12 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		return Usagef("--agent: refusing to accept requests without a key on %s; keyless mode (--listen with --agent) needs a loopback address such as 127.0.0.1", listen)
 	}
 
-	log := slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: level})).With("component", "mcp")
+	log := obs.log.With("component", "mcp")
 	store, err := f.Store(ctx)
 	if err != nil {
+		return err
+	}
+	if err := obs.attachFactory(ctx, f, cfg); err != nil {
 		return err
 	}
 	popts := mcp.Options{
@@ -141,6 +145,7 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		Stderr:          f.IO.ErrOut,
 		Logger:          log,
 		Version:         buildVersion().Version,
+		Monitor:         obs.metrics,
 	}
 	engine := interpose.New(interpose.Options{
 		Store:        store,
@@ -151,6 +156,7 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		// or the expiry sweep would settle a live call as unconfirmed.
 		ReservationTTL: interpose.ReservationTTL(popts.LongestCall()),
 		Logger:         log,
+		Observer:       obs.observer(log),
 	})
 	agentID := ""
 	if agentRef != "" {
@@ -178,6 +184,10 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	defer bg.stop()
 
 	if listen == "" {
+		obs.ready.Add(telemetry.CheckUpstreams, obs.metrics.UpstreamsReady)
+		if err := obs.serveMetrics(ctx); err != nil {
+			return err
+		}
 		return proxy.ServeStdio(ctx, agentID, f.IO.In, f.IO.Out)
 	}
 	front, err := proxy.NewHTTPFront(mcp.FrontOptions{
@@ -191,11 +201,16 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		return Usagef("--listen: %v", err)
 	}
 	defer front.Close()
+	obs.metrics.CountHTTPSessions(front.Sessions)
+	if err := obs.serveMetrics(ctx); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return Usagef("--listen: %v", err)
 	}
 	srv := httpserver.New(front, timeouts, log)
+	srv.Handler = obs.handler(srv.Handler)
 	fmt.Fprintf(f.IO.ErrOut, "caracal mcp: listening on http://%s/mcp\n", ln.Addr())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -204,6 +219,7 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	obs.ready.SetDraining()
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer scancel()
 	_ = srv.Shutdown(sctx)

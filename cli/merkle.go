@@ -143,9 +143,10 @@ func roundAge(d time.Duration) string {
 // ---- checkpoint
 
 type merkleCheckpointOptions struct {
-	IO    *IOStreams
-	Store func(context.Context) (ledger.Merkle, error)
-	Size  int64
+	IO     *IOStreams
+	Store  func(context.Context) (ledger.Merkle, error)
+	Size   int64
+	Output string
 }
 
 func newMerkleCheckpointCmd(f *Factory) *cobra.Command {
@@ -168,6 +169,8 @@ proves later that the ledger was not rewritten.`,
 		},
 	}
 	cmd.Flags().Int64Var(&opts.Size, "size", -1, "the checkpoint of this tree size instead of the latest")
+	addOutputFlag(cmd, &opts.Output, false)
+	cmd.AddCommand(newMerkleCheckpointListCmd(f))
 	return cmd
 }
 
@@ -199,6 +202,9 @@ func runMerkleCheckpoint(ctx context.Context, opts *merkleCheckpointOptions) err
 	}
 	if err != nil {
 		return err
+	}
+	if opts.Output == FormatJSON {
+		return printJSON(opts.IO.Out, toCheckpointJSON(cp))
 	}
 	_, err = io.WriteString(opts.IO.Out, cp.Note)
 	return err
@@ -257,7 +263,7 @@ func runMerkleProve(ctx context.Context, opts *merkleProveOptions) error {
 	if opts.EventID != "" {
 		if seq, err = ledger.SeqOfEvent(ctx, m, opts.EventID); err != nil {
 			if errors.Is(err, ledger.ErrNotFound) {
-				return fmt.Errorf("--event %s: %w", opts.EventID, err)
+				return fmt.Errorf("--event: %w", err) // the store's message names the event
 			}
 			return err
 		}
@@ -270,7 +276,7 @@ func runMerkleProve(ctx context.Context, opts *merkleProveOptions) error {
 	p, err := ledger.ProveInclusion(ctx, m, seq, opts.Size)
 	if err != nil {
 		if errors.Is(err, ledger.ErrNotFound) && opts.Seq >= 0 {
-			return fmt.Errorf("--seq %d: %w", seq, err)
+			return fmt.Errorf("--seq %d: no event at that position in the tree of the checkpoint (see caracal merkle status)", seq)
 		}
 		return err
 	}
@@ -469,9 +475,11 @@ func runMerkleVerify(ctx context.Context, opts *merkleVerifyOptions) error {
 		return fmt.Errorf("verification failed: %w", verr)
 	}
 	if opts.Full {
-		fmt.Fprintf(opts.IO.Out, "OK: %d events, %d checkpoints verified; root %s\n", res.Size, res.Checkpoints, res.Root)
+		fmt.Fprintf(opts.IO.Out, "OK: %s, %s verified; root %s\n", plural(res.Size, "event"), plural(res.Checkpoints, "checkpoint"), res.Root)
 	} else {
 		fmt.Fprintf(opts.IO.Out, "OK: checkpoint size %d verified against the stored tree; root %s\n", res.Size, res.Root)
+		fmt.Fprintln(opts.IO.Out, "Checked: the latest checkpoint's signature, its root against the stored tree hashes, and its consistency with the checkpoint before it.")
+		fmt.Fprintln(opts.IO.Out, "Checkpoints consistent; events not re-hashed: use --full to re-hash every event and check every checkpoint.")
 	}
 	return nil
 }
@@ -501,9 +509,22 @@ func progressBar(w io.Writer, total int64, start time.Time) func(int64) {
 // ---- verify-proof
 
 type merkleVerifyProofOptions struct {
-	IO   *IOStreams
-	File string
-	Keys []string
+	IO     *IOStreams
+	File   string
+	Keys   []string
+	Output string
+}
+
+// proofVerified is `merkle verify-proof -o json` for a proof that verifies
+// (one that does not is an error, exit 1).
+type proofVerified struct {
+	Kind      string `json:"kind"` // inclusion or consistency
+	Origin    string `json:"origin"`
+	Size      int64  `json:"size"`
+	Root      string `json:"root"`                 // hex
+	LeafIndex *int64 `json:"leaf_index,omitempty"` // inclusion
+	EventID   string `json:"event_id,omitempty"`   // inclusion, when the proof carries the event
+	OldSize   *int64 `json:"old_size,omitempty"`   // consistency
 }
 
 func newMerkleVerifyProofCmd(f *Factory) *cobra.Command {
@@ -528,6 +549,7 @@ printed by caracal keys export-public) or a file holding one.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&opts.Keys, "key", nil, "public key (or a file holding it) to check the checkpoint signature with; repeatable")
+	addOutputFlag(cmd, &opts.Output, false)
 	return cmd
 }
 
@@ -564,6 +586,10 @@ func runMerkleVerifyProof(opts *merkleVerifyProofOptions) error {
 		if err != nil {
 			return fmt.Errorf("proof does not verify: %w", err)
 		}
+		if opts.Output == FormatJSON {
+			return printJSON(opts.IO.Out, proofVerified{Kind: "inclusion", Origin: cp.Origin, Size: cp.Size,
+				Root: hex.EncodeToString(cp.Root[:]), LeafIndex: &p.LeafIndex, EventID: leaf.ID})
+		}
 		what := fmt.Sprintf("leaf %d", p.LeafIndex)
 		if leaf.ID != "" {
 			what = fmt.Sprintf("event %s (seq %d, %s %s, %s)", leaf.ID, p.LeafIndex, formatNanos(leaf.AmountNanos), leaf.Currency, leaf.Outcome)
@@ -573,6 +599,10 @@ func runMerkleVerifyProof(opts *merkleVerifyProofOptions) error {
 		old, cur, err := p.Verify(ring)
 		if err != nil {
 			return fmt.Errorf("proof does not verify: %w", err)
+		}
+		if opts.Output == FormatJSON {
+			return printJSON(opts.IO.Out, proofVerified{Kind: "consistency", Origin: cur.Origin, Size: cur.Size,
+				Root: hex.EncodeToString(cur.Root[:]), OldSize: &old.Size})
 		}
 		fmt.Fprintf(opts.IO.Out, "OK: the tree of size %d of log %q extends the tree of size %d unchanged\n", cur.Size, cur.Origin, old.Size)
 	}
@@ -661,6 +691,6 @@ func runMerkleIntegrate(ctx context.Context, opts *merkleIntegrateOptions) error
 			KeyID      string `json:"key_id"`
 		}{cp.Size - before, cp.Size, hex.EncodeToString(cp.Root), cp.KeyID})
 	}
-	fmt.Fprintf(opts.IO.Out, "Integrated %d events; checkpoint size %d signed by %s\n", cp.Size-before, cp.Size, cp.KeyID)
+	fmt.Fprintf(opts.IO.Out, "Integrated %s; checkpoint size %d signed by %s\n", plural(cp.Size-before, "event"), cp.Size, cp.KeyID)
 	return nil
 }

@@ -144,9 +144,9 @@ func TestMerkleUsageErrors(t *testing.T) {
 	e.fails(2, "--name: key name \"../x\": use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", "keys", "rotate", "--name", "../x")
 	e.fails(1, "no checkpoint yet: nothing to verify (run caracal merkle integrate)", "merkle", "verify")
 	e.fails(1, "--size 3: no checkpoint of that size (see caracal merkle status)", "merkle", "checkpoint", "--size", "3")
-	e.fails(1, "--event nope: event nope: not found", "merkle", "prove", "--event", "nope")
+	e.fails(1, "--event: event nope: not found", "merkle", "prove", "--event", "nope")
 	e.ok("merkle", "integrate")
-	e.fails(1, "--seq 0: event seq 0 is not in the tree of checkpoint size 0: not found", "merkle", "prove", "--seq", "0")
+	e.fails(1, "--seq 0: no event at that position in the tree of the checkpoint (see caracal merkle status)", "merkle", "prove", "--seq", "0")
 	if _, errOut, code := e.run("keys", "generate"); code != 1 || !strings.HasPrefix(errOut, "caracal: signing key caracal/") || !strings.HasSuffix(errOut, " is already active: use `caracal keys rotate` to replace it\n") {
 		t.Errorf("keys generate with an active key: exit %d, %q", code, errOut)
 	}

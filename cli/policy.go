@@ -107,10 +107,11 @@ func parseTimezone(s string) (string, error) {
 }
 
 func parseCurrency(flag, s string) (string, error) {
-	if err := money.ValidateCurrency(s); err != nil {
+	code, err := money.ParseCurrency(s)
+	if err != nil {
 		return "", Usagef("%s: %v", flag, err)
 	}
-	return s, nil
+	return code, nil
 }
 
 func parsePatterns(flag string, pats []string) ([]string, error) {

@@ -110,7 +110,8 @@ func runPricebookSet(ctx context.Context, opts *pricebookSetOptions) error {
 	if cur == "" {
 		cur = money.DefaultCurrency
 	}
-	if _, err := parseCurrency("--currency", cur); err != nil {
+	cur, err := parseCurrency("--currency", cur)
+	if err != nil {
 		return err
 	}
 	r := policy.PriceRule{Resource: res, Currency: cur}
@@ -300,11 +301,12 @@ type pricebookDeleteOptions struct {
 	IO       *IOStreams
 	Store    func(context.Context) (ledger.Pricebook, error)
 	Resource string
+	Output   string
 }
 
 func newPricebookDeleteCmd(f *Factory) *cobra.Command {
 	opts := &pricebookDeleteOptions{IO: f.IO, Store: pricebookStoreFunc(f)}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "delete RESOURCE",
 		Aliases: []string{"rm"},
 		Short:   "Delete the rule for an exact resource pattern",
@@ -315,6 +317,8 @@ func newPricebookDeleteCmd(f *Factory) *cobra.Command {
 			return runPricebookDelete(cmd.Context(), opts)
 		},
 	}
+	addOutputFlag(cmd, &opts.Output, false)
+	return cmd
 }
 
 func runPricebookDelete(ctx context.Context, opts *pricebookDeleteOptions) error {
@@ -328,19 +332,33 @@ func runPricebookDelete(ctx context.Context, opts *pricebookDeleteOptions) error
 		}
 		return fmt.Errorf("delete price of %q: %w", opts.Resource, err)
 	}
+	if opts.Output == FormatJSON {
+		return printJSON(opts.IO.Out, struct {
+			Deleted string `json:"deleted"`
+		}{opts.Resource})
+	}
 	fmt.Fprintf(opts.IO.Out, "Price rule %s deleted.\n", opts.Resource)
 	return nil
 }
 
 type pricebookImportOptions struct {
-	IO    *IOStreams
-	Store func(context.Context) (ledger.Pricebook, error)
-	File  string
+	IO     *IOStreams
+	Store  func(context.Context) (ledger.Pricebook, error)
+	File   string
+	Output string
+}
+
+// pricebookImported is `pricebook import -o json`: the file, how many
+// rules it set and the rules as stored.
+type pricebookImported struct {
+	File     string             `json:"file"`
+	Imported int                `json:"imported"`
+	Rules    []policy.PriceRule `json:"rules"`
 }
 
 func newPricebookImportCmd(f *Factory) *cobra.Command {
 	opts := &pricebookImportOptions{IO: f.IO, Store: pricebookStoreFunc(f)}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Set every rule of a YAML or JSON pricebook file, all or nothing",
 		Long: `Import reads a pricebook file (YAML or JSON, see examples/pricebook.yaml) and
@@ -355,6 +373,8 @@ are left as they are. FILE - reads standard input.`,
 			return runPricebookImport(cmd.Context(), opts)
 		},
 	}
+	addOutputFlag(cmd, &opts.Output, false)
+	return cmd
 }
 
 func runPricebookImport(ctx context.Context, opts *pricebookImportOptions) error {
@@ -385,7 +405,10 @@ func runPricebookImport(ctx context.Context, opts *pricebookImportOptions) error
 	if err := st.ImportPrices(ctx, rules); err != nil {
 		return fmt.Errorf("import %s: %w", opts.File, err)
 	}
-	fmt.Fprintf(opts.IO.Out, "Imported %d price rules from %s.\n", len(rules), opts.File)
+	if opts.Output == FormatJSON {
+		return printJSON(opts.IO.Out, pricebookImported{File: opts.File, Imported: len(rules), Rules: nonNil(rules)})
+	}
+	fmt.Fprintf(opts.IO.Out, "Imported %s from %s.\n", plural(int64(len(rules)), "price rule"), opts.File)
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -29,6 +28,7 @@ type proxyFlags struct {
 	drainTimeout    time.Duration
 	maxRequestBytes int64
 	server          serverFlags
+	obs             obsFlags
 }
 
 func newProxyCmd(f *Factory) *cobra.Command {
@@ -60,6 +60,7 @@ See docs/http-proxy.md.`,
 	fs.DurationVar(&fl.drainTimeout, "drain-timeout", time.Minute, "how long to keep reading a response whose client left, to learn its usage")
 	fs.Int64Var(&fl.maxRequestBytes, "max-request-bytes", 32<<20, "largest metered request body")
 	addServerFlags(fs, &fl.server, "the proxy")
+	bindObsFlags(fs, &fl.obs, false)
 	return cmd
 }
 
@@ -98,6 +99,10 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	if err != nil {
 		return err
 	}
+	obs, err := f.newObservability(cfg, fl.obs)
+	if err != nil {
+		return err
+	}
 	listen := fl.listen
 	if listen == "" {
 		listen = cfg.Proxy.Listen
@@ -110,7 +115,10 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := obs.attachFactory(ctx, f, cfg); err != nil {
+		return err
+	}
+	log := obs.log
 	engine := interpose.New(interpose.Options{
 		Store:        store,
 		DefaultPrice: cfg.Pricing.Default,
@@ -120,6 +128,7 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		// the expiry sweep would settle a live stream as unconfirmed.
 		ReservationTTL: interpose.ReservationTTL(fl.maxDuration + fl.drainTimeout),
 		Logger:         log,
+		Observer:       obs.observer(log),
 	})
 	px, err := llmproxy.New(llmproxy.Options{
 		Engine:          engine,
@@ -139,6 +148,7 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		return Usagef("--listen: %v", err)
 	}
 	srv := httpserver.New(px, timeouts, log)
+	srv.Handler = obs.handler(srv.Handler)
 
 	// Every charge goes into the Merkle log within DESIGN §4's bound.
 	home, err := f.Home()
@@ -176,6 +186,7 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	obs.ready.SetDraining()
 	// Finish in-flight requests, then the settlements of responses whose
 	// clients left, so no reservation is abandoned by a clean shutdown.
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), fl.drainTimeout+5*time.Second)

@@ -169,7 +169,7 @@ func runQuickstart(ctx context.Context, opts *quickstartOptions) error {
 			return fmt.Errorf("import demo prices: %w", err)
 		}
 	}
-	fmt.Fprintf(w, "Demo pricebook: %d rules imported, %d already present.\n", len(missing), len(rules)-len(missing))
+	fmt.Fprintf(w, "Demo pricebook: %s imported, %d already present.\n", plural(int64(len(missing)), "rule"), len(rules)-len(missing))
 	all, err := st.ListPrices(ctx)
 	if err != nil {
 		return fmt.Errorf("list prices: %w", err)
@@ -497,5 +497,5 @@ func plural(n int64, noun string) string {
 	if n == 1 {
 		return "1 " + noun
 	}
-	return fmt.Sprintf("%d %ss", n, noun)
+	return formatCount(n) + " " + noun + "s"
 }

@@ -63,6 +63,7 @@ records each decision in a tamper-evident ledger.`,
 		newVersionCmd(f),
 		newAgentCmd(f),
 		newPolicyCmd(f),
+		newBudgetCmd(f),
 		newDelegationCmd(f),
 		newPricebookCmd(f),
 		newLedgerCmd(f),
@@ -87,11 +88,24 @@ func refuseUnknownSubcommands(cmd *cobra.Command) {
 		cmd.Args = cobra.ArbitraryArgs
 		cmd.RunE = func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return Usagef("unknown command %q for %q", args[0], c.CommandPath())
+				return Usagef("unknown command %q for %q%s", args[0], c.CommandPath(), didYouMean(c, args[0]))
 			}
 			return c.Help()
 		}
 	}
+}
+
+// didYouMean is cobra's suggestion text for a mistyped subcommand of c
+// (the same text cobra prints for the root command), or "".
+func didYouMean(c *cobra.Command, typed string) string {
+	if c.SuggestionsMinimumDistance <= 0 {
+		c.SuggestionsMinimumDistance = 2
+	}
+	sugg := c.SuggestionsFor(typed)
+	if len(sugg) == 0 {
+		return ""
+	}
+	return "\n\nDid you mean this?\n\t" + strings.Join(sugg, "\n\t") + "\n"
 }
 
 // Main runs the CLI with the process's streams and returns the exit code.

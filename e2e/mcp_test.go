@@ -95,7 +95,7 @@ type event struct {
 func (h *home) events() []event {
 	h.t.Helper()
 	var ev []event
-	if err := json.Unmarshal([]byte(h.run("ledger", "query", "-o", "json")), &ev); err != nil {
+	if err := json.Unmarshal([]byte(h.run("ledger", "query", "--oldest-first", "-o", "json")), &ev); err != nil {
 		h.t.Fatal(err)
 	}
 	return ev

@@ -273,7 +273,7 @@ func (e *proxyEnv) node(script, scenario, baseURL string, headers map[string]str
 func (e *proxyEnv) ledger() []ledgerEvent {
 	e.t.Helper()
 	var evs []ledgerEvent
-	if err := json.Unmarshal([]byte(e.caracal("ledger", "query", "-o", "json", "--limit", "0")), &evs); err != nil {
+	if err := json.Unmarshal([]byte(e.caracal("ledger", "query", "--oldest-first", "-o", "json", "--limit", "0")), &evs); err != nil {
 		e.t.Fatal(err)
 	}
 	return evs

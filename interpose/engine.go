@@ -41,6 +41,8 @@ type Options struct {
 	// cache.
 	PriceCacheTTL time.Duration
 	Logger        *slog.Logger
+	// Observer, if set, is told of every decision (see observe.go).
+	Observer Observer
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 }
@@ -63,6 +65,7 @@ type Engine struct {
 	pricesSet bool
 
 	orphans orphans
+	names   nameCache
 }
 
 // New returns an Engine.
@@ -282,6 +285,7 @@ type Ticket struct {
 	Decision  policy.Decision
 	// args are the call's arguments, for pricing per-unit rules at settlement.
 	args []byte
+	obs  ticketObs
 }
 
 // denialRecorder is implemented by stores that can record a denial decided
@@ -302,7 +306,7 @@ func unavailable(price money.Amount, currency, why string) policy.Decision {
 // closed), logged; an unknown agent denies with code unknown_agent. Begin
 // never panics: a panic inside evaluation is recovered into an unavailable
 // decision.
-func (e *Engine) Begin(ctx context.Context, c Call) (t *Ticket, d policy.Decision) {
+func (e *Engine) begin(ctx context.Context, c Call) (t *Ticket, d policy.Decision) {
 	if c.RequestID == "" {
 		c.RequestID = uuid.NewString()
 	}
@@ -393,7 +397,7 @@ func (t *Ticket) charge(r Result) (money.Amount, string, error) {
 // set, else the cost of r.Tokens under the ticket's price rule, else the
 // reserved amount; a tool error is charged zero when the rule's
 // ChargeErrors is false.
-func (e *Engine) Settle(ctx context.Context, t *Ticket, r Result) (ledger.Event, error) {
+func (e *Engine) settle(ctx context.Context, t *Ticket, r Result) (ledger.Event, error) {
 	amount, reason, err := t.charge(r)
 	if err != nil {
 		// The call ran but cannot be priced: charge what was reserved.
@@ -427,7 +431,7 @@ func (e *Engine) Settle(ctx context.Context, t *Ticket, r Result) (ledger.Event,
 }
 
 // Release frees the reservation of a call that never ran upstream.
-func (e *Engine) Release(ctx context.Context, t *Ticket, reason string) (ledger.Event, error) {
+func (e *Engine) release(ctx context.Context, t *Ticket, reason string) (ledger.Event, error) {
 	ev, err := e.opts.Store.Release(ctx, t.RequestID, reason)
 	if err != nil {
 		return ledger.Event{}, fmt.Errorf("release %s: %w", t.RequestID, err)
@@ -437,7 +441,7 @@ func (e *Engine) Release(ctx context.Context, t *Ticket, reason string) (ledger.
 
 // Unconfirmed settles a call whose outcome is unknown (lost upstream,
 // client gone) as a charge of the reserved amount marked unconfirmed.
-func (e *Engine) Unconfirmed(ctx context.Context, t *Ticket, reason string) (ledger.Event, error) {
+func (e *Engine) unconfirmed(ctx context.Context, t *Ticket, reason string) (ledger.Event, error) {
 	ev, err := e.opts.Store.Settle(ctx, ledger.SettleRequest{
 		RequestID: t.RequestID, Amount: t.Reserved, Outcome: policy.OutcomeUnconfirmed, Reason: reason, Now: e.opts.Now(),
 	})
@@ -510,7 +514,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // reservation reported failure (ReleaseOrphans), so those are never charged,
 // then settles every expired reservation once and returns how many it
 // settled; a store failure is logged.
-func (e *Engine) Sweep(ctx context.Context) int {
+func (e *Engine) sweep(ctx context.Context) int {
 	e.ReleaseOrphans(ctx)
 	n, err := e.opts.Store.ExpireReservations(ctx, e.opts.Now())
 	if err != nil && ctx.Err() == nil {

@@ -211,6 +211,13 @@ type EventFilter struct {
 	Resource string    // glob
 	Outcome  policy.Outcome
 	Limit    int
+	// NewestFirst reverses the order, so that Limit keeps the newest events.
+	NewestFirst bool
+	// Integrated selects only events already in the Merkle tree, with seq
+	// ≥ FromSeq, in seq order. Seq order is commit order on every backend,
+	// so a reader that remembers the last seq it saw misses nothing.
+	Integrated bool
+	FromSeq    int64
 }
 
 // SummaryBy is a summary's grouping.
@@ -238,6 +245,8 @@ type Events interface {
 	// QueryEvents calls fn for each matching event in ledger order,
 	// streaming: memory does not grow with the ledger.
 	QueryEvents(ctx context.Context, f EventFilter, fn func(Event) error) error
+	// CountEvents counts the matching events, ignoring f.Limit.
+	CountEvents(ctx context.Context, f EventFilter) (int64, error)
 	Summary(ctx context.Context, f EventFilter, by SummaryBy) ([]SummaryRow, error)
 }
 

@@ -61,6 +61,8 @@ type UpstreamSpec struct {
 	// Trusted upstreams may declare prices in a tool's _meta; the
 	// pricebook still wins.
 	Trusted bool
+
+	monitor Monitor // Options.Monitor, set by New
 }
 
 // Options configure a Proxy.
@@ -90,6 +92,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported as the gateway's serverInfo.version.
 	Version string
+	// Monitor, if set, is told of upstream and session lifecycle events.
+	Monitor Monitor
 }
 
 // Proxy creates sessions between hosts and upstreams.
@@ -145,6 +149,7 @@ func New(o Options) (*Proxy, error) {
 	if o.Version == "" {
 		o.Version = "dev"
 	}
+	o.Upstreams = withMonitor(o.Upstreams, o.Monitor)
 	return &Proxy{opts: o, log: o.Logger, gateway: len(o.Upstreams) > 1}, nil
 }
 
@@ -221,6 +226,8 @@ func (p *Proxy) ServeStdio(ctx context.Context, agentID string, in io.Reader, ou
 		return err
 	}
 	defer s.Close()
+	p.sessionOpened()
+	defer p.sessionClosed()
 	r := newLineReader(in, p.opts.MaxMessageSize)
 	lines := make(chan []byte)
 	errc := make(chan error, 1)

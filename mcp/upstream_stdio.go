@@ -76,6 +76,7 @@ func startStdio(ctx context.Context, spec UpstreamSpec, ev connEvents, max int64
 		return nil, err
 	}
 	go c.supervise(stdout)
+	spec.upstreamStarted()
 	return c, nil
 }
 
@@ -133,6 +134,7 @@ func (c *stdioConn) supervise(stdout io.ReadCloser) {
 			werr = errors.New("exited with status 0")
 		}
 		c.ev.down(fmt.Errorf("upstream %q: %w", c.spec.Command[0], werr))
+		c.spec.upstreamDown()
 		if time.Since(started) > restartReset {
 			backoff = restartMin
 		}
@@ -156,6 +158,7 @@ func (c *stdioConn) supervise(stdout io.ReadCloser) {
 			c.log.Error("restarting upstream failed", "err", err, "retry_in", backoff)
 		}
 		c.log.Info("upstream restarted")
+		c.spec.upstreamRestarted()
 		c.ev.restarted()
 	}
 }

@@ -201,17 +201,7 @@ func remaining(r *Request, order []int, spend money.Amount) []Remaining {
 	out := make([]Remaining, len(order))
 	for i, pi := range order {
 		pu := &r.Policies[pi]
-		left := pu.Policy.Limit
-		for _, used := range [...]money.Amount{pu.Spent, pu.Reserved, spend} {
-			var err error
-			if left, err = left.Sub(used); err != nil {
-				left = 0
-				break
-			}
-		}
-		if left < 0 {
-			left = 0
-		}
+		left := pu.RemainingAfter(spend)
 		out[i] = Remaining{
 			PolicyID:  pu.Policy.ID,
 			AgentID:   pu.Policy.AgentID,

@@ -169,6 +169,9 @@ func parsePriceEntry(n *yaml.Node) (PriceRule, error) {
 				err = errors.New("want a three-letter code such as USD")
 			}
 			r.Currency = v.Value
+			if c, perr := money.ParseCurrency(v.Value); perr == nil {
+				r.Currency = c // "usd" is USD; a bad code is reported by validation
+			}
 		case "per_call":
 			r.PerCall, err = parseAmountNode(v)
 		case "input_per_million":

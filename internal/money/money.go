@@ -280,6 +280,18 @@ func ValidateCurrency(code string) error {
 	return nil
 }
 
+// ParseCurrency reads a currency code typed by a person: surrounding space
+// is trimmed and letters are upper-cased ("usd" is USD), then the code is
+// checked with ValidateCurrency. Every place that takes a currency as input
+// goes through it; stored codes are always upper case.
+func ParseCurrency(s string) (string, error) {
+	code := strings.ToUpper(strings.TrimSpace(s))
+	if err := ValidateCurrency(code); err != nil {
+		return "", fmt.Errorf("invalid currency %q: want a three-letter code such as USD", s)
+	}
+	return code, nil
+}
+
 // ErrCurrencyMismatch is returned when amounts in different currencies meet.
 var ErrCurrencyMismatch = errors.New("currency mismatch")
 

@@ -362,3 +362,16 @@ func FuzzParseRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+func TestParseCurrency(t *testing.T) {
+	for in, want := range map[string]string{"USD": "USD", "usd": "USD", " eur ": "EUR", "Jpy": "JPY"} {
+		if got, err := ParseCurrency(in); err != nil || got != want {
+			t.Errorf("ParseCurrency(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "us", "usdt", "u$d", "üsd"} {
+		if got, err := ParseCurrency(in); err == nil {
+			t.Errorf("ParseCurrency(%q) = %q, want an error", in, got)
+		}
+	}
+}

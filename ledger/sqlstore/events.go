@@ -174,6 +174,10 @@ func (s *Store) where(f ledger.EventFilter) (string, []any) {
 		conds = append(conds, "e.outcome = ?")
 		args = append(args, string(f.Outcome))
 	}
+	if f.Integrated {
+		conds = append(conds, "l.seq >= ?")
+		args = append(args, f.FromSeq)
+	}
 	if len(conds) == 0 {
 		return "", nil
 	}
@@ -181,12 +185,20 @@ func (s *Store) where(f ledger.EventFilter) (string, []any) {
 }
 
 // QueryEvents calls fn for each matching event in ledger order (the order
-// events were appended: e.pk), streaming rows from the read handle so memory
-// stays constant however large the ledger. An error from fn stops the query
-// and is returned as is.
+// events were appended: e.pk; seq order with f.Integrated), or the reverse
+// with f.NewestFirst, streaming rows from the read handle so memory stays
+// constant however large the ledger. An error from fn stops the query and
+// is returned as is.
 func (s *Store) QueryEvents(ctx context.Context, f ledger.EventFilter, fn func(ledger.Event) error) error {
 	w, args := s.where(f)
-	query := `SELECT ` + EventColumns + eventFrom + w + ` ORDER BY e.pk`
+	order := ` ORDER BY e.pk`
+	if f.Integrated {
+		order = ` ORDER BY l.seq`
+	}
+	if f.NewestFirst {
+		order += ` DESC`
+	}
+	query := `SELECT ` + EventColumns + eventFrom + w + order
 	if f.Limit > 0 {
 		query += ` LIMIT ?`
 		args = append(args, f.Limit)
@@ -209,6 +221,16 @@ func (s *Store) QueryEvents(ctx context.Context, f ledger.EventFilter, fn func(l
 		return s.wrap(fmt.Errorf("query events: %w", err))
 	}
 	return nil
+}
+
+// CountEvents counts the events matching f; f.Limit does not apply.
+func (s *Store) CountEvents(ctx context.Context, f ledger.EventFilter) (int64, error) {
+	w, args := s.where(f)
+	var n int64
+	if err := s.rdb.QueryRowContext(ctx, s.q(`SELECT COUNT(*)`+eventFrom+w), args...).Scan(&n); err != nil {
+		return 0, s.wrap(fmt.Errorf("count events: %w", err))
+	}
+	return n, nil
 }
 
 // nanosPerDay is the width of a UTC day in Unix nanoseconds.

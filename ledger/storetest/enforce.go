@@ -166,6 +166,53 @@ func testEnforce(t *testing.T, newStore Factory) {
 		}
 	})
 
+	t.Run("BudgetWhileReservationOpen", func(t *testing.T) {
+		// The budget a reader sees is limit − spent − reserved while a call
+		// is in flight, and the next Reserve agrees with it exactly.
+		f := newFx(t, newStore)
+		parent := f.agent("parent", "")
+		kid := f.agent("kid", parent.ID)
+		pp := f.daily(parent.ID, "10")
+		kp := f.policy(kid.ID, "4", policy.WindowHourly, policy.WindowRolling, "")
+		f.spend(kid.ID, "1.25", noon.Add(-time.Minute))
+		open := f.mustAllow(kid.ID, "2", noon)
+		us, err := f.s.Usage(f.ctx, kid.ID, noon)
+		if err != nil || len(us) != 2 {
+			t.Fatalf("Usage = %+v, %v; want the kid's and the parent's policies", us, err)
+		}
+		for _, tc := range []struct {
+			pu                               policy.PolicyUsage
+			id, remaining, percent, resetsAt string
+		}{
+			{us[0], kp.ID, "0.75", "81.25", ""},
+			{us[1], pp.ID, "6.75", "32.50", "2026-06-16T00:00:00Z"},
+		} {
+			b, err := tc.pu.Budget(noon)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.PolicyID != tc.id || b.Spent != m("1.25") || b.Reserved != m("2") || b.Remaining != m(tc.remaining) ||
+				string(b.PercentUsed) != tc.percent {
+				t.Errorf("budget %+v; want policy %s spent 1.25 reserved 2 remaining %s percent %s", b, tc.id, tc.remaining, tc.percent)
+			}
+			if got := ""; b.ResetsAt != nil {
+				if got = b.ResetsAt.Format(time.RFC3339); got != tc.resetsAt {
+					t.Errorf("policy %s resets at %s, want %s", tc.id, got, tc.resetsAt)
+				}
+			} else if tc.resetsAt != "" {
+				t.Errorf("policy %s has no reset time, want %s", tc.id, tc.resetsAt)
+			}
+			_, d := f.reserve(kid.ID, "0", noon)
+			if got := remainingOf(t, d, tc.id); got != b.Remaining {
+				t.Errorf("policy %s: Reserve reports %s remaining, budget status %s", tc.id, got, b.Remaining)
+			}
+		}
+		f.release(open)
+		if b, _ := f.usageOf(kid.ID, kp.ID, noon).Budget(noon); b.Reserved != 0 || b.Remaining != m("2.75") {
+			t.Errorf("after release: %+v", b)
+		}
+	})
+
 	t.Run("Limits", func(t *testing.T) {
 		tests := []struct {
 			name, spent, ask string
@@ -818,6 +865,9 @@ func testEvents(t *testing.T, newStore Factory) {
 			{"outcome", ledger.EventFilter{Outcome: policy.OutcomeDenied}, []string{"llm:openai/gpt-4o"}},
 			{"combined", ledger.EventFilter{AgentIDs: []string{b.ID}, Resource: "mcp:fs/*", Since: day2, Outcome: policy.OutcomeUnconfirmed}, []string{"mcp:fs/read"}},
 			{"limit", ledger.EventFilter{Limit: 2}, []string{"mcp:fs/read", "mcp:fs/write"}},
+			{"newest first", ledger.EventFilter{NewestFirst: true}, []string{"mcp:fs/read", "llm:openai/gpt-4o", "llm:openai/gpt-4o", "mcp:fs/write", "mcp:fs/read"}},
+			{"newest first keeps the newest under a limit", ledger.EventFilter{NewestFirst: true, Limit: 2, Resource: "mcp:*"}, []string{"mcp:fs/read", "mcp:fs/write"}},
+			{"nothing integrated yet", ledger.EventFilter{Integrated: true}, nil},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
@@ -880,6 +930,57 @@ func testEvents(t *testing.T, newStore Factory) {
 		}
 		if _, err := f.s.Summary(f.ctx, ledger.EventFilter{}, "owner"); !errors.Is(err, ledger.ErrInvalid) {
 			t.Fatalf("summary by owner: %v, want ErrInvalid", err)
+		}
+	})
+
+	t.Run("Count", func(t *testing.T) {
+		for _, tc := range []struct {
+			flt  ledger.EventFilter
+			want int64
+		}{
+			{ledger.EventFilter{}, 5},
+			{ledger.EventFilter{Limit: 2}, 5},
+			{ledger.EventFilter{AgentIDs: []string{b.ID}, Resource: "mcp:*"}, 2},
+			{ledger.EventFilter{Outcome: policy.OutcomeDenied}, 1},
+			{ledger.EventFilter{Since: day2.Add(time.Hour), Until: day2.Add(24 * time.Hour)}, 0},
+		} {
+			if got, err := f.s.CountEvents(f.ctx, tc.flt); err != nil || got != tc.want {
+				t.Errorf("CountEvents(%+v) = %d, %v; want %d", tc.flt, got, err, tc.want)
+			}
+		}
+	})
+
+	// Last: integration gives every event a seq, which the other subtests
+	// expect to be -1.
+	t.Run("FollowBySeq", func(t *testing.T) {
+		sign := NewSigner(t, f.s, "follow.test")
+		if _, _, err := f.s.Integrate(f.ctx, 3, sign); err != nil {
+			t.Fatal(err)
+		}
+		seqs := func(flt ledger.EventFilter) []int64 {
+			var out []int64
+			for _, ev := range collect(f, flt) {
+				out = append(out, ev.Seq)
+			}
+			return out
+		}
+		if got := seqs(ledger.EventFilter{Integrated: true}); !reflect.DeepEqual(got, []int64{0, 1, 2}) {
+			t.Fatalf("integrated events: seqs %v, want [0 1 2]", got)
+		}
+		if got := seqs(ledger.EventFilter{Integrated: true, FromSeq: 3}); got != nil {
+			t.Fatalf("after the last seq: %v, want none", got)
+		}
+		if _, _, err := f.s.Integrate(f.ctx, 10, sign); err != nil {
+			t.Fatal(err)
+		}
+		if got := seqs(ledger.EventFilter{Integrated: true, FromSeq: 3}); !reflect.DeepEqual(got, []int64{3, 4}) {
+			t.Fatalf("newly integrated: seqs %v, want [3 4]", got)
+		}
+		if got := seqs(ledger.EventFilter{Integrated: true, FromSeq: 1, Outcome: policy.OutcomeDenied}); !reflect.DeepEqual(got, []int64{2}) {
+			t.Fatalf("filtered follow: seqs %v, want [2]", got)
+		}
+		if got := seqs(ledger.EventFilter{Integrated: true, NewestFirst: true, Limit: 2}); !reflect.DeepEqual(got, []int64{4, 3}) {
+			t.Fatalf("newest integrated: seqs %v, want [4 3]", got)
 		}
 	})
 }

@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/caracal-dev/caracal/internal/telemetry"
+	"github.com/caracal-dev/caracal/interpose"
+	"github.com/caracal-dev/caracal/ledger/sqlstore"
+)
+
+// LogConfig is the `log` section: the serving commands' stderr log.
+type LogConfig struct {
+	Level  string `json:"level"`  // debug, info, warn or error
+	Format string `json:"format"` // text or json
+}
+
+// MetricsConfig is the `metrics` section.
+type MetricsConfig struct {
+	// AgentLabel keeps the agent label on caracal_charged_total and
+	// caracal_budget_used_ratio (default true).
+	AgentLabel bool `json:"agent_label"`
+	// Listen serves /metrics, /healthz and /readyz on an address of their
+	// own; `caracal mcp` on stdio has no other listener.
+	Listen string `json:"listen,omitempty"`
+}
+
+type fileLog struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+type fileMetrics struct {
+	AgentLabel string `yaml:"agent_label"`
+	Listen     string `yaml:"listen"`
+}
+
+func setObservabilityDefaults(v *viper.Viper, fc fileConfig) {
+	v.SetDefault("log.level", fc.Log.Level)
+	v.SetDefault("log.format", fc.Log.Format)
+	v.SetDefault("metrics.agent_label", fc.Metrics.AgentLabel)
+	v.SetDefault("metrics.listen", fc.Metrics.Listen)
+}
+
+// loadObservability resolves and checks the log and metrics keys.
+func (c *Config) loadObservability(get, src func(string) string) error {
+	c.Log.Level = "info"
+	if s := strings.TrimSpace(get("log.level")); s != "" {
+		if _, err := telemetry.ParseLevel(s); err != nil {
+			return Usagef("%s: %v", src("log.level"), err)
+		}
+		c.Log.Level = strings.ToLower(s)
+	}
+	c.Log.Format = telemetry.FormatText
+	if s := strings.TrimSpace(get("log.format")); s != "" {
+		f, err := telemetry.ParseFormat(s)
+		if err != nil {
+			return Usagef("%s: %v", src("log.format"), err)
+		}
+		c.Log.Format = f
+	}
+	c.Metrics.AgentLabel = true
+	if s := strings.TrimSpace(get("metrics.agent_label")); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return Usagef("%s: invalid boolean %q: want true or false", src("metrics.agent_label"), s)
+		}
+		c.Metrics.AgentLabel = b
+	}
+	c.Metrics.Listen = strings.TrimSpace(get("metrics.listen"))
+	if err := validateListen(c.Metrics.Listen); err != nil {
+		return Usagef("%s: %v", src("metrics.listen"), err)
+	}
+	return nil
+}
+
+// obsFlags are the observability flags of the serving commands; empty
+// means the configuration decides.
+type obsFlags struct {
+	logLevel      string
+	logFormat     string
+	metricsListen string
+}
+
+func bindObsFlags(fs *pflag.FlagSet, fl *obsFlags, metricsListen bool) {
+	fs.StringVar(&fl.logLevel, "log-level", "", "stderr log level: debug, info, warn or error (default log.level, then info)")
+	fs.StringVar(&fl.logFormat, "log-format", "", "stderr log format: text or json (default log.format, then text)")
+	if metricsListen {
+		fs.StringVar(&fl.metricsListen, "metrics-listen", "", "also serve /metrics, /healthz and /readyz on this address (default metrics.listen)")
+	}
+}
+
+// observability is what a serving command logs and measures with.
+type observability struct {
+	log     *slog.Logger
+	metrics *telemetry.Metrics
+	ready   *telemetry.Readiness
+	listen  string // the metrics listener's address, "" for none
+}
+
+// newObservability resolves the log flags over the configuration and
+// builds the logger; decisions are logged and measured once the store is
+// known (see attach).
+func (f *Factory) newObservability(cfg *Config, fl obsFlags) (*observability, error) {
+	levelText, src := cfg.Log.Level, "config: log.level"
+	if fl.logLevel != "" {
+		levelText, src = fl.logLevel, "--log-level"
+	}
+	level, err := telemetry.ParseLevel(levelText)
+	if err != nil {
+		return nil, Usagef("%s: %v", src, err)
+	}
+	format := cfg.Log.Format
+	if fl.logFormat != "" {
+		if format, err = telemetry.ParseFormat(fl.logFormat); err != nil {
+			return nil, Usagef("--log-format: %v", err)
+		}
+	}
+	listen := cfg.Metrics.Listen
+	if fl.metricsListen != "" {
+		if err := validateListen(fl.metricsListen); err != nil {
+			return nil, Usagef("--metrics-listen: %v", err)
+		}
+		listen = fl.metricsListen
+	}
+	return &observability{
+		log:    telemetry.NewLogger(f.IO.ErrOut, level, format),
+		ready:  telemetry.NewReadiness(),
+		listen: listen,
+	}, nil
+}
+
+// attach creates the metrics over store and adds the store readiness check.
+func (o *observability) attach(cfg *Config, store *sqlstore.Store) {
+	o.metrics = telemetry.NewMetrics(telemetry.MetricsOptions{NoAgentLabel: !cfg.Metrics.AgentLabel, Store: store, Process: true})
+	o.ready.Add(telemetry.CheckStore, telemetry.StoreCheck(store))
+}
+
+// observer is the engine's Observer: a log line and metrics per decision.
+func (o *observability) observer(log *slog.Logger) interpose.Observer {
+	return interpose.Observers{telemetry.LogObserver{Logger: log}, o.metrics}
+}
+
+// handler wraps next with /healthz, /readyz and /metrics.
+func (o *observability) handler(next http.Handler) http.Handler {
+	return telemetry.Handler(next, o.metrics.Registry, o.ready)
+}
+
+// serveMetrics serves the metrics listener, if one is configured, until
+// ctx ends. A failure to listen is a usage error, returned at once.
+func (o *observability) serveMetrics(ctx context.Context) error {
+	if o.listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return Usagef("--metrics-listen: %v", err)
+	}
+	srv := &http.Server{Handler: o.handler(nil), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelDebug)}
+	o.log.Info("serving metrics", "addr", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.log.Error("metrics listener stopped", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		o.ready.SetDraining()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return nil
+}
+
+// attachFactory is attach over the factory's store.
+func (o *observability) attachFactory(ctx context.Context, f *Factory, cfg *Config) error {
+	s, err := f.SQLStore(ctx)
+	if err != nil {
+		return err
+	}
+	o.attach(cfg, s)
+	return nil
+}
