@@ -41,6 +41,7 @@ type Config struct {
 	Proxy       ProxyConfig      `json:"proxy"`
 	Log         LogConfig        `json:"log"`
 	Metrics     MetricsConfig    `json:"metrics"`
+	TLS         TLSConfig        `json:"tls"`
 }
 
 // PricingConfig is the `pricing` section.
@@ -121,6 +122,7 @@ type fileConfig struct {
 	Proxy   ProxyConfig `yaml:"proxy"`
 	Log     fileLog     `yaml:"log"`
 	Metrics fileMetrics `yaml:"metrics"`
+	TLS     TLSConfig   `yaml:"tls"`
 }
 
 // scalarKeys are the keys that flags and CARACAL_* variables can set.
@@ -130,6 +132,7 @@ var scalarKeys = []string{
 	"delegation.max_depth",
 	"mcp.listen", "proxy.listen",
 	"log.level", "log.format", "metrics.agent_label", "metrics.listen",
+	"tls.cert_file", "tls.key_file",
 }
 
 // envName is the environment variable for a key: database_url →
@@ -176,6 +179,8 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	v.SetDefault("mcp.listen", fc.MCP.Listen)
 	v.SetDefault("proxy.listen", fc.Proxy.Listen)
 	setObservabilityDefaults(v, fc)
+	v.SetDefault("tls.cert_file", fc.TLS.CertFile)
+	v.SetDefault("tls.key_file", fc.TLS.KeyFile)
 	v.SetEnvPrefix("CARACAL")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	for _, k := range scalarKeys {
@@ -253,6 +258,10 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	if err := cfg.loadObservability(get, src); err != nil {
 		return nil, err
 	}
+	// Whether the pair is whole is checked by the serving command, where
+	// --tls-cert and --tls-key may complete or override it.
+	cfg.TLS.CertFile = strings.TrimSpace(get("tls.cert_file"))
+	cfg.TLS.KeyFile = strings.TrimSpace(get("tls.key_file"))
 	return cfg, nil
 }
 
@@ -430,6 +439,7 @@ mcp:
   # read_header_timeout: 10s  # HTTP front: longest to send a request's headers
   # read_timeout: 30s         # … its body, once the headers are in
   # idle_timeout: 60s         # … idle keep-alive connection kept open
+  # shutdown_timeout: 25s     # on SIGTERM, longest requests in flight may run
   # upstreams:
   #   - name: fs      # resources are mcp:fs/<tool>
   #     command: ["npx", "-y", "@modelcontextprotocol/server-filesystem", "${HOME}/projects"]
@@ -448,12 +458,20 @@ metrics:
   listen: ""          # e.g. 127.0.0.1:9464 serves /metrics, /healthz, /readyz
                       # for caracal mcp on stdio
 
+# HTTPS for every listener of caracal proxy and caracal mcp (--tls-cert and
+# --tls-key override); both or neither. The files are re-read when they
+# change, so a renewed certificate needs no restart.
+tls:
+  cert_file: ""       # PEM certificate, chain included
+  key_file: ""        # PEM private key
+
 proxy:
   listen: 127.0.0.1:8080
   providers: []
   # read_header_timeout: 10s  # longest a client may take to send a request's headers
   # read_timeout: 30s         # … its body, once the headers are in
   # idle_timeout: 60s         # … idle keep-alive connection kept open
+  # shutdown_timeout: 25s     # on SIGTERM, longest requests in flight may run
   # providers:        # agents call http://HOST/<name>/<provider path>
   #   - name: openai  # resources are llm:openai/<model>
   #     base_url: https://api.openai.com

@@ -36,8 +36,12 @@ type ServeOptions struct {
 	// what handlers wait on that does not follow the request's context
 	// (an upstream exchange kept alive to learn its usage, an MCP
 	// session), so that each settles and returns.
-	Abort  func()
-	Logger *slog.Logger
+	Abort func()
+	// Pending, if set, waits (until its context ends) for work that
+	// outlives its request — a response still read after its client
+	// left, to learn its usage — which gets the same deadline.
+	Pending func(ctx context.Context) error
+	Logger  *slog.Logger
 }
 
 // Serve serves srv on ln until ctx ends, then shuts down gracefully: it
@@ -81,6 +85,9 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, o ServeOption
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	err := srv.Shutdown(sctx)
+	if err == nil && o.Pending != nil {
+		err = o.Pending(sctx)
+	}
 	if err == nil {
 		log.Info("shutdown: every request finished")
 		return nil
@@ -97,6 +104,11 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, o ServeOption
 	defer gcancel()
 	if err := inflight.wait(gctx); err != nil {
 		log.Error("shutdown: requests still running after being cancelled", "in_flight", inflight.n.Load())
+	}
+	if o.Pending != nil {
+		if err := o.Pending(gctx); err != nil {
+			log.Error("shutdown: work of finished requests still running after being cancelled", "err", err)
+		}
 	}
 	_ = srv.Close()
 	return nil
