@@ -502,7 +502,7 @@ func TestLedgerCommands(t *testing.T) {
 			}
 			var raw []json.RawMessage
 			e.json(&raw, "ledger", "summary", "--by", "agent")
-			wantKeys(t, "summary row", raw[0], "key", "events", "charged", "denied", "currency")
+			wantKeys(t, "summary row", raw[0], "key", "events", "charged", "denied", "unpriced", "currency")
 			e.json(&raw, "ledger", "query", "--limit", "1", "--oldest-first")
 			wantKeys(t, "event", raw[0], "seq", "id", "time", "agent_id", "agent_name", "chain", "resource", "operation",
 				"amount", "currency", "request_id", "outcome", "tokens")

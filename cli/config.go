@@ -42,6 +42,8 @@ type Config struct {
 	Log         LogConfig        `json:"log"`
 	Metrics     MetricsConfig    `json:"metrics"`
 	TLS         TLSConfig        `json:"tls"`
+
+	Enforcement EnforcementConfig `json:"enforcement"`
 }
 
 // PricingConfig is the `pricing` section.
@@ -52,7 +54,31 @@ type PricingConfig struct {
 	Currency string `json:"currency"`
 	// Strict refuses unpriced resources.
 	Strict bool `json:"strict"`
+	// UnpricedLLM is what happens to an LLM model no price rule matches:
+	// UnpricedLLMRefuse (the default) or UnpricedLLMDefault (charge
+	// Default).
+	UnpricedLLM string `json:"unpriced_llm"`
 }
+
+// Values of pricing.unpriced_llm.
+const (
+	UnpricedLLMRefuse  = "refuse"
+	UnpricedLLMDefault = "default"
+)
+
+// EnforcementConfig is the `enforcement` section.
+type EnforcementConfig struct {
+	// Unbudgeted is what happens to an agent with no active policy on its
+	// chain: UnbudgetedRefuse (the default, code no_budget) or
+	// UnbudgetedAllow (unmetered, but reserved and recorded).
+	Unbudgeted string `json:"unbudgeted"`
+}
+
+// Values of enforcement.unbudgeted.
+const (
+	UnbudgetedRefuse = "refuse"
+	UnbudgetedAllow  = "allow"
+)
 
 // DelegationConfig is the `delegation` section.
 type DelegationConfig struct {
@@ -111,10 +137,14 @@ func (c *Config) Backend() string {
 type fileConfig struct {
 	DatabaseURL string `yaml:"database_url"`
 	Pricing     struct {
-		Default  string `yaml:"default"`
-		Currency string `yaml:"currency"`
-		Strict   string `yaml:"strict"`
+		Default     string `yaml:"default"`
+		Currency    string `yaml:"currency"`
+		Strict      string `yaml:"strict"`
+		UnpricedLLM string `yaml:"unpriced_llm"`
 	} `yaml:"pricing"`
+	Enforcement struct {
+		Unbudgeted string `yaml:"unbudgeted"`
+	} `yaml:"enforcement"`
 	Delegation struct {
 		MaxDepth string `yaml:"max_depth"`
 	} `yaml:"delegation"`
@@ -128,7 +158,8 @@ type fileConfig struct {
 // scalarKeys are the keys that flags and CARACAL_* variables can set.
 var scalarKeys = []string{
 	"database_url",
-	"pricing.default", "pricing.currency", "pricing.strict",
+	"pricing.default", "pricing.currency", "pricing.strict", "pricing.unpriced_llm",
+	"enforcement.unbudgeted",
 	"delegation.max_depth",
 	"mcp.listen", "proxy.listen",
 	"log.level", "log.format", "metrics.agent_label", "metrics.listen",
@@ -175,6 +206,8 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	v.SetDefault("pricing.default", fc.Pricing.Default)
 	v.SetDefault("pricing.currency", fc.Pricing.Currency)
 	v.SetDefault("pricing.strict", fc.Pricing.Strict)
+	v.SetDefault("pricing.unpriced_llm", fc.Pricing.UnpricedLLM)
+	v.SetDefault("enforcement.unbudgeted", fc.Enforcement.Unbudgeted)
 	v.SetDefault("delegation.max_depth", fc.Delegation.MaxDepth)
 	v.SetDefault("mcp.listen", fc.MCP.Listen)
 	v.SetDefault("proxy.listen", fc.Proxy.Listen)
@@ -233,6 +266,20 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 			return nil, Usagef("%s: invalid boolean %q: want true or false", src("pricing.strict"), s)
 		}
 		cfg.Pricing.Strict = b
+	}
+	cfg.Pricing.UnpricedLLM = UnpricedLLMRefuse
+	if s := strings.TrimSpace(get("pricing.unpriced_llm")); s != "" {
+		if s != UnpricedLLMRefuse && s != UnpricedLLMDefault {
+			return nil, Usagef("%s: invalid value %q: want refuse or default", src("pricing.unpriced_llm"), s)
+		}
+		cfg.Pricing.UnpricedLLM = s
+	}
+	cfg.Enforcement.Unbudgeted = UnbudgetedRefuse
+	if s := strings.TrimSpace(get("enforcement.unbudgeted")); s != "" {
+		if s != UnbudgetedRefuse && s != UnbudgetedAllow {
+			return nil, Usagef("%s: invalid value %q: want refuse or allow", src("enforcement.unbudgeted"), s)
+		}
+		cfg.Enforcement.Unbudgeted = s
 	}
 	cfg.Delegation.MaxDepth = DefaultMaxDelegationDepth
 	if s := strings.TrimSpace(get("delegation.max_depth")); s != "" {
@@ -429,6 +476,12 @@ pricing:
   default: "0"        # charged for a resource the pricebook does not price
   currency: USD       # currency of the default price
   strict: false       # true: refuse unpriced resources instead
+  unpriced_llm: refuse  # an LLM model no price rule matches: refuse (code
+                        # unpriced), or default: charge pricing.default
+
+enforcement:
+  unbudgeted: refuse  # an agent with no active policy on its chain: refuse
+                      # (code no_budget), or allow: unmetered but recorded
 
 delegation:
   max_depth: 5        # most agents in a delegation chain, root included

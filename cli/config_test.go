@@ -41,8 +41,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Config{Home: home, Pricing: PricingConfig{Currency: "USD"}, Delegation: DelegationConfig{MaxDepth: 5},
-		Log: LogConfig{Level: "info", Format: "text"}, Metrics: MetricsConfig{AgentLabel: true}}
+	want := &Config{Home: home, Pricing: PricingConfig{Currency: "USD", UnpricedLLM: UnpricedLLMRefuse}, Delegation: DelegationConfig{MaxDepth: 5},
+		Log: LogConfig{Level: "info", Format: "text"}, Metrics: MetricsConfig{AgentLabel: true},
+		Enforcement: EnforcementConfig{Unbudgeted: UnbudgetedRefuse}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
 	}
@@ -61,7 +62,8 @@ func TestDefaultConfigFileLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.File != p || cfg.DatabaseURL != "" || cfg.Pricing.Default != 0 || cfg.Pricing.Strict ||
-		cfg.Delegation.MaxDepth != 5 || cfg.Proxy.Listen != "127.0.0.1:8080" {
+		cfg.Delegation.MaxDepth != 5 || cfg.Proxy.Listen != "127.0.0.1:8080" ||
+		cfg.Pricing.UnpricedLLM != UnpricedLLMRefuse || cfg.Enforcement.Unbudgeted != UnbudgetedRefuse {
 		t.Errorf("default file: %+v", cfg)
 	}
 }

@@ -352,9 +352,10 @@ func runLedgerSummary(ctx context.Context, opts *ledgerSummaryOptions) error {
 	rows = nonNil(rows)
 	cells := make([][]string, 0, len(rows))
 	for _, r := range rows {
-		cells = append(cells, []string{r.Key, strconv.FormatInt(r.Events, 10), r.Charged.String(), strconv.FormatInt(r.Denied, 10), r.Currency})
+		cells = append(cells, []string{r.Key, strconv.FormatInt(r.Events, 10), r.Charged.String(), strconv.FormatInt(r.Denied, 10),
+			strconv.FormatInt(r.Unpriced, 10), r.Currency})
 	}
-	return printRows(opts.IO.Out, opts.Output, rows, []string{string(by), "events", "charged", "denied", "currency"}, cells)
+	return printRows(opts.IO.Out, opts.Output, rows, []string{string(by), "events", "charged", "denied", "unpriced", "currency"}, cells)
 }
 
 type ledgerExportOptions struct {

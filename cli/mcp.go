@@ -33,7 +33,14 @@ type mcpFlags struct {
 	allowedHosts    []string
 	server          serverFlags
 	obs             obsFlags
+
+	sessionIdleTimeout time.Duration
+	maxSessions        int
 }
+
+// defaultMaxSessions bounds the HTTP front's open sessions by default:
+// each runs its own stdio upstream processes.
+const defaultMaxSessions = 100
 
 func newMCPCmd(f *Factory) *cobra.Command {
 	var fl mcpFlags
@@ -88,6 +95,8 @@ See docs/mcp.md.`,
 	fs.StringArrayVar(&fl.allowedHosts, "allowed-host", nil, "extra Host accepted by the HTTP front (repeatable)")
 	addServerFlags(fs, &fl.server, "the HTTP front")
 	bindObsFlags(fs, &fl.obs, true)
+	fs.DurationVar(&fl.sessionIdleTimeout, "session-idle-timeout", mcp.DefaultSessionIdleTimeout, "HTTP front: close a session (and end its upstream processes) after it is unused this long")
+	fs.IntVar(&fl.maxSessions, "max-sessions", defaultMaxSessions, "HTTP front: most sessions open at once; more are refused with 503 (0: no limit)")
 	return cmd
 }
 
@@ -109,6 +118,12 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	timeouts, err := fl.server.timeouts("mcp", cfg.MCP.ServerTimeouts)
 	if err != nil {
 		return err
+	}
+	if fl.sessionIdleTimeout <= 0 {
+		return Usagef("--session-idle-timeout: must be positive")
+	}
+	if fl.maxSessions < 0 {
+		return Usagef("--max-sessions: must not be negative (0: no limit)")
 	}
 	ups, err := mcpUpstreams(cfg, fl, command)
 	if err != nil {
@@ -157,6 +172,9 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		ReservationTTL: interpose.ReservationTTL(popts.LongestCall()),
 		Logger:         log,
 		Observer:       obs.observer(log),
+
+		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
+		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,
 	})
 	agentID := ""
 	if agentRef != "" {
@@ -196,6 +214,9 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		DefaultAgentID: agentID,
 		AllowedHosts:   fl.allowedHosts,
 		AllowedOrigins: fl.allowedOrigins,
+
+		IdleTimeout: fl.sessionIdleTimeout,
+		MaxSessions: fl.maxSessions,
 	})
 	if err != nil {
 		return Usagef("--listen: %v", err)

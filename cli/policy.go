@@ -464,12 +464,13 @@ func runPolicyUpdate(ctx context.Context, opts *policyUpdateOptions) error {
 type policyDeactivateOptions struct {
 	IO     *IOStreams
 	Store  func(context.Context) (policyStore, error)
+	Config func() (*Config, error)
 	ID     string
 	Output string
 }
 
 func newPolicyDeactivateCmd(f *Factory) *cobra.Command {
-	opts := &policyDeactivateOptions{IO: f.IO, Store: policyStoreFunc(f)}
+	opts := &policyDeactivateOptions{IO: f.IO, Store: policyStoreFunc(f), Config: f.Config}
 	cmd := &cobra.Command{
 		Use:     "deactivate ID",
 		Short:   "Deactivate a policy (its history is kept)",
@@ -496,11 +497,44 @@ func runPolicyDeactivate(ctx context.Context, opts *policyDeactivateOptions) err
 	if err != nil {
 		return fmt.Errorf("deactivate policy %q: %w", opts.ID, err)
 	}
+	warnIfUnbudgeted(ctx, opts, st, p.AgentID)
 	if opts.Output == FormatJSON {
 		return printJSON(opts.IO.Out, p)
 	}
 	fmt.Fprintf(opts.IO.Out, "Policy %s deactivated (version %d).\n", p.ID, p.Version)
 	return nil
+}
+
+// warnIfUnbudgeted tells the operator on stderr when the agent has no
+// active policy left on its chain, so that its calls are now refused (or,
+// under enforcement.unbudgeted: allow, unlimited).
+func warnIfUnbudgeted(ctx context.Context, opts *policyDeactivateOptions, st policyStore, agentID string) {
+	id, name := agentID, ""
+	for depth := 0; id != "" && depth < 100; depth++ {
+		ps, err := st.ListPolicies(ctx, id, false)
+		if err != nil || len(ps) > 0 {
+			return
+		}
+		a, err := st.GetAgent(ctx, id)
+		if err != nil {
+			return
+		}
+		if name == "" {
+			name = a.Name
+		}
+		id = a.ParentID
+	}
+	mode := UnbudgetedRefuse
+	if opts.Config != nil {
+		if cfg, err := opts.Config(); err == nil {
+			mode = cfg.Enforcement.Unbudgeted
+		}
+	}
+	if mode == UnbudgetedAllow {
+		fmt.Fprintf(opts.IO.ErrOut, "warning: agent %q has no active policy left on its chain; under enforcement.unbudgeted: allow its calls are now unlimited.\n", name)
+		return
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "warning: agent %q has no active policy left on its chain; its calls will now be refused (no_budget).\n", name)
 }
 
 type policyHistoryOptions struct {

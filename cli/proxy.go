@@ -137,6 +137,9 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		ReservationTTL: interpose.ReservationTTL(fl.maxDuration + fl.drainTimeout),
 		Logger:         log,
 		Observer:       obs.observer(log),
+
+		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
+		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,
 	})
 	px, err := llmproxy.New(llmproxy.Options{
 		Engine:          engine,

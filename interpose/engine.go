@@ -29,6 +29,14 @@ type Options struct {
 	Currency string
 	// Strict refuses unpriced resources with code unpriced.
 	Strict bool
+	// ChargeUnpricedLLM charges DefaultPrice for an LLM model (llm:…) no
+	// rule prices; false refuses it with code unpriced. Other resources
+	// are charged DefaultPrice unless Strict.
+	ChargeUnpricedLLM bool
+	// AllowUnbudgeted allows an agent with no active policy anywhere on
+	// its chain (unmetered, but reserved and recorded); false refuses it
+	// with code no_budget.
+	AllowUnbudgeted bool
 	// ReservationTTL is how long a reservation may stay open before the
 	// sweep settles it as unconfirmed. Default 10 minutes.
 	ReservationTTL time.Duration
@@ -274,6 +282,8 @@ type Call struct {
 	// RequestID identifies the call for exactly-once settlement; one is
 	// generated if empty.
 	RequestID string
+	// WorstCase explains Reserve, for the reason of a refusal it causes.
+	WorstCase *WorstCase
 }
 
 // Ticket is an admitted call holding a reservation. Exactly one of its
@@ -318,6 +328,11 @@ func (e *Engine) begin(ctx context.Context, c Call) (t *Ticket, d policy.Decisio
 	}()
 	q, err := e.Quote(ctx, c.Resource, c.Arguments, c.Declared)
 	if err != nil {
+		if d, ok := invalidArguments(err, e.opts.Currency); ok {
+			e.recordDenial(ctx, ledger.ReserveRequest{RequestID: c.RequestID, AgentID: c.AgentID, Resource: c.Resource,
+				Operation: c.Operation, Upstream: c.Upstream, Currency: e.opts.Currency, Now: e.opts.Now()}, d)
+			return nil, d
+		}
 		e.log.Error("pricing failed; call denied", "request_id", c.RequestID, "agent", c.AgentID, "resource", c.Resource, "err", err)
 		return nil, unavailable(0, e.opts.Currency, "cannot price the call")
 	}
@@ -325,19 +340,20 @@ func (e *Engine) begin(ctx context.Context, c Call) (t *Ticket, d policy.Decisio
 	if c.Reserve != nil {
 		amount = *c.Reserve
 	}
+	if c.Quantity == "" && c.Unit == "" {
+		c.Quantity, c.Unit = perUnitQuantity(q, c.Arguments)
+	}
 	req := ledger.ReserveRequest{
 		RequestID: c.RequestID, AgentID: c.AgentID, Resource: c.Resource, Operation: c.Operation,
 		Upstream: c.Upstream, Amount: amount, Currency: q.Currency, Unpriced: q.Unpriced,
 		Quantity: c.Quantity, Unit: c.Unit, TTL: e.opts.ReservationTTL, Now: e.opts.Now(),
+		AllowUnbudgeted: e.opts.AllowUnbudgeted,
 	}
-	if q.Unpriced && e.opts.Strict {
-		d := policy.Decision{Code: policy.CodeUnpriced, Reason: fmt.Sprintf("%s has no price and strict pricing refuses unpriced resources", c.Resource), Currency: q.Currency}
-		if r, ok := e.opts.Store.(denialRecorder); ok {
-			if _, err := r.RecordDenial(ctx, req, d); err != nil {
-				e.log.Error("recording a denial failed", "request_id", c.RequestID, "agent", c.AgentID, "resource", c.Resource, "err", err)
-			}
+	if q.Unpriced {
+		if d, refused := e.unpricedRefusal(c.Resource, q.Currency); refused {
+			e.recordDenial(ctx, req, d)
+			return nil, d
 		}
-		return nil, d
 	}
 	d, err = e.opts.Store.Reserve(ctx, req)
 	if errors.Is(err, ledger.ErrNotFound) {
@@ -358,7 +374,7 @@ func (e *Engine) begin(ctx context.Context, c Call) (t *Ticket, d policy.Decisio
 		return nil, unavailable(amount, q.Currency, "the ledger cannot be reached")
 	}
 	if !d.Allow {
-		return nil, d
+		return nil, worstCaseReason(d, amount, q.Currency, c.WorstCase)
 	}
 	return &Ticket{RequestID: c.RequestID, Quote: q, Reserved: amount, Decision: d, args: c.Arguments}, d
 }

@@ -337,6 +337,7 @@ func TestBeginDenials(t *testing.T) {
 	})
 	t.Run("UnpricedChargesTheDefault", func(t *testing.T) {
 		e := newEnv(t, func(o *interpose.Options) { o.DefaultPrice = m("0.01") })
+		e.budget("10")
 		tk, _ := e.eng.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "mcp:web/get"})
 		if tk == nil || !tk.Quote.Unpriced {
 			t.Fatalf("Begin = %+v", tk)

@@ -122,6 +122,9 @@ type ReserveRequest struct {
 	Unpriced  bool
 	Quantity  string // decimal, optional
 	Unit      string // optional
+	// AllowUnbudgeted allows a call when no active policy applies to the
+	// agent or any ancestor; false refuses it with code no_budget.
+	AllowUnbudgeted bool
 	// TTL is how long the reservation may stay open before the expiry
 	// sweep settles it as unconfirmed.
 	TTL time.Duration
@@ -237,6 +240,9 @@ type SummaryRow struct {
 	Charged  money.Amount `json:"charged"`
 	Denied   int64        `json:"denied"`
 	Currency string       `json:"currency"`
+	// Unpriced counts the group's events on resources no price rule
+	// priced (charged the default price, or refused for it).
+	Unpriced int64 `json:"unpriced"`
 }
 
 // Events reads the ledger.

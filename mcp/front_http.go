@@ -33,8 +33,13 @@ type FrontOptions struct {
 	AllowedHosts []string
 	// AllowedOrigins are extra Origin values (scheme://host[:port]).
 	AllowedOrigins []string
-	// IdleTimeout closes sessions unused for this long (default 30 min).
+	// IdleTimeout closes sessions unused for this long, ending their
+	// upstream processes (default DefaultSessionIdleTimeout).
 	IdleTimeout time.Duration
+	// MaxSessions bounds the sessions open at once (each runs its own
+	// stdio upstream processes); an initialize beyond it is answered 503.
+	// Zero means no bound.
+	MaxSessions int
 }
 
 // IsLoopback reports whether a listen address (host:port) binds only to
@@ -71,6 +76,7 @@ type HTTPFront struct {
 	mu       sync.Mutex
 	sessions map[string]*httpSession
 	closed   bool
+	starting int // sessions being initialized, not yet in sessions
 }
 
 // NewHTTPFront returns the Streamable HTTP front of p.
@@ -82,7 +88,7 @@ func (p *Proxy) NewHTTPFront(o FrontOptions) (*HTTPFront, error) {
 		return nil, errors.New("mcp: the HTTP front needs an authenticator or a default agent")
 	}
 	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 30 * time.Minute
+		o.IdleTimeout = DefaultSessionIdleTimeout
 	}
 	f := &HTTPFront{p: p, o: o, sessions: map[string]*httpSession{}, stop: make(chan struct{})}
 	go f.janitor()
@@ -114,7 +120,7 @@ func (f *HTTPFront) Close() error {
 }
 
 func (f *HTTPFront) janitor() {
-	t := time.NewTicker(time.Minute)
+	t := time.NewTicker(janitorInterval(f.o.IdleTimeout))
 	defer t.Stop()
 	for {
 		select {
@@ -485,6 +491,10 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 			jsonError(w, http.StatusBadRequest, codeInvalidRequest, "Bad Request: initialize inside an existing session")
 			return
 		}
+		if !f.admit(w) {
+			return
+		}
+		defer f.admitted()
 		h = &httpSession{agentID: agentID, waiters: map[string]*stream{}, lastUsed: time.Now()}
 		s, err := f.p.NewSession(r.Context(), agentID, h.toHost)
 		if err != nil {

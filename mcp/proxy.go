@@ -19,6 +19,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caracal-dev/caracal/interpose"
@@ -101,6 +102,8 @@ type Proxy struct {
 	opts    Options
 	log     *slog.Logger
 	gateway bool
+	// unpricedNoted holds the upstreams whose unpriced tools were logged.
+	unpricedNoted sync.Map
 }
 
 // New checks o and returns a Proxy.
@@ -219,13 +222,19 @@ func (p *Proxy) CheckCommands() error {
 
 // ServeStdio runs one session with the host on in/out (newline-delimited
 // JSON-RPC) for agentID until in ends or ctx is cancelled.
+//
+// It then returns promptly rather than drain: the host that closed stdin
+// (or the signal that cancelled ctx) will read no more answers, so calls
+// still in flight are settled at once — unconfirmed if they reached their
+// upstream, released if they never did — before the upstreams are stopped,
+// instead of being left open for another process's expiry sweep.
 func (p *Proxy) ServeStdio(ctx context.Context, agentID string, in io.Reader, out io.Writer) error {
 	w := &lineWriter{w: out}
 	s, err := p.NewSession(ctx, agentID, w.write)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer s.closeAfter(0)
 	p.sessionOpened()
 	defer p.sessionClosed()
 	r := newLineReader(in, p.opts.MaxMessageSize)

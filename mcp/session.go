@@ -262,7 +262,12 @@ func (s *Session) closeConns() {
 
 // Close drains in-flight calls (up to the drain timeout), settles the
 // rest as unconfirmed, stops the upstreams and waits for settlements.
-func (s *Session) Close() error {
+func (s *Session) Close() error { return s.closeAfter(s.p.opts.DrainTimeout) }
+
+// closeAfter is Close waiting at most drain for in-flight calls: zero
+// settles them at once, as unconfirmed if they reached their upstream and
+// released if they never did.
+func (s *Session) closeAfter(drain time.Duration) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -271,7 +276,7 @@ func (s *Session) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.beginning.Wait()
-	deadline := time.Now().Add(s.p.opts.DrainTimeout)
+	deadline := time.Now().Add(drain)
 	for time.Now().Before(deadline) && s.callsInFlight() > 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -997,6 +1002,7 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 		return nil, err
 	}
 	out := make([][]byte, 0, len(tools))
+	var unpriced []string
 	metaPath := []string{"_meta", gjsonKey(PriceMetaKey)}
 	for _, t := range tools {
 		name := t.Get("name").String()
@@ -1017,6 +1023,9 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 			pm.Unpriced, pm.Error = true, "Caracal could not read this tool's price"
 		} else {
 			pm.Price, pm.Currency, pm.Unpriced, pm.Declared = q.Price.String(), q.Currency, q.Unpriced, q.Declared
+			if q.Unpriced {
+				unpriced = append(unpriced, name)
+			}
 			if q.Rule != nil && q.Rule.PerUnit != nil {
 				pm.PerUnit = q.Rule.PerUnit
 			}
@@ -1034,6 +1043,7 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 		}
 		out = append(out, b)
 	}
+	s.p.noteUnpriced(u.resName(), unpriced)
 	return out, nil
 }
 

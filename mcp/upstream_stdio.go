@@ -22,7 +22,7 @@ const (
 	restartMin   = 100 * time.Millisecond
 	restartMax   = 10 * time.Second
 	restartReset = 30 * time.Second
-	stopGrace    = 2 * time.Second
+	stopGrace    = time.Second
 )
 
 // lookPath finds an upstream command, honouring a PATH set in its env.

@@ -24,6 +24,9 @@ type Request struct {
 	Resource string
 	Price    money.Amount
 	Currency string
+	// AllowUnbudgeted allows a spend when no policy applies anywhere on
+	// the chain; false refuses it with CodeNoBudget.
+	AllowUnbudgeted bool
 }
 
 // Reasons of allowing decisions. They are constants so that the allow path
@@ -33,10 +36,15 @@ const (
 	reasonNoPolicies = "no budget applies to the agent or its ancestors: the spend is unmetered but recorded"
 )
 
+// NoBudgetReason is the reason of a CodeNoBudget refusal.
+const NoBudgetReason = "no active budget applies to the agent or its ancestors, and unbudgeted agents are refused: " +
+	"create a policy for the agent (caracal policy create), or set enforcement.unbudgeted: allow"
+
 // Decide returns the verdict on spending r.Price of r.Currency on r.Resource.
-// Every agent on the chain must be active, the resource must match the
-// allowlist of every policy that has one, and for every policy
-// spent + reserved + price ≤ limit. The first failing check, in chain order,
+// Every agent on the chain must be active, some policy must apply (unless
+// r.AllowUnbudgeted), the resource must match the allowlist of every
+// policy that has one, and for every policy spent + reserved + price ≤
+// limit. The first failing check, in chain order,
 // names the denying policy; Remaining lists every policy.
 //
 // The checks run in this order, each over the whole chain, agent first,
@@ -45,12 +53,14 @@ const (
 //  1. the chain is not empty (else CodeUnknownAgent) and the price is not
 //     negative (else CodeUnavailable);
 //  2. every agent is active (else CodeAgentSuspended, naming the agent);
-//  3. the resource matches the allowlist of every policy that has one
+//  3. some policy applies (r.Policies is not empty), unless
+//     r.AllowUnbudgeted (else CodeNoBudget);
+//  4. the resource matches the allowlist of every policy that has one
 //     (else CodeNotAllowed, naming the policy): whether a resource is
 //     allowed never depends on how much has been spent;
-//  4. every policy is in the request's currency (else CodeCurrency); an
+//  5. every policy is in the request's currency (else CodeCurrency); an
 //     empty r.Currency means money.DefaultCurrency;
-//  5. spent + reserved + price ≤ limit for every policy (else
+//  6. spent + reserved + price ≤ limit for every policy (else
 //     CodeBudgetExceeded, with a reason naming the policy ID, its agent,
 //     its window and the numbers).
 //
@@ -59,10 +69,10 @@ const (
 // can only make Decide stricter. Policies of agents that are not on the
 // chain are checked after those of the chain.
 //
-// When no policy applies anywhere on the chain the spend is allowed: an
-// agent without a budget is unmetered, but its spend is still reserved,
-// settled and recorded like any other. Attach a policy to an agent or an
-// ancestor to bound it.
+// When no policy applies anywhere on the chain the spend is refused
+// (check 3): an agent nobody gave a budget spends nothing. With
+// r.AllowUnbudgeted it is allowed instead: unmetered, but still reserved,
+// settled and recorded like any other spend.
 //
 // An allowed decision has Code CodeAllowed, and its Remaining gives each
 // policy's remaining budget after this spend; a denial's gives the
@@ -97,6 +107,9 @@ func Decide(r *Request) Decision {
 			continue
 		}
 		return deny(r, d, order, CodeAgentSuspended, "", suspendedReason(r.Chain, i))
+	}
+	if len(order) == 0 && !r.AllowUnbudgeted {
+		return deny(r, d, order, CodeNoBudget, "", NoBudgetReason)
 	}
 	for _, pi := range order {
 		pu := &r.Policies[pi]

@@ -57,8 +57,21 @@ func TestDecide(t *testing.T) {
 		left     map[string]string // policy ID → remaining
 	}{
 		{
-			name:  "no policy anywhere: allowed and unmetered",
-			req:   Request{Chain: []Agent{leaf, mid, root}, Resource: "mcp:fs/read_file", Price: amt("5")},
+			name:   "no policy anywhere: refused by default",
+			req:    Request{Chain: []Agent{leaf, mid, root}, Resource: "mcp:fs/read_file", Price: amt("5")},
+			code:   CodeNoBudget,
+			reason: NoBudgetReason,
+			left:   map[string]string{},
+		},
+		{
+			name: "no policy anywhere, a suspended ancestor: suspension is reported first",
+			req:  Request{Chain: []Agent{leaf, {ID: "m", Name: "mid", Status: StatusSuspended}}, Resource: "r", Price: amt("5")},
+			code: CodeAgentSuspended,
+			left: map[string]string{},
+		},
+		{
+			name:  "no policy anywhere, unbudgeted allowed: allowed and unmetered",
+			req:   Request{Chain: []Agent{leaf, mid, root}, Resource: "mcp:fs/read_file", Price: amt("5"), AllowUnbudgeted: true},
 			allow: true, code: CodeAllowed,
 			reason: "no budget applies to the agent or its ancestors: the spend is unmetered but recorded",
 			left:   map[string]string{},

@@ -165,16 +165,37 @@ func Cost(r PriceRule, args []byte, t Tokens) (money.Amount, error) {
 	return total, nil
 }
 
+// ArgumentError is a call argument that a per-unit price cannot read as a
+// quantity. Cost and Quantity return it (wrapped); a caller refuses the
+// call with CodeInvalidArguments and shows Error to the caller, which names
+// the argument and what it must hold.
+type ArgumentError struct {
+	Path string // gjson path of the argument
+	Got  string // what was found, e.g. `"abc"`, `-5`, `a boolean`
+	Err  error  // why a number was not accepted, if it was one
+}
+
+func (e *ArgumentError) Error() string {
+	msg := fmt.Sprintf("argument %q must be a non-negative number (a JSON number or a decimal string with at most 9 fractional digits), got %s", e.Path, e.Got)
+	if e.Err != nil {
+		msg += " (" + e.Err.Error() + ")"
+	}
+	return msg
+}
+
+func (e *ArgumentError) Unwrap() error { return e.Err }
+
 // Quantity reads the non-negative decimal at gjson path in the JSON
 // document args, as Cost does: a number (read from its text, never through
 // float64) or a string holding a decimal, with at most 9 fractional digits.
-// A missing path, null or empty args give 0.
+// A missing path, null or empty args give 0. Anything else is an
+// *ArgumentError.
 func Quantity(args []byte, path string) (money.Amount, error) {
 	if len(args) == 0 {
 		return 0, nil
 	}
 	if !gjson.ValidBytes(args) {
-		return 0, fmt.Errorf("quantity at %q: arguments are not valid JSON", path)
+		return 0, &ArgumentError{Path: path, Got: "arguments that are not valid JSON"}
 	}
 	v := gjson.GetBytes(args, path)
 	var text string
@@ -186,20 +207,21 @@ func Quantity(args []byte, path string) (money.Amount, error) {
 	case gjson.String:
 		text = strings.TrimSpace(v.Str)
 	case gjson.True, gjson.False:
-		return 0, fmt.Errorf("quantity at %q: want a number, got a boolean", path)
+		return 0, &ArgumentError{Path: path, Got: "a boolean"}
 	default:
 		kind := "an object"
 		if strings.HasPrefix(v.Raw, "[") {
 			kind = "an array"
 		}
-		return 0, fmt.Errorf("quantity at %q: want a number, got %s", path, kind)
+		return 0, &ArgumentError{Path: path, Got: kind}
 	}
 	q, err := parseDecimal(text)
-	if err != nil {
-		return 0, fmt.Errorf("quantity at %q: %w", path, err)
-	}
-	if q < 0 {
-		return 0, fmt.Errorf("quantity at %q: negative quantity %s", path, q)
+	if err != nil || q < 0 {
+		got := v.Raw
+		if len(got) > 40 {
+			got = got[:40] + "…"
+		}
+		return 0, &ArgumentError{Path: path, Got: got, Err: err}
 	}
 	return q, nil
 }

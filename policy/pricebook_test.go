@@ -163,15 +163,15 @@ func TestCostErrors(t *testing.T) {
 		want     string
 		overflow bool
 	}{
-		{"negative quantity", search, `{"count":-1}`, Tokens{}, `price rule "mcp:search/*": quantity at "count": negative quantity -1.00`, false},
-		{"boolean quantity", search, `{"count":true}`, Tokens{}, `price rule "mcp:search/*": quantity at "count": want a number, got a boolean`, false},
-		{"object quantity", search, `{"count":{"n":1}}`, Tokens{}, `price rule "mcp:search/*": quantity at "count": want a number, got an object`, false},
-		{"array quantity", search, `{"count":[1]}`, Tokens{}, `price rule "mcp:search/*": quantity at "count": want a number, got an array`, false},
-		{"string garbage", search, `{"count":"lots"}`, Tokens{}, `price rule "mcp:search/*": quantity at "count": invalid amount "lots": unexpected character 'l'`, false},
-		{"too precise", search, `{"count":0.0000000001}`, Tokens{}, `price rule "mcp:search/*": quantity at "count": invalid amount "0.0000000001": more than 9 decimal places`, false},
-		{"too precise exponent", search, `{"count":1e-10}`, Tokens{}, `price rule "mcp:search/*": quantity at "count": invalid number "1e-10": more than 9 decimal places`, false},
-		{"huge exponent", search, `{"count":1e30}`, Tokens{}, `price rule "mcp:search/*": quantity at "count": invalid number "1e30": amount out of range`, true},
-		{"invalid JSON", search, `{"count":`, Tokens{}, `price rule "mcp:search/*": quantity at "count": arguments are not valid JSON`, false},
+		{"negative quantity", search, `{"count":-1}`, Tokens{}, `price rule "mcp:search/*": argument "count" must be a non-negative number (a JSON number or a decimal string with at most 9 fractional digits), got -1`, false},
+		{"boolean quantity", search, `{"count":true}`, Tokens{}, `price rule "mcp:search/*": argument "count" must be a non-negative number (a JSON number or a decimal string with at most 9 fractional digits), got a boolean`, false},
+		{"object quantity", search, `{"count":{"n":1}}`, Tokens{}, `price rule "mcp:search/*": argument "count" must be a non-negative number (a JSON number or a decimal string with at most 9 fractional digits), got an object`, false},
+		{"array quantity", search, `{"count":[1]}`, Tokens{}, `price rule "mcp:search/*": argument "count" must be a non-negative number (a JSON number or a decimal string with at most 9 fractional digits), got an array`, false},
+		{"string garbage", search, `{"count":"lots"}`, Tokens{}, `price rule "mcp:search/*": argument "count" must be a non-negative number (a JSON number or a decimal string with at most 9 fractional digits), got "lots" (invalid amount "lots": unexpected character 'l')`, false},
+		{"too precise", search, `{"count":0.0000000001}`, Tokens{}, `price rule "mcp:search/*": argument "count" must be a non-negative number (a JSON number or a decimal string with at most 9 fractional digits), got 0.0000000001 (invalid amount "0.0000000001": more than 9 decimal places)`, false},
+		{"too precise exponent", search, `{"count":1e-10}`, Tokens{}, `price rule "mcp:search/*": argument "count" must be a non-negative number (a JSON number or a decimal string with at most 9 fractional digits), got 1e-10 (invalid number "1e-10": more than 9 decimal places)`, false},
+		{"huge exponent", search, `{"count":1e30}`, Tokens{}, `price rule "mcp:search/*": argument "count" must be a non-negative number (a JSON number or a decimal string with at most 9 fractional digits), got 1e30 (invalid number "1e30": amount out of range)`, true},
+		{"invalid JSON", search, `{"count":`, Tokens{}, `price rule "mcp:search/*": argument "count" must be a non-negative number (a JSON number or a decimal string with at most 9 fractional digits), got arguments that are not valid JSON`, false},
 		{"negative tokens", max, ``, Tokens{Output: -1}, `price rule "r": negative output token count -1`, false},
 		{"negative price", PriceRule{Resource: "r", OutputPerMillion: amt("-1")}, ``, Tokens{Output: 1}, `price rule "r": output_per_million: negative price -1.00`, false},
 		{"negative per call", PriceRule{Resource: "r", PerCall: amt("-1")}, ``, Tokens{}, `price rule "r": per_call: negative price -1.00`, false},
@@ -188,6 +188,10 @@ func TestCostErrors(t *testing.T) {
 			}
 			if err.Error() != tt.want {
 				t.Fatalf("error = %q\nwant    %q", err, tt.want)
+			}
+			var ae *ArgumentError
+			if errors.As(err, &ae) != strings.Contains(tt.want, "argument ") {
+				t.Fatalf("errors.As(*ArgumentError) = %v for %q", !strings.Contains(tt.want, "argument "), err)
 			}
 			if errors.Is(err, money.ErrOverflow) != tt.overflow {
 				t.Fatalf("errors.Is(ErrOverflow) = %v, want %v", !tt.overflow, tt.overflow)

@@ -168,6 +168,12 @@ const (
 	// reserved for the call: the upstream reported more usage than the
 	// request's own bounds allow. It is not a decision code.
 	CodeUsageOverrun Code = "usage_overrun"
+	// CodeNoBudget refuses an agent with no active policy anywhere on its
+	// chain, unless unbudgeted agents are allowed.
+	CodeNoBudget Code = "no_budget"
+	// CodeInvalidArguments refuses a call whose arguments cannot be priced,
+	// such as a per-unit quantity that is not a non-negative number.
+	CodeInvalidArguments Code = "invalid_arguments"
 )
 
 // Remaining is what one policy has left after a decision.

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -254,4 +256,54 @@ func worstCase(r policy.PriceRule, in, out int64) (money.Amount, error) {
 		return 0, fmt.Errorf("worst-case cost of %d input and %d output tokens: %w", in, out, money.ErrOverflow)
 	}
 	return money.Amount(total.Int64()), nil
+}
+
+// explainWorstCase says what worstCase assumed for a refusal's reason:
+// the output bound (the request's own cap, or the model's limit when it
+// sets none), the input bound and the rates, and how to reserve less.
+func explainWorstCase(r policy.PriceRule, ep endpoint, in, out int64, capped bool) *interpose.WorstCase {
+	field := "max_tokens"
+	switch ep {
+	case epChat:
+		field = "max_completion_tokens"
+	case epResponses:
+		field = "max_output_tokens"
+	}
+	cur := r.Currency
+	if cur == "" {
+		cur = money.DefaultCurrency
+	}
+	inRate := max(r.InputPerMillion, r.CacheWritePerMillion, r.CachedInputPerMillion)
+	outRate := max(r.OutputPerMillion, r.ReasoningPerMillion)
+	basis := fmt.Sprintf("%s output tokens at %s %s per million", groupDigits(out), outRate, cur)
+	hint := "lower " + field + " to reserve less"
+	if !capped {
+		basis = field + " unset: " + basis
+		hint = "set " + field + " to reserve less"
+	}
+	if ep == epEmbeddings {
+		basis, hint = "", "send less input to reserve less"
+	} else {
+		basis += ", plus "
+	}
+	basis += fmt.Sprintf("up to %s input tokens at %s %s per million", groupDigits(in), inRate, cur)
+	return &interpose.WorstCase{Basis: basis, Hint: hint}
+}
+
+// groupDigits writes n with thousands separators: 128000 → "128,000".
+func groupDigits(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }

@@ -393,6 +393,7 @@ func (p *Proxy) prepareLLM(w http.ResponseWriter, r *http.Request, c *call, bc *
 		return false
 	}
 	bc.Reserve = &worst
+	bc.WorstCase = explainWorstCase(*q.Rule, c.ep, in, out, c.req.maxOutput > 0)
 	return true
 }
 

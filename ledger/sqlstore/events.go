@@ -239,7 +239,8 @@ const nanosPerDay = int64(24 * time.Hour)
 // Summary groups the matching events by resource, agent (keyed by agent
 // name) or UTC day (keyed YYYY-MM-DD) and currency, in the database. Events
 // counts every event in the group, Charged sums the amounts of charged and
-// unconfirmed events, Denied counts denials. Rows are sorted by key, then
+// unconfirmed events, Denied counts denials, Unpriced counts events on
+// resources no price rule priced. Rows are sorted by key, then
 // currency. f.Limit does not apply.
 func (s *Store) Summary(ctx context.Context, f ledger.EventFilter, by ledger.SummaryBy) ([]ledger.SummaryRow, error) {
 	var key string
@@ -258,7 +259,8 @@ func (s *Store) Summary(ctx context.Context, f ledger.EventFilter, by ledger.Sum
 	w, args := s.where(f)
 	query := `SELECT ` + key + `, e.currency, COUNT(*),
 		CAST(COALESCE(SUM(CASE WHEN e.outcome IN ('charged', 'unconfirmed') THEN e.amount_nanos ELSE 0 END), 0) AS BIGINT),
-		CAST(COALESCE(SUM(CASE WHEN e.outcome = 'denied' THEN 1 ELSE 0 END), 0) AS BIGINT)
+		CAST(COALESCE(SUM(CASE WHEN e.outcome = 'denied' THEN 1 ELSE 0 END), 0) AS BIGINT),
+		CAST(COALESCE(SUM(CASE WHEN e.unpriced THEN 1 ELSE 0 END), 0) AS BIGINT)
 		FROM events e` + w + ` GROUP BY ` + key + `, e.currency ORDER BY ` + key + `, e.currency`
 	rows, err := s.rdb.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
@@ -270,7 +272,7 @@ func (s *Store) Summary(ctx context.Context, f ledger.EventFilter, by ledger.Sum
 		var r ledger.SummaryRow
 		var charged int64
 		var k any
-		if err := rows.Scan(&k, &r.Currency, &r.Events, &charged, &r.Denied); err != nil {
+		if err := rows.Scan(&k, &r.Currency, &r.Events, &charged, &r.Denied, &r.Unpriced); err != nil {
 			return nil, s.wrap(fmt.Errorf("summarise events: %w", err))
 		}
 		switch v := k.(type) {

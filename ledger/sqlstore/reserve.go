@@ -560,8 +560,9 @@ func validateReserve(r *ledger.ReserveRequest) error {
 //     current bucket (policy.BucketStart) and insert the reservation with
 //     the buckets it holds; denied: insert a denied event of amount zero.
 //
-// A chain without any active policy is allowed: the call is unmetered but
-// still reserved, settled and recorded. An unknown agent is
+// A chain without any active policy is refused with code no_budget unless
+// r.AllowUnbudgeted, when the call is unmetered but still reserved, settled
+// and recorded. An unknown agent is
 // ledger.ErrNotFound; a request ID already reserved is ledger.ErrConflict.
 // A policy edited while a reservation waits for its lock applies from the
 // next reservation on.
@@ -589,7 +590,7 @@ func (s *Store) Reserve(ctx context.Context, r ledger.ReserveRequest) (policy.De
 		if err := s.fillUsage(ctx, q, pols, r.Now); err != nil {
 			return err
 		}
-		d = policy.Decide(&policy.Request{Chain: chain, Policies: pols, Resource: r.Resource, Price: r.Amount, Currency: r.Currency})
+		d = policy.Decide(&policy.Request{Chain: chain, Policies: pols, Resource: r.Resource, Price: r.Amount, Currency: r.Currency, AllowUnbudgeted: r.AllowUnbudgeted})
 		cids := chainIDs(chain)
 		if !d.Allow {
 			return s.insertEvent(ctx, q, &ledger.Event{

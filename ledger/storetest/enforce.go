@@ -63,7 +63,7 @@ func (f *fx) reserve(agentID, amount string, at time.Time) (string, policy.Decis
 	id := uuid.NewString()
 	d, err := f.s.Reserve(f.ctx, ledger.ReserveRequest{
 		RequestID: id, AgentID: agentID, Resource: "mcp:test/tool", Operation: "tools/call",
-		Amount: m(amount), Currency: "USD", TTL: time.Hour, Now: at,
+		Amount: m(amount), Currency: "USD", TTL: time.Hour, Now: at, AllowUnbudgeted: true,
 	})
 	if err != nil {
 		f.t.Fatalf("reserve %s: %v", amount, err)
@@ -152,7 +152,20 @@ func remainingOf(t *testing.T, d policy.Decision, policyID string) money.Amount 
 var noon = time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)
 
 func testEnforce(t *testing.T, newStore Factory) {
-	t.Run("NoPolicyIsUnmeteredButRecorded", func(t *testing.T) {
+	t.Run("NoPolicyIsRefusedAndRecorded", func(t *testing.T) {
+		f := newFx(t, newStore)
+		a := f.agent("free", "")
+		d, err := f.s.Reserve(f.ctx, ledger.ReserveRequest{RequestID: "nb", AgentID: a.ID, Resource: "mcp:test/tool", Amount: m("1"), Now: noon})
+		if err != nil || d.Allow || d.Code != policy.CodeNoBudget {
+			t.Fatalf("Reserve = %+v, %v; want a no_budget denial", d, err)
+		}
+		evs := collect(f, ledger.EventFilter{})
+		if len(evs) != 1 || evs[0].Outcome != policy.OutcomeDenied || evs[0].Code != policy.CodeNoBudget || evs[0].RequestID != "nb" {
+			t.Fatalf("events %+v; want one no_budget denial", evs)
+		}
+	})
+
+	t.Run("NoPolicyIsUnmeteredButRecordedWhenAllowed", func(t *testing.T) {
 		f := newFx(t, newStore)
 		a := f.agent("free", "")
 		id := f.mustAllow(a.ID, "1000", noon)
@@ -494,7 +507,7 @@ func testEnforce(t *testing.T, newStore Factory) {
 		if _, err := f.s.Usage(f.ctx, uuid.NewString(), noon); !errors.Is(err, ledger.ErrNotFound) {
 			t.Fatalf("usage of unknown agent: %v, want ErrNotFound", err)
 		}
-		req := ledger.ReserveRequest{RequestID: "dup", AgentID: a.ID, Resource: "x", Amount: m("1")}
+		req := ledger.ReserveRequest{RequestID: "dup", AgentID: a.ID, Resource: "x", Amount: m("1"), AllowUnbudgeted: true}
 		if _, err := f.s.Reserve(f.ctx, req); err != nil {
 			t.Fatal(err)
 		}
@@ -767,7 +780,8 @@ func seedLedger(f *fx) (a, b policy.Agent, day1, day2 time.Time) {
 		f.t.Helper()
 		id := uuid.NewString()
 		d, err := f.s.Reserve(f.ctx, ledger.ReserveRequest{RequestID: id, AgentID: agentID, Resource: resource, Operation: "tools/call",
-			Upstream: "up", Amount: m(amount), Currency: "USD", Quantity: "1", Unit: "call", Now: at})
+			Upstream: "up", Amount: m(amount), Currency: "USD", Quantity: "1", Unit: "call", Now: at, AllowUnbudgeted: true,
+			Unpriced: resource == "mcp:fs/write"})
 		if err != nil {
 			f.t.Fatal(err)
 		}
@@ -781,7 +795,7 @@ func seedLedger(f *fx) (a, b policy.Agent, day1, day2 time.Time) {
 	if _, err := f.s.Settle(f.ctx, ledger.SettleRequest{RequestID: id, Amount: m("1.50"), Tokens: policy.Tokens{Input: 10, Output: 20, CachedRead: 3, CacheWrite: 4, Reasoning: 5}, Now: day1}); err != nil {
 		f.t.Fatal(err)
 	}
-	// 2: beta charged 2 on mcp:fs/write at day2.
+	// 2: beta charged 2 on mcp:fs/write at day2, unpriced.
 	f.settle(res(b.ID, "mcp:fs/write", "2", day2), "2", day2)
 	// 3: beta denied 4 on llm:openai/gpt-4o at day2 (2 + 4 > 5).
 	if res(b.ID, "llm:openai/gpt-4o", "4", day2) != "" {
@@ -903,19 +917,19 @@ func testEvents(t *testing.T, newStore Factory) {
 			{ledger.ByResource, ledger.EventFilter{}, []ledger.SummaryRow{
 				{Key: "llm:openai/gpt-4o", Events: 2, Charged: 0, Denied: 1, Currency: "USD"},
 				{Key: "mcp:fs/read", Events: 2, Charged: m("1.75"), Currency: "USD"},
-				{Key: "mcp:fs/write", Events: 1, Charged: m("2"), Currency: "USD"},
+				{Key: "mcp:fs/write", Events: 1, Charged: m("2"), Currency: "USD", Unpriced: 1},
 			}},
 			{ledger.ByAgent, ledger.EventFilter{}, []ledger.SummaryRow{
 				{Key: "alpha", Events: 2, Charged: m("1.50"), Currency: "USD"},
-				{Key: "beta", Events: 3, Charged: m("2.25"), Denied: 1, Currency: "USD"},
+				{Key: "beta", Events: 3, Charged: m("2.25"), Denied: 1, Currency: "USD", Unpriced: 1},
 			}},
 			// Release takes the wall-clock time, so the refund is left out by Until.
 			{ledger.ByDay, ledger.EventFilter{Until: day2.Add(24 * time.Hour)}, []ledger.SummaryRow{
 				{Key: "2026-06-14", Events: 1, Charged: m("1.50"), Currency: "USD"},
-				{Key: "2026-06-15", Events: 3, Charged: m("2.25"), Denied: 1, Currency: "USD"},
+				{Key: "2026-06-15", Events: 3, Charged: m("2.25"), Denied: 1, Currency: "USD", Unpriced: 1},
 			}},
 			{ledger.ByDay, ledger.EventFilter{AgentIDs: []string{b.ID}, Resource: "mcp:*"}, []ledger.SummaryRow{
-				{Key: "2026-06-15", Events: 2, Charged: m("2.25"), Currency: "USD"},
+				{Key: "2026-06-15", Events: 2, Charged: m("2.25"), Currency: "USD", Unpriced: 1},
 			}},
 			{ledger.ByAgent, ledger.EventFilter{Since: day2.Add(time.Hour), Until: day2.Add(24 * time.Hour)}, []ledger.SummaryRow{}},
 		}
