@@ -6,15 +6,74 @@ PKGS    ?= ./...
 # and servers), installed from e2e/node/package-lock.json.
 NODE_DIR := e2e/node
 
-.PHONY: all build install test unit e2e-deps lint bench fmt clean
+# VERSION is stamped into every binary this Makefile builds and printed by
+# `caracal version`.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION_LDFLAGS = -X github.com/caracal-dev/caracal/cli.version=$(VERSION)
+# Release binaries are static (no cgo) and carry their own time zone data,
+# so they run on scratch images and hosts without /usr/share/zoneinfo.
+RELEASE_FLAGS = -trimpath -tags timetzdata -ldflags "-s -w $(VERSION_LDFLAGS)"
+DIST      ?= dist
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+
+# Container image: a static binary on scratch, built by docker or podman,
+# whichever has a working engine (`make image CONTAINER_ENGINE=podman` to
+# choose). As root without systemd, podman needs runc and cgroupfs.
+IMAGE         ?= caracal:$(VERSION)
+IMAGE_CONTEXT ?= bin/image
+CA_CERTS      ?= /etc/ssl/certs/ca-certificates.crt
+ZONEINFO      ?= /usr/share/zoneinfo
+CONTAINER_ENGINE ?= $(shell \
+	if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then echo docker; \
+	elif command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && podman --runtime runc --cgroup-manager=cgroupfs info >/dev/null 2>&1; then echo podman --runtime runc --cgroup-manager=cgroupfs; \
+	elif command -v podman >/dev/null 2>&1 && podman info >/dev/null 2>&1; then echo podman; \
+	fi)
+
+.PHONY: all build install test unit e2e-deps lint bench fuzz fuzz-list fmt clean dist image image-context container-engine
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/caracal
+	$(GO) build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN) ./cmd/caracal
 
 install:
-	$(GO) install ./cmd/caracal
+	$(GO) install -ldflags "$(VERSION_LDFLAGS)" ./cmd/caracal
+
+# make dist cross-builds release archives into $(DIST): caracal_VERSION_OS_ARCH
+# .tar.gz (.zip for windows) holding the binary and README.md, and SHA256SUMS.
+# Build fewer with e.g. `make dist PLATFORMS=linux/amd64`.
+dist:
+	@rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for p in $(PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; name=caracal_$(VERSION)_$${os}_$${arch}; ext=; \
+		if [ "$$os" = windows ]; then ext=.exe; fi; \
+		echo "dist: $$name"; \
+		mkdir -p $(DIST)/$$name; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build $(RELEASE_FLAGS) -o $(DIST)/$$name/caracal$$ext ./cmd/caracal; \
+		cp README.md $(DIST)/$$name/; \
+		if [ "$$os" = windows ]; then (cd $(DIST) && zip -qr $$name.zip $$name); \
+		else tar -C $(DIST) --owner=0 --group=0 --numeric-owner -czf $(DIST)/$$name.tar.gz $$name; fi; \
+		rm -rf $(DIST)/$$name; \
+	done
+	@cd $(DIST) && sha256sum $$(ls | grep -E '\.(tar\.gz|zip)$$') > SHA256SUMS
+	@cat $(DIST)/SHA256SUMS
+
+# image-context stages what the Dockerfile copies, so building the image
+# needs no network: the linux binary, CA certificates and time zone data.
+image-context:
+	@rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)/etc/ssl/certs $(IMAGE_CONTEXT)/usr/share $(IMAGE_CONTEXT)/var/lib/caracal
+	CGO_ENABLED=0 GOOS=linux $(GO) build $(RELEASE_FLAGS) -o $(IMAGE_CONTEXT)/caracal ./cmd/caracal
+	cp $(CA_CERTS) $(IMAGE_CONTEXT)/etc/ssl/certs/ca-certificates.crt
+	cp -RL $(ZONEINFO) $(IMAGE_CONTEXT)/usr/share/zoneinfo
+	cp Dockerfile $(IMAGE_CONTEXT)/Dockerfile
+
+# container-engine prints the engine `make image` would use (empty: none).
+container-engine:
+	@echo $(CONTAINER_ENGINE)
+
+image: image-context
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then echo "make image: no working container engine (docker info and podman info both failed)"; exit 1; fi
+	$(CONTAINER_ENGINE) build --build-arg VERSION=$(VERSION) -t $(IMAGE) $(IMAGE_CONTEXT)
 
 # make test runs every test the project has: unit and conformance tests
 # against SQLite and a throwaway PostgreSQL cluster it starts itself, and
@@ -29,6 +88,8 @@ test: e2e-deps
 	@grep -m1 '^pgtest:' bin/postgres-test.log
 	@echo "PostgreSQL: $$(grep -c -- '--- PASS: TestConformance/' bin/postgres-test.log) conformance subtests passed, $$(grep -c -- '--- FAIL' bin/postgres-test.log) failed"
 	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -timeout 25m $$($(GO) list $(PKGS) | grep -v '/ledger/postgres$$')
+	@echo "go test ./... in deploy/test (Helm chart, compose file, systemd units)"
+	cd deploy/test && $(GO) test -count=1 -timeout 15m ./...
 
 e2e-deps:
 	@if [ -f $(NODE_DIR)/package-lock.json ]; then \
@@ -39,12 +100,52 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	cd deploy/test && $(GO) vet ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
+
+# make fuzz runs every Fuzz target for FUZZTIME each, one at a time (go test
+# fuzzes one target per run). Targets are discovered with go test -list, so
+# a new FuzzX is picked up without editing this file; FUZZ narrows the run to
+# targets whose package:name matches a grep pattern (FUZZ=mcp:). A failing
+# input is written to the package's testdata/fuzz/ and from then on runs in
+# make test as part of the seed corpus. Seed corpora alone run in make test.
+FUZZTIME  ?= 30s
+FUZZFLAGS ?= -parallel 1
+FUZZ      ?= .
+
+fuzz-list:
+	@$(GO) test -list '^Fuzz' $(PKGS) | awk '/^Fuzz/ { n[++c] = $$1; next } /^ok/ { for (i = 1; i <= c; i++) print $$2 ":" n[i] } { c = 0 }' | grep -- '$(FUZZ)'
+
+# Go before 1.27 can end a run with "context deadline exceeded" when
+# FUZZTIME runs out while a worker is mid-input, with no input written: such
+# a run is reported as a flake, not a failure. A real failure always writes
+# its input to testdata/fuzz/.
+fuzz:
+	@targets=$$($(MAKE) -s fuzz-list); [ -n "$$targets" ] || { echo "no Fuzz targets match $(FUZZ)"; exit 1; }; \
+	failed=""; flaked=""; log=$$(mktemp); \
+	for t in $$targets; do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg)/testdata/fuzz/$$name; \
+		before=$$(ls $$dir 2>/dev/null | wc -l); \
+		echo "== $$name ($$pkg), $(FUZZTIME)"; \
+		if $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg > $$log 2>&1; then \
+			grep -v '^fuzz: elapsed: [0-9]' $$log; grep '^fuzz: elapsed: [0-9]' $$log | tail -1; \
+		else \
+			cat $$log; \
+			if [ "$$(ls $$dir 2>/dev/null | wc -l)" -eq "$$before" ] && grep -q '^    context deadline exceeded$$' $$log; then \
+				flaked="$$flaked $$t"; \
+			else \
+				failed="$$failed $$t"; \
+			fi; \
+		fi; \
+	done; rm -f $$log; \
+	if [ -n "$$flaked" ]; then echo "stopped by the fuzztime deadline race, no input written:$$flaked"; fi; \
+	if [ -n "$$failed" ]; then echo "fuzz failures:$$failed"; exit 1; fi
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin
+	rm -rf bin $(DIST)

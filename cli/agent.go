@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -46,10 +45,6 @@ func agentStoreFunc(f *Factory) func(context.Context) (agentStore, error) {
 	return func(ctx context.Context) (agentStore, error) { return useStore[agentStore](ctx, f) }
 }
 
-// agentName is what `agent register --name` accepts: it appears in
-// resources, logs and ledger rows, so it stays printable and unspaced.
-var agentName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
 type agentRegisterOptions struct {
 	IO    *IOStreams
 	Store func(context.Context) (agentStore, error)
@@ -85,8 +80,8 @@ func runAgentRegister(ctx context.Context, opts *agentRegisterOptions) error {
 	if opts.Name == "" {
 		return Usagef("--name: required")
 	}
-	if !agentName.MatchString(opts.Name) {
-		return Usagef("--name: invalid agent name %q: use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit", opts.Name)
+	if err := policy.ValidateAgentName(opts.Name); err != nil {
+		return Usagef("--name: %w", err)
 	}
 	if strings.TrimSpace(opts.Owner) == "" {
 		return Usagef("--owner: required")
@@ -108,25 +103,19 @@ func runAgentRegister(ctx context.Context, opts *agentRegisterOptions) error {
 		if err != nil {
 			return err
 		}
-		chain, err := st.Chain(ctx, p.ID)
-		if err != nil {
-			return fmt.Errorf("read the chain of %q: %w", p.Name, err)
-		}
+		na.ParentID = p.ID
 		if opts.MaxDepth != nil {
-			maxDepth, err := opts.MaxDepth()
-			if err != nil {
+			if na.MaxDepth, err = opts.MaxDepth(); err != nil {
 				return err
 			}
-			if len(chain)+1 > maxDepth {
-				return fmt.Errorf("--parent: the chain would hold %d agents (%s → %s), more than delegation.max_depth %d",
-					len(chain)+1, chainLabel(chain), opts.Name, maxDepth)
-			}
 		}
-		na.ParentID = p.ID
 	}
 	a, err := st.CreateAgent(ctx, na)
 	if err != nil {
+		var deep *ledger.ChainDepthError
 		switch {
+		case errors.As(err, &deep):
+			return depthError("--parent", deep, na.MaxDepth)
 		case errors.Is(err, ledger.ErrConflict):
 			return fmt.Errorf("--name: agent %q already exists", opts.Name)
 		case errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrInvalid) && na.ParentID != "":
@@ -163,7 +152,6 @@ func parseKV(flag string, entries []string) (map[string]string, error) {
 	return m, nil
 }
 
-// resolveAgent finds an agent by name or ID; not found is reported against flag.
 // optionalAgentID resolves an optional agent flag to an ID; "" stays "".
 func optionalAgentID(ctx context.Context, st ledger.Agents, flag, nameOrID string) (string, error) {
 	if nameOrID == "" {
@@ -173,8 +161,9 @@ func optionalAgentID(ctx context.Context, st ledger.Agents, flag, nameOrID strin
 	return a.ID, err
 }
 
-// An empty flag is a positional argument: the error then names only the
-// agent ("agent "x" not found", not "agent: agent "x" not found").
+// resolveAgent finds an agent by name or ID; not found is reported against
+// flag. An empty flag is a positional argument: the error then names only
+// the agent ("agent "x" not found", not "agent: agent "x" not found").
 func resolveAgent(ctx context.Context, st ledger.Agents, flag, nameOrID string) (policy.Agent, error) {
 	if strings.TrimSpace(nameOrID) == "" {
 		if flag == "" {

@@ -91,6 +91,8 @@ func TestBadInput(t *testing.T) {
 					[]string{"agent", "register", "--name", "bot", "--owner", "ops"}},
 				{"bad agent name", 2, `--name: invalid agent name "my bot": use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit`,
 					[]string{"agent", "register", "--name", "my bot", "--owner", "ops"}},
+				{"UUID agent name", 2, `--name: agent name "0b5c7a52-3d3e-4a8e-9d7e-1f6f4b2c9a10" must not be a UUID: UUIDs are agent IDs`,
+					[]string{"agent", "register", "--name", "0b5c7a52-3d3e-4a8e-9d7e-1f6f4b2c9a10", "--owner", "ops"}},
 				{"missing owner", 2, `--owner: required`,
 					[]string{"agent", "register", "--name", "new"}},
 				{"bad metadata", 2, `--metadata: invalid entry "team": want KEY=VALUE`,

@@ -25,7 +25,7 @@ import (
 // agents a chain may hold, the root included.
 const DefaultMaxDelegationDepth = 5
 
-// Config is Caracal's configuration (DESIGN §7), resolved from flags,
+// Config is Caracal's configuration (docs/cli.md), resolved from flags,
 // CARACAL_* environment variables and the configuration file, with every
 // `${VAR}` in a string replaced by the environment variable's value.
 type Config struct {
@@ -44,6 +44,21 @@ type Config struct {
 	TLS         TLSConfig        `json:"tls"`
 
 	Enforcement EnforcementConfig `json:"enforcement"`
+	Merkle      MerkleConfig      `json:"merkle"`
+}
+
+// Values of merkle.sign.
+const (
+	// SignAuto integrates and signs when this home holds the active key.
+	SignAuto = "auto"
+	// SignNever never integrates: the process only queues events.
+	SignNever = "never"
+)
+
+// MerkleConfig is the `merkle` section.
+type MerkleConfig struct {
+	// Sign is SignAuto or SignNever.
+	Sign string `json:"sign"`
 }
 
 // PricingConfig is the `pricing` section.
@@ -153,6 +168,9 @@ type fileConfig struct {
 	Log     fileLog     `yaml:"log"`
 	Metrics fileMetrics `yaml:"metrics"`
 	TLS     TLSConfig   `yaml:"tls"`
+	Merkle  struct {
+		Sign string `yaml:"sign"`
+	} `yaml:"merkle"`
 }
 
 // scalarKeys are the keys that flags and CARACAL_* variables can set.
@@ -164,6 +182,7 @@ var scalarKeys = []string{
 	"mcp.listen", "proxy.listen",
 	"log.level", "log.format", "metrics.agent_label", "metrics.listen",
 	"tls.cert_file", "tls.key_file",
+	"merkle.sign",
 }
 
 // envName is the environment variable for a key: database_url →
@@ -214,6 +233,7 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	setObservabilityDefaults(v, fc)
 	v.SetDefault("tls.cert_file", fc.TLS.CertFile)
 	v.SetDefault("tls.key_file", fc.TLS.KeyFile)
+	v.SetDefault("merkle.sign", fc.Merkle.Sign)
 	v.SetEnvPrefix("CARACAL")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	for _, k := range scalarKeys {
@@ -298,6 +318,13 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	cfg.Proxy.Listen = strings.TrimSpace(get("proxy.listen"))
 	if err := validateListen(cfg.Proxy.Listen); err != nil {
 		return nil, Usagef("%s: %v", src("proxy.listen"), err)
+	}
+	cfg.Merkle.Sign = SignAuto
+	if s := strings.ToLower(strings.TrimSpace(get("merkle.sign"))); s != "" {
+		if s != SignAuto && s != SignNever {
+			return nil, Usagef("%s: invalid value %q: want auto or never", src("merkle.sign"), s)
+		}
+		cfg.Merkle.Sign = s
 	}
 	if err := cfg.expandAndValidateSections(); err != nil {
 		return nil, err
@@ -532,4 +559,11 @@ proxy:
   #   - name: anthropic
   #     base_url: https://api.anthropic.com
   #     api_key_env: ANTHROPIC_API_KEY
+
+merkle:
+  # auto: integrate events into the Merkle log and sign checkpoints when
+  # this home holds the active signing key (keys/NAME.key); a process
+  # without it only queues events for a process that has it.
+  # never: never integrate, even with a key (a pure replica).
+  sign: auto
 `

@@ -43,7 +43,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	want := &Config{Home: home, Pricing: PricingConfig{Currency: "USD", UnpricedLLM: UnpricedLLMRefuse}, Delegation: DelegationConfig{MaxDepth: 5},
 		Log: LogConfig{Level: "info", Format: "text"}, Metrics: MetricsConfig{AgentLabel: true},
-		Enforcement: EnforcementConfig{Unbudgeted: UnbudgetedRefuse}}
+		Enforcement: EnforcementConfig{Unbudgeted: UnbudgetedRefuse},
+		Merkle:      MerkleConfig{Sign: SignAuto}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
 	}
@@ -63,7 +64,7 @@ func TestDefaultConfigFileLoads(t *testing.T) {
 	}
 	if cfg.File != p || cfg.DatabaseURL != "" || cfg.Pricing.Default != 0 || cfg.Pricing.Strict ||
 		cfg.Delegation.MaxDepth != 5 || cfg.Proxy.Listen != "127.0.0.1:8080" ||
-		cfg.Pricing.UnpricedLLM != UnpricedLLMRefuse || cfg.Enforcement.Unbudgeted != UnbudgetedRefuse {
+		cfg.Pricing.UnpricedLLM != UnpricedLLMRefuse || cfg.Enforcement.Unbudgeted != UnbudgetedRefuse || cfg.Merkle.Sign != SignAuto {
 		t.Errorf("default file: %+v", cfg)
 	}
 }
@@ -220,6 +221,10 @@ func TestLoadConfigErrors(t *testing.T) {
 			`config: mcp.upstreams[0].url: invalid URL "ftp://h/mcp": want http:// or https://`},
 		{"provider no base", "proxy:\n  providers:\n    - {name: openai}\n", nil,
 			`config: proxy.providers[0].base_url: missing`},
+		{"bad merkle.sign", "merkle:\n  sign: always\n", nil,
+			`config: merkle.sign: invalid value "always": want auto or never`},
+		{"bad merkle.sign env", "", map[string]string{"CARACAL_MERKLE_SIGN": "yes"},
+			`CARACAL_MERKLE_SIGN: invalid value "yes": want auto or never`},
 		{"provider two keys", "proxy:\n  providers:\n    - {name: openai, base_url: https://a, api_key_env: K, api_key_file: /f}\n", nil,
 			`config: proxy.providers[0]: set api_key_env or api_key_file, not both`},
 	} {
@@ -243,6 +248,28 @@ func TestLoadConfigErrors(t *testing.T) {
 				t.Errorf("%v is not a UsageError (exit 2)", err)
 			}
 		})
+	}
+}
+
+// merkle.sign comes from the file, and CARACAL_MERKLE_SIGN overrides it.
+func TestLoadConfigMerkleSign(t *testing.T) {
+	for _, tc := range []struct{ file, env, want string }{
+		{"", "", SignAuto},
+		{"merkle:\n  sign: never\n", "", SignNever},
+		{"merkle:\n  sign: Never\n", "", SignNever},
+		{"merkle:\n  sign: never\n", "auto", SignAuto},
+		{"", "never", SignNever},
+	} {
+		clearConfigEnv(t)
+		t.Setenv("CARACAL_MERKLE_SIGN", tc.env)
+		home := t.TempDir()
+		writeConfig(t, home, tc.file)
+		cfg, err := LoadConfig(home, GlobalFlags{})
+		if err != nil {
+			t.Errorf("file %q, env %q: %v", tc.file, tc.env, err)
+		} else if cfg.Merkle.Sign != tc.want {
+			t.Errorf("file %q, env %q: sign = %q; want %q", tc.file, tc.env, cfg.Merkle.Sign, tc.want)
+		}
 	}
 }
 

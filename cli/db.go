@@ -27,7 +27,7 @@ caracal db migrate up after upgrading.`,
 		Short: "Apply, roll back or list schema migrations",
 	}
 	mig.AddCommand(newDBMigrateUpCmd(f), newDBMigrateDownCmd(f), newDBMigrateStatusCmd(f))
-	cmd.AddCommand(newDBInitCmd(f), mig, newDBStatusCmd(f))
+	cmd.AddCommand(newDBInitCmd(f), mig, newDBStatusCmd(f), newDBBackupCmd(f), newDBRestoreCmd(f))
 	return cmd
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -26,9 +25,20 @@ and reserved atomically. Chains hold at most delegation.max_depth agents
 	return cmd
 }
 
+// delegationStore is what the delegation commands need.
+type delegationStore interface {
+	ledger.Agents
+	ledger.Policies
+	ledger.Delegations
+}
+
+func delegationStoreFunc(f *Factory) func(context.Context) (delegationStore, error) {
+	return func(ctx context.Context) (delegationStore, error) { return useStore[delegationStore](ctx, f) }
+}
+
 type delegationCreateOptions struct {
 	IO       *IOStreams
-	Store    func(context.Context) (policyStore, error)
+	Store    func(context.Context) (delegationStore, error)
 	MaxDepth func() (int, error)
 	Parent   string
 	Child    string
@@ -37,7 +47,7 @@ type delegationCreateOptions struct {
 }
 
 func newDelegationCreateCmd(f *Factory) *cobra.Command {
-	opts := &delegationCreateOptions{IO: f.IO, Store: policyStoreFunc(f), MaxDepth: maxDepthFunc(f)}
+	opts := &delegationCreateOptions{IO: f.IO, Store: delegationStoreFunc(f), MaxDepth: maxDepthFunc(f)}
 	cmd := &cobra.Command{
 		Use:   "create --parent NAME|ID --child NAME|ID --limit AMOUNT",
 		Short: "Give a child agent a budget carved from its parent's",
@@ -74,6 +84,8 @@ func runDelegationCreate(ctx context.Context, opts *delegationCreateOptions) err
 	if err != nil {
 		return err
 	}
+	// Resolved here only to blame the right flag for an unknown agent and
+	// to print names; every rule is the store's.
 	parent, err := resolveAgent(ctx, st, "--parent", opts.Parent)
 	if err != nil {
 		return err
@@ -82,62 +94,20 @@ func runDelegationCreate(ctx context.Context, opts *delegationCreateOptions) err
 	if err != nil {
 		return err
 	}
-	if parent.ID == child.ID {
-		return Usagef("--child: an agent cannot delegate to itself")
-	}
-	if child.ParentID != "" && child.ParentID != parent.ID {
-		return fmt.Errorf("--child: agent %q already has parent %q; delegate from that parent", child.Name, agentNameOf(ctx, st, child.ParentID))
-	}
-	chain, err := st.Chain(ctx, parent.ID)
+	p, err := st.CreateDelegation(ctx, ledger.NewDelegation{Parent: parent.ID, Child: child.ID, Policy: np, MaxDepth: maxDepth})
 	if err != nil {
-		return fmt.Errorf("read the chain of %q: %w", parent.Name, err)
-	}
-	for _, a := range chain {
-		if a.ID == child.ID {
-			return fmt.Errorf("--child: agent %q is an ancestor of %q: delegating would make a cycle", child.Name, parent.Name)
+		var deep *ledger.ChainDepthError
+		switch {
+		case errors.As(err, &deep):
+			return depthError("--child", deep, maxDepth)
+		case errors.Is(err, ledger.ErrDelegateToSelf):
+			return Usagef("--child: %w", err)
+		case errors.Is(err, ledger.ErrOverParentLimit):
+			return Usagef("--limit: %w", err)
+		case errors.Is(err, ledger.ErrConflict):
+			return fmt.Errorf("--child: %w", err)
 		}
-	}
-	agents, err := st.ListAgents(ctx)
-	if err != nil {
-		return fmt.Errorf("list agents: %w", err)
-	}
-	if depth := len(chain) + subtreeHeight(agents, child.ID); depth > maxDepth {
-		return fmt.Errorf("--child: the chain would hold %d agents (%s → %s…), more than delegation.max_depth %d",
-			depth, chainLabel(chain), child.Name, maxDepth)
-	}
-	// A child may not be granted more than its parent can spend in the
-	// same window and currency: the grant would be unenforceable anyway.
-	parentPols, err := st.ListPolicies(ctx, parent.ID, false)
-	if err != nil {
-		return fmt.Errorf("list policies of %q: %w", parent.Name, err)
-	}
-	for _, pp := range parentPols {
-		if pp.Window == np.Window && pp.Currency == np.Currency && np.Limit > pp.Limit {
-			return Usagef("--limit: %s %s exceeds parent %q's %s limit of %s %s",
-				np.Limit, np.Currency, parent.Name, pp.Window, pp.Limit, pp.Currency)
-		}
-	}
-
-	reparented := false
-	if child.ParentID == "" {
-		if _, err := st.SetAgentParent(ctx, child.ID, parent.ID); err != nil {
-			if errors.Is(err, ledger.ErrConflict) {
-				return fmt.Errorf("--child: %w", err)
-			}
-			return fmt.Errorf("make %q a child of %q: %w", child.Name, parent.Name, err)
-		}
-		reparented = true
-	}
-	np.AgentID, np.DelegatedFrom = child.ID, parent.ID
-	p, err := st.CreatePolicy(ctx, np)
-	if err != nil {
-		if reparented {
-			// Nothing half-written: undo the parent link made above.
-			if _, uerr := st.SetAgentParent(ctx, child.ID, ""); uerr != nil {
-				err = errors.Join(err, fmt.Errorf("undo parent of %q: %w", child.Name, uerr))
-			}
-		}
-		return fmt.Errorf("create delegated policy: %w", err)
+		return fmt.Errorf("create delegation from %q to %q: %w", parent.Name, child.Name, err)
 	}
 	if opts.Output == FormatJSON {
 		return printJSON(opts.IO.Out, delegationOf(p, parent.Name, child.Name))
@@ -158,37 +128,14 @@ func maxDepthFunc(f *Factory) func() (int, error) {
 	}
 }
 
-// subtreeHeight counts the agents on the longest path from id down through
-// its descendants, id included.
-func subtreeHeight(agents []policy.Agent, id string) int {
-	children := map[string][]string{}
-	for _, a := range agents {
-		if a.ParentID != "" {
-			children[a.ParentID] = append(children[a.ParentID], a.ID)
-		}
+// depthError words the store's chain-depth refusal in terms of the
+// configuration key that set the limit.
+func depthError(flag string, e *ledger.ChainDepthError, maxDepth int) error {
+	if e.Max != maxDepth {
+		// The store's own cap, lower than delegation.max_depth, refused it.
+		return fmt.Errorf("%s: %w", flag, e)
 	}
-	var height func(id string, seen map[string]bool) int
-	height = func(id string, seen map[string]bool) int {
-		if seen[id] {
-			return 0
-		}
-		seen[id] = true
-		h := 0
-		for _, c := range children[id] {
-			h = max(h, height(c, seen))
-		}
-		return h + 1
-	}
-	return height(id, map[string]bool{})
-}
-
-// chainLabel prints a chain root first: root → … → agent.
-func chainLabel(chain []policy.Agent) string {
-	names := make([]string, len(chain))
-	for i, a := range chain {
-		names[len(chain)-1-i] = a.Name
-	}
-	return strings.Join(names, " → ")
+	return fmt.Errorf("%s: the chain would hold %d agents (%s), more than delegation.max_depth %d", flag, e.Agents, e.Path, maxDepth)
 }
 
 // delegation is one delegated policy as `delegation list` shows it.
@@ -279,13 +226,13 @@ func runDelegationList(ctx context.Context, opts *delegationListOptions) error {
 
 type delegationRevokeOptions struct {
 	IO       *IOStreams
-	Store    func(context.Context) (policyStore, error)
+	Store    func(context.Context) (delegationStore, error)
 	PolicyID string
 	Output   string
 }
 
 func newDelegationRevokeCmd(f *Factory) *cobra.Command {
-	opts := &delegationRevokeOptions{IO: f.IO, Store: policyStoreFunc(f)}
+	opts := &delegationRevokeOptions{IO: f.IO, Store: delegationStoreFunc(f)}
 	cmd := &cobra.Command{
 		Use:   "revoke POLICY_ID",
 		Short: "Revoke a delegation: the child may spend nothing more under it",
@@ -309,19 +256,14 @@ func runDelegationRevoke(ctx context.Context, opts *delegationRevokeOptions) err
 	if err != nil {
 		return err
 	}
-	p, err := getPolicy(ctx, st, opts.PolicyID)
+	p, err := st.RevokeDelegation(ctx, opts.PolicyID)
 	if err != nil {
-		return err
-	}
-	if p.DelegatedFrom == "" {
-		return fmt.Errorf("policy %q is not a delegation; use caracal policy deactivate", opts.PolicyID)
-	}
-	if !p.Active || p.Limit == 0 {
-		return fmt.Errorf("delegation %q is already revoked", opts.PolicyID)
-	}
-	p, err = st.UpdatePolicy(ctx, p.ID, ledger.NewPolicy{AgentID: p.AgentID, Limit: 0, Currency: p.Currency,
-		Window: p.Window, WindowType: p.WindowType, Timezone: p.Timezone, Allow: p.Allow, DelegatedFrom: p.DelegatedFrom})
-	if err != nil {
+		switch {
+		case errors.Is(err, ledger.ErrNotDelegation):
+			return fmt.Errorf("%w; use caracal policy deactivate", err)
+		case errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrConflict):
+			return err
+		}
 		return fmt.Errorf("revoke delegation %q: %w", opts.PolicyID, err)
 	}
 	d := delegationOf(p, agentNameOf(ctx, st, p.DelegatedFrom), agentNameOf(ctx, st, p.AgentID))

@@ -4,7 +4,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 	"github.com/spf13/cobra"
 
-	"github.com/caracal-dev/caracal/examples/priced"
+	"github.com/caracal-dev/caracal/internal/priced"
 )
 
 // newExampleServerCmd is `caracal quickstart example-server`: the priced
@@ -13,7 +13,7 @@ import (
 func newExampleServerCmd(f *Factory) *cobra.Command {
 	return &cobra.Command{
 		Use:    "example-server",
-		Short:  "Serve the priced example MCP server (examples/priced) on stdio",
+		Short:  "Serve the priced example MCP server (internal/priced) on stdio",
 		Hidden: true,
 		Args:   noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

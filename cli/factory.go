@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/ledger/postgres"
 	"github.com/caracal-dev/caracal/ledger/sqlite"
@@ -242,22 +243,9 @@ func storeOpenError(cfg *Config, err error) error {
 		lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
 		cause = errors.New(strings.TrimSpace(lines[len(lines)-1]))
 	}
-	return &unreachableError{url: postgres.Redact(cfg.DatabaseURL), cause: cause, err: err}
+	// One line; errors.Is still finds ledger.ErrUnavailable and the driver's error.
+	return errkind.New(ledger.ErrUnavailable, fmt.Sprintf("database unreachable at %s: %v", postgres.Redact(cfg.DatabaseURL), cause), err)
 }
-
-// unreachableError is a database that did not answer. Its message is one
-// line; errors.Is finds ledger.ErrUnavailable and the driver's error.
-type unreachableError struct {
-	url   string
-	cause error
-	err   error
-}
-
-func (e *unreachableError) Error() string {
-	return fmt.Sprintf("database unreachable at %s: %v", e.url, e.cause)
-}
-
-func (e *unreachableError) Unwrap() []error { return []error{ledger.ErrUnavailable, e.err} }
 
 // useStore opens the configured store and returns it as T, one of the
 // ledger interfaces (or a union of them) a command needs.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/caracal-dev/caracal/internal/signingkey"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/merkle"
 )
@@ -81,7 +82,7 @@ is the key's name in the signed note and stays the same across rotations.`,
 
 func runKeysGenerate(ctx context.Context, opts *keysOptions) error {
 	if opts.Name != "" {
-		if err := merkle.ValidKeyName(opts.Name); err != nil {
+		if err := signingkey.ValidKeyName(opts.Name); err != nil {
 			return Usagef("--name: %v", err)
 		}
 	}
@@ -101,7 +102,7 @@ func runKeysGenerate(ctx context.Context, opts *keysOptions) error {
 	return printNewKey(opts, kf, nil)
 }
 
-func printNewKey(opts *keysOptions, kf merkle.KeyFile, retired []string) error {
+func printNewKey(opts *keysOptions, kf signingkey.KeyFile, retired []string) error {
 	if opts.Output == FormatJSON {
 		return printJSON(opts.IO.Out, struct {
 			keyInfo
@@ -157,7 +158,7 @@ func listKeys(ctx context.Context, opts *keysOptions) ([]keyInfo, error) {
 	out := make([]keyInfo, 0, len(keys))
 	for _, k := range keys {
 		ki := keyInfo{ID: k.ID, Name: k.Name, PublicKey: k.PublicKey, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt, Active: k.RetiredAt == nil}
-		if p := filepath.Join(merkle.KeysDir(home), k.Name+".key"); k.Name != "" {
+		if p := filepath.Join(signingkey.KeysDir(home), k.Name+".key"); k.Name != "" {
 			if _, err := os.Stat(p); err == nil {
 				ki.PrivateKey = p
 			}
@@ -195,8 +196,10 @@ func newKeysRotateCmd(f *Factory) *cobra.Command {
 		Long: `Rotate creates a new key with the same log origin, makes it the active
 signing key and retires the old one. Retired keys stay in the database (and
 their files in $CARACAL_HOME/keys) so every checkpoint they signed still
-verifies. Restart running caracal mcp / proxy processes, or copy the new
-key file to the other hosts sharing a PostgreSQL ledger, so they sign with it.`,
+verifies. A running caracal mcp / proxy that signs with this home's keys
+picks the new key up at its next integration, without a restart. Copy the
+new key file to the other signing hosts sharing a PostgreSQL ledger: until
+it is there they cannot sign (replicas without a key are not affected).`,
 		Example: `  caracal keys rotate
   caracal keys rotate --name ledger-2027`,
 		Args: noArgs,
@@ -209,7 +212,7 @@ key file to the other hosts sharing a PostgreSQL ledger, so they sign with it.`,
 
 func runKeysRotate(ctx context.Context, opts *keysOptions) error {
 	if opts.Name != "" {
-		if err := merkle.ValidKeyName(opts.Name); err != nil {
+		if err := signingkey.ValidKeyName(opts.Name); err != nil {
 			return Usagef("--name: %v", err)
 		}
 	}

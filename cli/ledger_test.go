@@ -91,7 +91,7 @@ func (lf *ledgerFixture) charge(t *testing.T, resource string) {
 	t.Helper()
 	ctx := context.Background()
 	id := uuid.NewString()
-	if d, err := lf.st.Reserve(ctx, ledger.ReserveRequest{RequestID: id, AgentID: lf.agent.ID, Resource: resource, Amount: money.MustParse("0.01")}); err != nil || !d.Allow {
+	if d, err := lf.st.Reserve(ctx, ledger.ReserveRequest{RequestID: id, AgentID: lf.agent.ID, Resource: resource, Amount: money.MustParse("0.01"), AllowUnbudgeted: true}); err != nil || !d.Allow {
 		t.Fatalf("reserve: %+v %v", d, err)
 	}
 	if _, err := lf.st.Settle(ctx, ledger.SettleRequest{RequestID: id, Amount: money.MustParse("0.01"), Outcome: policy.OutcomeCharged}); err != nil {

@@ -208,7 +208,7 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	defer cancel()
 	// The sweep and the integrator outlive the signal that starts the
 	// shutdown: they settle and log what the drain finishes.
-	bg := startBackground(context.WithoutCancel(ctx), engine, store, cfg.Home, log)
+	bg := startBackground(context.WithoutCancel(ctx), cfg, engine, store, cfg.Home, log)
 	defer bg.stop()
 
 	if listen == "" {
@@ -316,7 +316,7 @@ type background struct {
 	log    *slog.Logger
 }
 
-func startBackground(ctx context.Context, engine *interpose.Engine, store ledger.Store, home string, log *slog.Logger) *background {
+func startBackground(ctx context.Context, cfg *Config, engine *interpose.Engine, store ledger.Store, home string, log *slog.Logger) *background {
 	ctx, cancel := context.WithCancel(ctx)
 	b := &background{cancel: cancel, done: make(chan struct{}), log: log}
 	go func() {
@@ -325,12 +325,12 @@ func startBackground(ctx context.Context, engine *interpose.Engine, store ledger
 			log.Error("reservation sweep stopped", "err", err)
 		}
 	}()
-	signer, err := ledger.LoadSigner(ctx, store, home)
+	integ, err := startIntegrator(ctx, cfg, store, home, log)
 	if err != nil {
 		log.Warn("checkpoints will not be signed by this process; events stay queued for the next integrator", "err", err)
 		return b
 	}
-	b.integ = ledger.StartIntegrator(ctx, store, signer, ledger.IntegratorConfig{Logger: log})
+	b.integ = integ
 	return b
 }
 

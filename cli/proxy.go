@@ -14,7 +14,6 @@ import (
 	"github.com/caracal-dev/caracal/internal/httpserver"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/interpose/llmproxy"
-	"github.com/caracal-dev/caracal/ledger"
 )
 
 // proxyDefaultListen is where `caracal proxy` listens when neither
@@ -161,21 +160,20 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	srv := httpserver.New(px, timeouts, log)
 	srv.Handler = obs.handler(srv.Handler)
 
-	// Every charge goes into the Merkle log within DESIGN §4's bound.
+	// Every charge reaches a signed checkpoint within a second of its commit
+	// (docs/ledger-format.md).
 	home, err := f.Home()
 	if err != nil {
 		return err
 	}
-	signer, err := ledger.LoadSigner(ctx, store, home)
-	if err != nil {
-		return fmt.Errorf("checkpoint signing key: %w", err)
-	}
-
 	// The sweep and the integrator outlive the signal that starts the
 	// shutdown: they settle and log what the drain finishes.
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	integrator := ledger.StartIntegrator(bgCtx, store, signer, ledger.IntegratorConfig{Logger: log})
+	integrator, err := startIntegrator(bgCtx, cfg, store, home, log)
+	if err != nil {
+		return err
+	}
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
@@ -205,7 +203,7 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	// Stop integrates what the last settlements queued.
 	ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer icancel()
-	if err := integrator.Stop(ictx); err != nil {
+	if err := stopIntegrator(ictx, integrator); err != nil {
 		log.Warn("final Merkle integration failed; the next process integrates the rest", "err", err)
 	}
 	if serveErr != nil {

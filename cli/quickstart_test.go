@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,7 +16,9 @@ import (
 const runAsCaracal = "CARACAL_TEST_RUN_AS_CARACAL"
 
 func init() {
-	if os.Getenv(runAsCaracal) == "1" {
+	// go test -fuzz starts this binary again as its fuzzing worker, with the
+	// variable inherited: that child must stay a test binary.
+	if os.Getenv(runAsCaracal) == "1" && !slices.Contains(os.Args[1:], "-test.fuzzworker") {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := Main(ctx, os.Args[1:])
 		stop()

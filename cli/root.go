@@ -72,6 +72,7 @@ records each decision in a tamper-evident ledger.`,
 		newDBCmd(f),
 		newMCPCmd(f),
 		newProxyCmd(f),
+		newHealthcheckCmd(f),
 	)
 	refuseUnknownSubcommands(root)
 	return root
@@ -134,7 +135,7 @@ func ExitCode(w io.Writer, err error) int {
 	if errors.As(err, &silent) {
 		return silent.Code
 	}
-	fmt.Fprintf(w, "caracal: %v\n", err)
+	fmt.Fprintf(w, "caracal: %v%s\n", err, hint(err))
 	var usage *UsageError
 	if errors.As(err, &usage) {
 		return 2

@@ -17,16 +17,29 @@ type versionInfo struct {
 	Platform  string `json:"platform"`
 }
 
-// buildVersion reads the version the Go toolchain stamped into the binary:
-// the module version for `go install …@vX`, "(devel)" for a local build,
-// plus the VCS revision when built inside a checkout.
+// version is stamped by the Makefile's release builds with
+// -ldflags "-X github.com/caracal-dev/caracal/cli.version=$(git describe --tags --always --dirty)".
+var version string
+
+// buildVersion reports the stamped version when there is one, else the
+// version the Go toolchain recorded: the module version for
+// `go install …@vX` (or a pseudo-version from the checkout's VCS state),
+// "(devel)" when there is none; plus the VCS revision when built inside a
+// checkout.
 func buildVersion() versionInfo {
+	return versionOf(version, debug.ReadBuildInfo)
+}
+
+func versionOf(stamped string, read func() (*debug.BuildInfo, bool)) versionInfo {
 	v := versionInfo{Version: "(devel)", GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
-	bi, ok := debug.ReadBuildInfo()
+	if stamped != "" {
+		v.Version = stamped
+	}
+	bi, ok := read()
 	if !ok {
 		return v
 	}
-	if bi.Main.Version != "" {
+	if bi.Main.Version != "" && stamped == "" {
 		v.Version = bi.Main.Version
 	}
 	for _, s := range bi.Settings {

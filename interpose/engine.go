@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/caracal-dev/caracal/internal/apikey"
+	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
@@ -108,12 +109,6 @@ var (
 	ErrAgentSuspended = errors.New("agent is suspended")
 )
 
-// suspendedError names the suspended agent and is ErrAgentSuspended.
-type suspendedError struct{ name string }
-
-func (e *suspendedError) Error() string        { return fmt.Sprintf("agent %q is suspended", e.name) }
-func (e *suspendedError) Is(target error) bool { return target == ErrAgentSuspended }
-
 // GenerateKey makes a new agent API key (see package internal/apikey):
 // "crk_" followed by 32 random bytes in unpadded base64url. It returns the
 // secret (to show once), its SHA-256 hash (to store) and its display prefix.
@@ -152,7 +147,7 @@ func (e *Engine) Authenticate(ctx context.Context, key string) (policy.Agent, er
 		return policy.Agent{}, ErrKeyExpired
 	}
 	if a.Status == policy.StatusSuspended {
-		return policy.Agent{}, &suspendedError{name: a.Name}
+		return policy.Agent{}, errkind.Errorf(ErrAgentSuspended, "agent %q is suspended", a.Name)
 	}
 	return a, nil
 }

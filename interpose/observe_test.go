@@ -111,7 +111,7 @@ func TestObserverSeesEveryDecision(t *testing.T) {
 // reported with CodeError and the error, and charges nothing.
 func TestObserverSeesStoreFailure(t *testing.T) {
 	rec := &recorder{}
-	e := newEnv(t, func(o *interpose.Options) { o.Observer = rec })
+	e := newEnv(t, func(o *interpose.Options) { o.Observer = rec; o.ChargeUnpricedLLM = true })
 	e.budget("10")
 	tk, d := e.eng.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "llm:openai/gpt-4o", Reserve: ptr(m("0.5"))})
 	if tk == nil {

@@ -9,7 +9,8 @@ import (
 
 // Integrator defaults. With a 200 ms interval an event committed just after
 // a run waits at most one interval plus one batch, keeping the lag from
-// commit to signed checkpoint well under DESIGN §4's one second.
+// commit to signed checkpoint well under the one second that
+// docs/ledger-format.md promises.
 const (
 	DefaultIntegrateInterval = 200 * time.Millisecond
 	DefaultIntegrateBatch    = 10000
@@ -22,6 +23,11 @@ type IntegratorConfig struct {
 	Logger   *slog.Logger
 	// OnCheckpoint, if set, is called after each batch is committed.
 	OnCheckpoint func(Checkpoint)
+	// ReloadSigner, if set, is asked for the current signing key when an
+	// integration fails, so a key rotated while this process runs (its old
+	// key now retired in the store) is picked up at the next integration
+	// instead of failing every retry until a restart.
+	ReloadSigner func(context.Context) (Signer, error)
 }
 
 // Integrator moves committed events into the Merkle tree: every Interval
@@ -149,6 +155,9 @@ func (i *Integrator) Flush(ctx context.Context) (Checkpoint, error) {
 		}
 		start := time.Now()
 		cp, integrated, err := i.m.Integrate(ctx, i.cfg.Batch, i.sign)
+		if err != nil && i.reloadSigner(ctx) {
+			cp, integrated, err = i.m.Integrate(ctx, i.cfg.Batch, i.sign)
+		}
 		if err != nil {
 			return Checkpoint{}, err
 		}
@@ -161,4 +170,25 @@ func (i *Integrator) Flush(ctx context.Context) (Checkpoint, error) {
 			i.cfg.OnCheckpoint(cp)
 		}
 	}
+}
+
+// reloadSigner asks ReloadSigner for the current key and reports whether it
+// differs from the one in use. The store does not say why Integrate failed,
+// so any failure triggers a reload; a failed reload keeps the old key and
+// the original error is what the caller reports.
+func (i *Integrator) reloadSigner(ctx context.Context) bool {
+	if i.cfg.ReloadSigner == nil || ctx.Err() != nil {
+		return false
+	}
+	s, err := i.cfg.ReloadSigner(ctx)
+	if err != nil {
+		i.log.WarnContext(ctx, "reloading the checkpoint signing key failed", "key", i.sign.KeyID(), "err", err)
+		return false
+	}
+	if s == nil || s.KeyID() == i.sign.KeyID() {
+		return false
+	}
+	i.log.InfoContext(ctx, "checkpoint signing key changed; signing with the new key", "old", i.sign.KeyID(), "new", s.KeyID())
+	i.sign = s
+	return true
 }

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/caracal-dev/caracal/internal/errkind"
+	"github.com/caracal-dev/caracal/internal/signingkey"
 	"github.com/caracal-dev/caracal/merkle"
 )
 
@@ -276,8 +278,18 @@ func DefaultOrigin() string {
 
 var originUnsafe = regexp.MustCompile(`[^a-z0-9.-]+`)
 
-// ErrNoSigningKey means no usable checkpoint signing key was found.
-var ErrNoSigningKey = errors.New("no checkpoint signing key")
+// Signing key errors. Test with errors.Is; front ends add how to fix them
+// (generate a key, rotate, copy the key file).
+var (
+	// ErrNoSigningKey means no usable checkpoint signing key was found.
+	ErrNoSigningKey = errors.New("no checkpoint signing key")
+	// ErrSigningKeyFileMissing is ErrNoSigningKey when the database has an
+	// active key but its private key file is not in the keys folder.
+	ErrSigningKeyFileMissing = errkind.New(ErrNoSigningKey, "no checkpoint signing key file")
+	// ErrSigningKeyActive is ErrConflict when a key would be generated
+	// while another is active (rotate instead).
+	ErrSigningKeyActive = errkind.New(ErrConflict, "signing key already active")
+)
 
 // LoadSigner returns the key that signs new checkpoints: the newest active
 // key registered in the store whose private key file is in home's keys
@@ -293,7 +305,7 @@ func LoadSigner(ctx context.Context, m Merkle, home string) (*merkle.Signer, err
 		if k.RetiredAt != nil {
 			continue
 		}
-		kf, err := merkle.LoadKeyFile(merkle.KeysDir(home) + string(os.PathSeparator) + k.Name + ".key")
+		kf, err := signingkey.LoadKeyFile(signingkey.KeysDir(home) + string(os.PathSeparator) + k.Name + ".key")
 		if errors.Is(err, os.ErrNotExist) {
 			wanted = append(wanted, fmt.Sprintf("%s (%s.key)", k.ID, k.Name))
 			continue
@@ -307,13 +319,25 @@ func LoadSigner(ctx context.Context, m Merkle, home string) (*merkle.Signer, err
 		return kf.Signer, nil
 	}
 	if len(wanted) > 0 {
-		return nil, fmt.Errorf("%w in %s: the database's active key is %s; copy its key file there or run `caracal keys rotate`", ErrNoSigningKey, merkle.KeysDir(home), strings.Join(wanted, ", "))
+		return nil, errkind.Errorf(ErrSigningKeyFileMissing, "%v in %s: the database's active key is %s; copy its key file there", ErrNoSigningKey, signingkey.KeysDir(home), strings.Join(wanted, ", "))
 	}
-	return nil, fmt.Errorf("%w: run `caracal keys generate`", ErrNoSigningKey)
+	return nil, ErrNoSigningKey
+}
+
+// SignerLoader returns a function that loads home's current signing key
+// from m, for IntegratorConfig.ReloadSigner.
+func SignerLoader(m Merkle, home string) func(context.Context) (Signer, error) {
+	return func(ctx context.Context) (Signer, error) {
+		s, err := LoadSigner(ctx, m, home)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
 }
 
 // signingKeyOf describes a key file as the store records it.
-func signingKeyOf(kf merkle.KeyFile, at time.Time) SigningKey {
+func signingKeyOf(kf signingkey.KeyFile, at time.Time) SigningKey {
 	return SigningKey{ID: kf.Signer.KeyID(), Name: kf.Name, PublicKey: kf.Signer.VerifierKey(), CreatedAt: at}
 }
 
@@ -321,25 +345,25 @@ func signingKeyOf(kf merkle.KeyFile, at time.Time) SigningKey {
 // store as the active signing key. It refuses if an active key already
 // exists (rotate instead). An empty name gets the default "ledger-<hash>";
 // an empty origin gets DefaultOrigin.
-func GenerateSigningKey(ctx context.Context, m Merkle, home, name, origin string) (merkle.KeyFile, error) {
+func GenerateSigningKey(ctx context.Context, m Merkle, home, name, origin string) (signingkey.KeyFile, error) {
 	keys, err := m.SigningKeys(ctx)
 	if err != nil {
-		return merkle.KeyFile{}, err
+		return signingkey.KeyFile{}, err
 	}
 	for _, k := range keys {
 		if k.RetiredAt == nil {
-			return merkle.KeyFile{}, &kindError{kind: ErrConflict, msg: fmt.Sprintf("signing key %s is already active: use `caracal keys rotate` to replace it", k.ID)}
+			return signingkey.KeyFile{}, errkind.Errorf(ErrSigningKeyActive, "signing key %s is already active", k.ID)
 		}
 	}
 	if origin == "" {
 		origin = DefaultOrigin()
 	}
-	kf, err := merkle.GenerateKeyFile(home, name, origin)
+	kf, err := signingkey.GenerateKeyFile(home, name, origin)
 	if err != nil {
-		return merkle.KeyFile{}, err
+		return signingkey.KeyFile{}, err
 	}
 	if err := m.AddSigningKey(ctx, signingKeyOf(kf, time.Now().UTC())); err != nil {
-		return merkle.KeyFile{}, err
+		return signingkey.KeyFile{}, err
 	}
 	return kf, nil
 }
@@ -347,25 +371,25 @@ func GenerateSigningKey(ctx context.Context, m Merkle, home, name, origin string
 // EnsureSigningKey is what `caracal init` calls: it returns the active
 // signing key, registering an existing key file of home in a new database,
 // or generating the first key when there is none.
-func EnsureSigningKey(ctx context.Context, m Merkle, home, origin string) (kf merkle.KeyFile, created bool, err error) {
+func EnsureSigningKey(ctx context.Context, m Merkle, home, origin string) (kf signingkey.KeyFile, created bool, err error) {
 	if s, err := LoadSigner(ctx, m, home); err == nil {
-		return merkle.KeyFile{Signer: s}, false, nil
+		return signingkey.KeyFile{Signer: s}, false, nil
 	} else if !errors.Is(err, ErrNoSigningKey) {
-		return merkle.KeyFile{}, false, err
+		return signingkey.KeyFile{}, false, err
 	}
 	keys, err := m.SigningKeys(ctx)
 	if err != nil {
-		return merkle.KeyFile{}, false, err
+		return signingkey.KeyFile{}, false, err
 	}
 	if len(keys) == 0 {
-		files, err := merkle.LoadKeyFiles(home)
+		files, err := signingkey.LoadKeyFiles(home)
 		if err != nil {
-			return merkle.KeyFile{}, false, err
+			return signingkey.KeyFile{}, false, err
 		}
 		if len(files) > 0 {
 			kf := files[len(files)-1]
 			if err := m.AddSigningKey(ctx, signingKeyOf(kf, time.Now().UTC())); err != nil {
-				return merkle.KeyFile{}, false, err
+				return signingkey.KeyFile{}, false, err
 			}
 			return kf, false, nil
 		}
@@ -377,10 +401,10 @@ func EnsureSigningKey(ctx context.Context, m Merkle, home, origin string) (kf me
 // RotateSigningKey creates a new key with the current key's origin,
 // registers it, and retires the current one. Checkpoints keep the ID of the
 // key that signed them, so older ones still verify.
-func RotateSigningKey(ctx context.Context, m Merkle, home, name string) (newKey merkle.KeyFile, retired []string, err error) {
+func RotateSigningKey(ctx context.Context, m Merkle, home, name string) (newKey signingkey.KeyFile, retired []string, err error) {
 	keys, err := m.SigningKeys(ctx)
 	if err != nil {
-		return merkle.KeyFile{}, nil, err
+		return signingkey.KeyFile{}, nil, err
 	}
 	origin := ""
 	for _, k := range keys {
@@ -390,17 +414,17 @@ func RotateSigningKey(ctx context.Context, m Merkle, home, name string) (newKey 
 		}
 	}
 	if origin == "" {
-		return merkle.KeyFile{}, nil, fmt.Errorf("%w to rotate: run `caracal keys generate`", ErrNoSigningKey)
+		return signingkey.KeyFile{}, nil, errkind.Errorf(ErrNoSigningKey, "%v to rotate", ErrNoSigningKey)
 	}
-	kf, err := merkle.GenerateKeyFile(home, name, origin)
+	kf, err := signingkey.GenerateKeyFile(home, name, origin)
 	if err != nil {
-		return merkle.KeyFile{}, nil, err
+		return signingkey.KeyFile{}, nil, err
 	}
 	now := time.Now().UTC()
 	// Register first: a crash between the two steps leaves two active keys,
 	// and LoadSigner picks the newer, which is the intended end state.
 	if err := m.AddSigningKey(ctx, signingKeyOf(kf, now)); err != nil {
-		return merkle.KeyFile{}, nil, err
+		return signingkey.KeyFile{}, nil, err
 	}
 	for _, id := range retired {
 		if err := m.RetireSigningKey(ctx, id, now); err != nil {
@@ -409,12 +433,3 @@ func RotateSigningKey(ctx context.Context, m Merkle, home, name string) (newKey 
 	}
 	return kf, retired, nil
 }
-
-// kindError prints msg alone and matches kind with errors.Is.
-type kindError struct {
-	kind error
-	msg  string
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.kind }

@@ -21,7 +21,8 @@ func TestSigningKeyLifecycle(t *testing.T) {
 	home := t.TempDir()
 	s := storetest.OpenSQLite(t)
 
-	if _, err := ledger.LoadSigner(ctx, s, home); !errors.Is(err, ledger.ErrNoSigningKey) || !strings.Contains(err.Error(), "caracal keys generate") {
+	// The library names no command; the CLI adds "run `caracal keys generate`".
+	if _, err := ledger.LoadSigner(ctx, s, home); !errors.Is(err, ledger.ErrNoSigningKey) || err.Error() != "no checkpoint signing key" {
 		t.Fatalf("LoadSigner with no key = %v", err)
 	}
 	kf, created, err := ledger.EnsureSigningKey(ctx, s, home, "example.com/log")

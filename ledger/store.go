@@ -10,8 +10,10 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/policy"
 )
@@ -24,11 +26,15 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrInvalid is input the store refuses (a missing parent, a bad field).
 	ErrInvalid = errors.New("invalid")
-	// ErrSchemaOutdated means the database schema is older than this binary;
-	// the message tells the user to run `caracal db migrate up`.
-	ErrSchemaOutdated = errors.New("database schema is older than this binary: run `caracal db migrate up`")
+	// ErrSchemaOutdated means the database schema is older than this binary:
+	// it must be migrated up. (How is the front end's to say; the library
+	// names no command.)
+	ErrSchemaOutdated = errors.New("database schema is older than this binary")
 	// ErrUnavailable means the database could not be reached.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrTreeDamaged means the stored Merkle tree is inconsistent (hashes
+	// missing or extra); the log needs a full verification.
+	ErrTreeDamaged = errors.New("the stored Merkle tree is damaged")
 )
 
 // Store is the whole system of record. Every method is safe for concurrent
@@ -36,6 +42,7 @@ var (
 type Store interface {
 	Agents
 	Policies
+	Delegations
 	Pricebook
 	Enforcer
 	Events
@@ -46,10 +53,16 @@ type Store interface {
 
 // NewAgent is the input to CreateAgent.
 type NewAgent struct {
+	// Name must pass policy.ValidateAgentName.
 	Name     string
 	Owner    string
 	ParentID string // optional; must exist
 	Metadata map[string]string
+	// MaxDepth is the most agents the new agent's chain may hold, the root
+	// and the new agent included (configuration delegation.max_depth); a
+	// longer chain is refused with a *ChainDepthError. Zero means only the
+	// store's own cap.
+	MaxDepth int
 }
 
 // Agents manages agents and their API keys.
@@ -98,6 +111,73 @@ type Policies interface {
 	// PolicyHistory returns every version, oldest first.
 	PolicyHistory(ctx context.Context, id string) ([]policy.Policy, error)
 }
+
+// NewDelegation is the input to CreateDelegation.
+type NewDelegation struct {
+	// Parent and Child are agent IDs or names.
+	Parent string
+	Child  string
+	// Policy is the child's budget. Its AgentID and DelegatedFrom are
+	// ignored: the store sets them to the child and the parent.
+	Policy NewPolicy
+	// MaxDepth is the most agents a chain may hold, the root included
+	// (configuration delegation.max_depth). Zero means only the store's
+	// own cap.
+	MaxDepth int
+}
+
+// Delegations carves child budgets out of a parent's. These are the entry
+// points every front end (CLI, HTTP API) uses: each runs as one
+// transaction, serialised with every other change to the agent hierarchy,
+// so nothing is ever half-written and no two concurrent delegations can
+// together make a cycle or an overlong chain.
+type Delegations interface {
+	// CreateDelegation makes the child a child of the parent (if it has no
+	// parent yet) and gives it a budget delegated from the parent. It
+	// refuses, writing nothing:
+	//   - a child delegating to itself (ErrDelegateToSelf, an ErrInvalid);
+	//   - a child that already has another parent, or is an ancestor of the
+	//     parent (ErrConflict);
+	//   - a chain that would hold more than MaxDepth agents
+	//     (*ChainDepthError, an ErrConflict);
+	//   - a limit above any active parent policy's limit in the same window
+	//     and currency, which could never be spent (ErrOverParentLimit, an
+	//     ErrInvalid).
+	CreateDelegation(ctx context.Context, d NewDelegation) (policy.Policy, error)
+	// RevokeDelegation writes a new version of the delegated policy with a
+	// limit of zero: the child may spend nothing more under it, and the
+	// delegation stays on record. A policy that is not a delegation is
+	// ErrNotDelegation (an ErrInvalid); one already revoked or inactive is
+	// ErrConflict.
+	RevokeDelegation(ctx context.Context, policyID string) (policy.Policy, error)
+}
+
+// Delegation refusals. Each also matches ErrInvalid with errors.Is.
+var (
+	ErrDelegateToSelf  = errkind.New(ErrInvalid, "an agent cannot delegate to itself")
+	ErrOverParentLimit = errkind.New(ErrInvalid, "limit exceeds the parent's limit")
+	ErrNotDelegation   = errkind.New(ErrInvalid, "policy is not a delegation")
+)
+
+// ChainDepthError refuses a parent link that would make a delegation chain
+// longer than the limit asked for. It matches ErrConflict: whether a link
+// is too deep depends on the hierarchy as it stands.
+type ChainDepthError struct {
+	// Agents is how many agents the chain would hold.
+	Agents int
+	// Path names the chain root first, as "root → … → agent", ending with
+	// "…" when the agent's own descendants lengthen it further.
+	Path string
+	// Max is the limit that was asked for.
+	Max int
+}
+
+func (e *ChainDepthError) Error() string {
+	return fmt.Sprintf("the chain would hold %d agents (%s), more than the maximum depth of %d", e.Agents, e.Path, e.Max)
+}
+
+// Unwrap makes the error match ErrConflict.
+func (e *ChainDepthError) Unwrap() error { return ErrConflict }
 
 // Pricebook manages operator price rules.
 type Pricebook interface {

@@ -77,19 +77,36 @@ func parseMessage(raw []byte) (m message, ok bool) {
 
 // canonicalID returns an id's JSON text in one canonical form, so that a
 // peer that re-encodes an id ("\u00e91" for "é1", Go's "\u003c" for "<")
-// still matches the request it answers. Ids without escapes, and numbers,
-// are kept as sent.
+// still matches the request it answers. A string with bytes beyond ASCII
+// is re-encoded even without escapes: Go's encoder writes a raw U+2028 as
+// "\u2028" and invalid UTF-8 as U+FFFD. Plain ASCII ids, and numbers, are
+// kept as sent.
 func canonicalID(id gjson.Result) string {
-	if id.Type != gjson.String || !strings.Contains(id.Raw, `\`) {
+	if id.Type != gjson.String || (!strings.Contains(id.Raw, `\`) && isASCII(id.Raw)) {
 		return id.Raw
+	}
+	str := id.Str
+	if !utf8.ValidString(str) {
+		// As a decoder reads it: each invalid byte is U+FFFD (the encoder
+		// would write the escape "\ufffd" instead, a second spelling).
+		str = string([]rune(str))
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(id.Str); err != nil {
+	if err := enc.Encode(str); err != nil {
 		return id.Raw
 	}
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // firstNonSpace returns the first byte of b that is not JSON whitespace.

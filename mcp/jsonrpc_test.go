@@ -83,6 +83,7 @@ func TestCanonicalID(t *testing.T) {
 		{`{"id":"<a&b>"}`, `{"id":"\u003ca\u0026b\u003e"}`},
 		{`{"id":"x\"y"}`, `{"id":"x\u0022y"}`},
 		{`{"id":7}`, `{"id":7}`},
+		{"{\"id\":\"a\u2028b\"}", `{"id":"a\u2028b"}`},
 	}
 	for _, tc := range tests {
 		a := canonicalID(gjson.Get(tc.a, "id"))

@@ -404,6 +404,12 @@ func (s *Session) hostRequest(ctx context.Context, m message) {
 		// parallel keep one slow commit from holding up the session.
 		// The id is marked as being admitted first, in the host's order,
 		// so that a cancellation read next is not lost.
+		// A call whose tool name is unusable is refused here, before any
+		// metering and in the host's order.
+		if resp := badToolName(m); resp != nil {
+			s.reply(resp)
+			return
+		}
 		s.expectCalls(m.id)
 		s.begins <- struct{}{}
 		s.beginning.Add(1)
@@ -602,6 +608,19 @@ func (s *Session) hostResponse(ctx context.Context, m message) {
 	s.send(ctx, sr.up, out)
 }
 
+// badToolName answers a tools/call whose tool name is missing or unusable,
+// or returns nil.
+func badToolName(m message) []byte {
+	name := gjson.GetBytes(m.raw, "params.name")
+	if name.Type != gjson.String {
+		return errorResponse(m.id, codeInvalidParams, "Invalid params: tools/call needs a tool name")
+	}
+	if why := checkToolName(name.Str); why != "" {
+		return errorResponse(m.id, codeInvalidParams, "Invalid params: "+why)
+	}
+	return nil
+}
+
 // toolsCall prices, checks and reserves a tools/call before relaying it.
 func (s *Session) toolsCall(ctx context.Context, m message) {
 	defer s.admitted(m.id)
@@ -611,15 +630,7 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 		return
 	}
 	params := gjson.GetManyBytes(m.raw, "params.name", "params.arguments", "params._meta.progressToken")
-	if params[0].Type != gjson.String {
-		s.reply(errorResponse(m.id, codeInvalidParams, "Invalid params: tools/call needs a tool name"))
-		return
-	}
-	name := params[0].Str
-	if why := checkToolName(name); why != "" {
-		s.reply(errorResponse(m.id, codeInvalidParams, "Invalid params: "+why))
-		return
-	}
+	name := params[0].Str // checked by badToolName before admission
 	u, tool := s.ups[0], name
 	if s.gateway {
 		server, t, ok := strings.Cut(name, "__")

@@ -50,7 +50,9 @@ func ParseCheckpoint(body []byte) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("checkpoint: bad size %q", lines[1])
 	}
 	c.Size = n
-	root, err := base64.StdEncoding.DecodeString(lines[2])
+	// Strict: a root whose unused trailing bits are set would be a second
+	// spelling of the same checkpoint, as a size with a leading zero would.
+	root, err := base64.StdEncoding.Strict().DecodeString(lines[2])
 	if err != nil || len(root) != tlog.HashSize {
 		return Checkpoint{}, fmt.Errorf("checkpoint: bad root hash %q", lines[2])
 	}

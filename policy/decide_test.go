@@ -114,10 +114,16 @@ func TestDecide(t *testing.T) {
 		{
 			name: "reserved counts like spent",
 			req: Request{Chain: []Agent{leaf}, Resource: "r", Price: amt("1.01"),
-				Policies: []PolicyUsage{use("3f2a", leaf, WindowDaily, "10", "9", "0")}},
+				Policies: []PolicyUsage{use("3f2a", leaf, WindowDaily, "10", "4", "5")}},
 			code: CodeBudgetExceeded, policyID: "3f2a",
-			reason: `daily budget of agent "research" (policy 3f2a): spent 9.00 + reserved 0.00 + price 1.01 exceeds limit 10.00 USD`,
+			reason: `daily budget of agent "research" (policy 3f2a): spent 4.00 + reserved 5.00 + price 1.01 exceeds limit 10.00 USD`,
 			left:   map[string]string{"3f2a": "1"},
+		},
+		{
+			name: "reserved counts like spent: what is left still fits",
+			req: Request{Chain: []Agent{leaf}, Resource: "r", Price: amt("1"),
+				Policies: []PolicyUsage{use("3f2a", leaf, WindowDaily, "10", "4", "5")}},
+			allow: true, code: CodeAllowed, left: map[string]string{"3f2a": "0"},
 		},
 		{
 			name: "a reservation blocks the next spend",

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// designPricebook is the pricebook of DESIGN §7.
+// designPricebook uses every form a price rule can take.
 const designPricebook = `prices:
   - resource: "mcp:fs/read_file"
     per_call: "0.001"

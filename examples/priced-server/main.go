@@ -1,6 +1,8 @@
 // Command priced-server serves the example MCP server of package
-// examples/priced on stdio: a "weather" server whose tools declare their
-// prices in _meta["dev.caracal/price"].
+// internal/priced on stdio: a "weather" server whose tools declare their
+// prices in _meta["dev.caracal/price"]. The server lives under internal/
+// because the caracal binary serves it too (`caracal quickstart`), and no
+// production package imports examples/.
 //
 //	caracal mcp --agent demo --name weather --trusted -- go run ./examples/priced-server
 package main
@@ -11,7 +13,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/caracal-dev/caracal/examples/priced"
+	"github.com/caracal-dev/caracal/internal/priced"
 )
 
 func main() {

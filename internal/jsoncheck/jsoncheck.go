@@ -73,8 +73,9 @@ func Check(raw []byte, dupKeys bool) error {
 			top := &stack[n-1]
 			top.expectKey = false
 			key := string(raw[start+1 : i])
-			if escaped {
-				// "\u006dethod" is "method" to every decoder.
+			if escaped || !utf8.ValidString(key) {
+				// "\u006dethod" is "method" to every decoder, and
+				// encoding/json reads each invalid byte as U+FFFD.
 				if err := json.Unmarshal(raw[start:i+1], &key); err != nil {
 					continue
 				}

@@ -82,17 +82,19 @@ func newLimitTable(base, extra map[string]ModelLimit, fallback ModelLimit) *limi
 }
 
 func (t *limitTable) lookup(model string) ModelLimit {
-	best, bestScore := -1, -1
+	best, bestLit, bestStars := -1, 0, 0
 	for i, p := range t.patterns {
 		if !globMatch(p, model) {
 			continue
 		}
 		// More literal characters is more specific; ties go to fewer stars
 		// and then to the lexically smaller pattern, so the answer never
-		// depends on map order.
-		score := (len(p)-strings.Count(p, "*"))*16 - strings.Count(p, "*")
-		if score > bestScore || (score == bestScore && p < t.patterns[best]) {
-			best, bestScore = i, score
+		// depends on map order. (A pattern of stars only, such as a
+		// catch-all "*", has no literals and still counts.)
+		stars := strings.Count(p, "*")
+		lit := len(p) - stars
+		if best < 0 || lit > bestLit || (lit == bestLit && (stars < bestStars || (stars == bestStars && p < t.patterns[best]))) {
+			best, bestLit, bestStars = i, lit, stars
 		}
 	}
 	if best < 0 {
@@ -102,27 +104,10 @@ func (t *limitTable) lookup(model string) ModelLimit {
 }
 
 // globMatch reports whether s matches pattern, where `*` matches any run of
-// characters. It is the same language as policy.MatchPattern.
-func globMatch(pattern, s string) bool {
-	star := strings.IndexByte(pattern, '*')
-	if star < 0 {
-		return pattern == s
-	}
-	if !strings.HasPrefix(s, pattern[:star]) {
-		return false
-	}
-	s, rest := s[star:], pattern[star+1:]
-	if rest == "" {
-		return true
-	}
-	// Try every position for the rest; model patterns are short.
-	for i := 0; i <= len(s); i++ {
-		if globMatch(rest, s[i:]) {
-			return true
-		}
-	}
-	return false
-}
+// characters: policy.MatchPattern, whose time is bounded by len(pattern) ×
+// len(s). A recursive matcher took time exponential in the stars, and the
+// model name comes from the request.
+func globMatch(pattern, s string) bool { return policy.MatchPattern(pattern, s) }
 
 // estimateOverhead is added to every input estimate for text the provider
 // adds on its side: chat-format tokens and tool-use system prompts (which

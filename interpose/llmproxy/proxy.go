@@ -581,8 +581,8 @@ func writeErrorCode(w http.ResponseWriter, k Kind, status int, pc policy.Code, c
 	_, _ = w.Write(b)
 }
 
-// settlement runs detached from the client: the outcome must be recorded
-// even when the client has gone.
+// settleCtx returns the context settlement runs in, detached from the
+// client: the outcome must be recorded even when the client has gone.
 func (c *call) settleCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(c.upCtx), 30*time.Second)
 }

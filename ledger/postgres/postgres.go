@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
+	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/ledger/sqlstore"
 	"github.com/caracal-dev/caracal/migrations"
@@ -59,7 +60,7 @@ func Open(ctx context.Context, databaseURL string, o Options) (*sqlstore.Store, 
 	}
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
-		return nil, &urlError{msg: fmt.Sprintf("invalid database URL %s: %s", shown, parseDetail(err)), cause: err}
+		return nil, errkind.New(ledger.ErrInvalid, fmt.Sprintf("invalid database URL %s: %s", shown, parseDetail(err)), err)
 	}
 	if !hasConnectTimeout(databaseURL) {
 		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
@@ -93,22 +94,6 @@ func Open(ctx context.Context, databaseURL string, o Options) (*sqlstore.Store, 
 	return s, nil
 }
 
-// urlError is a database URL that cannot be used; it matches
-// ledger.ErrInvalid and, when pgx refused it, pgx's error.
-type urlError struct {
-	msg   string
-	cause error
-}
-
-func (e *urlError) Error() string { return e.msg }
-
-func (e *urlError) Unwrap() []error {
-	if e.cause == nil {
-		return []error{ledger.ErrInvalid}
-	}
-	return []error{ledger.ErrInvalid, e.cause}
-}
-
 // checkScheme refuses URLs that are plainly not PostgreSQL URLs with a
 // message saying what is wanted. Key/value connection strings
 // ("host=… dbname=…") are left to pgx.
@@ -118,13 +103,13 @@ func checkScheme(databaseURL string) error {
 		if strings.Contains(databaseURL, "=") {
 			return nil
 		}
-		return &urlError{msg: fmt.Sprintf("invalid database URL %s: want postgres://user:password@host:port/database", Redact(databaseURL))}
+		return errkind.Errorf(ledger.ErrInvalid, "invalid database URL %s: want postgres://user:password@host:port/database", Redact(databaseURL))
 	}
 	switch databaseURL[:i] {
 	case "postgres", "postgresql":
 		return nil
 	}
-	return &urlError{msg: fmt.Sprintf("invalid database URL %s: scheme %q is not postgres or postgresql", Redact(databaseURL), databaseURL[:i])}
+	return errkind.Errorf(ledger.ErrInvalid, "invalid database URL %s: scheme %q is not postgres or postgresql", Redact(databaseURL), databaseURL[:i])
 }
 
 // parseDetail drops pgx's own "cannot parse `…`: " prefix, which repeats
@@ -204,7 +189,9 @@ func (Dialect) LockIntegrator(ctx context.Context, tx *sql.Tx) error {
 }
 
 // LockHierarchy takes a transaction-scoped advisory lock that serialises
-// re-parenting; creating an agent needs none, as a new agent has no children.
+// every change to the agent hierarchy (re-parenting, delegating, creating
+// an agent under a parent), so that checks on a chain — cycles, depth —
+// hold until the change commits.
 func (Dialect) LockHierarchy(ctx context.Context, tx *sql.Tx) error {
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(hierarchyLockKey))
 	return err

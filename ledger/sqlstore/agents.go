@@ -9,8 +9,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -22,9 +20,6 @@ import (
 // itself included. It bounds the walk up the parent links, so a corrupted
 // row can never send a query into an endless loop.
 const MaxChainDepth = 64
-
-// maxNameLen bounds agent names so they fit in tables and log lines.
-const maxNameLen = 128
 
 // agentCols are the columns scanAgent reads, in order.
 const agentCols = `id, name, owner, parent_id, status, metadata, created_ns`
@@ -79,28 +74,6 @@ func decodeMetadata(s string) (map[string]string, error) {
 	return m, nil
 }
 
-// validateAgentName refuses names the CLI could not address unambiguously:
-// empty, padded, overlong, containing control characters, or shaped like
-// the UUIDs used as agent IDs (GetAgent accepts either).
-func validateAgentName(name string) error {
-	switch {
-	case name == "":
-		return errorf(ledger.ErrInvalid, "agent name is required")
-	case strings.TrimSpace(name) != name:
-		return errorf(ledger.ErrInvalid, "agent name %q must not start or end with spaces", name)
-	case !utf8.ValidString(name):
-		return errorf(ledger.ErrInvalid, "agent name %q is not valid UTF-8", name)
-	case utf8.RuneCountInString(name) > maxNameLen:
-		return errorf(ledger.ErrInvalid, "agent name %q is longer than %d characters", name, maxNameLen)
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		return errorf(ledger.ErrInvalid, "agent name %q must not contain control characters", name)
-	}
-	if _, err := uuid.Parse(name); err == nil {
-		return errorf(ledger.ErrInvalid, "agent name %q must not be a UUID: UUIDs are agent IDs", name)
-	}
-	return nil
-}
-
 func validateMetadata(m map[string]string) error {
 	for k := range m {
 		if k == "" || strings.TrimSpace(k) != k {
@@ -126,8 +99,8 @@ func (s *Store) agentByRef(ctx context.Context, q querier, ref string) (policy.A
 
 // CreateAgent implements ledger.Agents. ParentID may be the parent's ID or name.
 func (s *Store) CreateAgent(ctx context.Context, in ledger.NewAgent) (policy.Agent, error) {
-	if err := validateAgentName(in.Name); err != nil {
-		return policy.Agent{}, err
+	if err := policy.ValidateAgentName(in.Name); err != nil {
+		return policy.Agent{}, invalid(err)
 	}
 	if err := validateMetadata(in.Metadata); err != nil {
 		return policy.Agent{}, err
@@ -148,6 +121,11 @@ func (s *Store) CreateAgent(ctx context.Context, in ledger.NewAgent) (policy.Age
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		var parent sql.NullString
 		if in.ParentID != "" {
+			// Serialised with re-parenting, so the chain checked against
+			// the depth limits is the chain the new agent joins.
+			if err := s.lockHierarchy(ctx, tx); err != nil {
+				return err
+			}
 			p, err := s.agentByRef(ctx, tx, in.ParentID)
 			if errors.Is(err, ledger.ErrNotFound) {
 				return errorf(ledger.ErrInvalid, "parent agent %q not found", in.ParentID)
@@ -158,6 +136,9 @@ func (s *Store) CreateAgent(ctx context.Context, in ledger.NewAgent) (policy.Age
 			chain, err := s.chain(ctx, tx, p.ID, false)
 			if err != nil {
 				return err
+			}
+			if in.MaxDepth > 0 && len(chain)+1 > in.MaxDepth {
+				return &ledger.ChainDepthError{Agents: len(chain) + 1, Path: chainPath(chain) + " → " + in.Name, Max: in.MaxDepth}
 			}
 			if len(chain)+1 > MaxChainDepth {
 				return errorf(ledger.ErrInvalid, "parent agent %q: a delegation chain may hold at most %d agents", in.ParentID, MaxChainDepth)
@@ -232,21 +213,13 @@ func (s *Store) SetAgentStatus(ctx context.Context, id string, st policy.AgentSt
 	return a, nil
 }
 
-// hierarchyLocker is implemented by dialects whose concurrent transactions
-// could otherwise both pass the cycle check and together close a loop.
-type hierarchyLocker interface {
-	LockHierarchy(ctx context.Context, tx *sql.Tx) error
-}
-
 // SetAgentParent implements ledger.Agents. An empty parentID makes the agent
 // a root; id and parentID may also be names.
 func (s *Store) SetAgentParent(ctx context.Context, id, parentID string) (policy.Agent, error) {
 	var a policy.Agent
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if l, ok := s.dialect.(hierarchyLocker); ok {
-			if err := l.LockHierarchy(ctx, tx); err != nil {
-				return fmt.Errorf("lock agent hierarchy: %w", err)
-			}
+		if err := s.lockHierarchy(ctx, tx); err != nil {
+			return err
 		}
 		var err error
 		if a, err = s.agentByRef(ctx, tx, id); err != nil {
@@ -291,21 +264,6 @@ func (s *Store) SetAgentParent(ctx context.Context, id, parentID string) (policy
 		return policy.Agent{}, err
 	}
 	return a, nil
-}
-
-// subtreeHeight returns how many agents the longest path down from id
-// holds, id included.
-func (s *Store) subtreeHeight(ctx context.Context, q querier, id string) (int, error) {
-	var h sql.NullInt64
-	err := q.QueryRowContext(ctx, s.q(`WITH RECURSIVE sub(id, depth) AS (
-			SELECT id, 1 FROM agents WHERE id = ?
-			UNION ALL
-			SELECT a.id, sub.depth + 1 FROM agents a JOIN sub ON a.parent_id = sub.id WHERE sub.depth <= ?
-		) SELECT MAX(depth) FROM sub`), id, MaxChainDepth).Scan(&h)
-	if err != nil {
-		return 0, fmt.Errorf("read descendants of agent %s: %w", id, err)
-	}
-	return int(h.Int64), nil
 }
 
 // Chain implements ledger.Agents. agentID may also be the agent's name.

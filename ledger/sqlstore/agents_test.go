@@ -91,3 +91,30 @@ func TestChainTxUnknown(t *testing.T) {
 		t.Fatalf("chainTx(name) = %v, want ErrNotFound", err)
 	}
 }
+
+// TestLegacyAgentNameReadable checks that an agent stored under the looser
+// name rule of older releases stays readable and addressable by name,
+// although policy.ValidateAgentName now refuses to create one like it.
+func TestLegacyAgentNameReadable(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.OpenSQLite(t)
+	legacy := "résumé bot"
+	if err := policy.ValidateAgentName(legacy); err == nil {
+		t.Fatalf("%q passes today's rule; pick a name it refuses", legacy)
+	}
+	if _, err := s.DB().ExecContext(ctx, `INSERT INTO agents (id, name, owner, parent_id, status, metadata, created_ns)
+		VALUES ('0192f1c4-8d7e-7c3a-9b1e-5a2f3c4d5e6f', ?, 'o', NULL, 'active', '{}', 1)`, legacy); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.GetAgent(ctx, legacy)
+	if err != nil || a.Name != legacy {
+		t.Fatalf("GetAgent(%q) = %+v, %v", legacy, a, err)
+	}
+	child := mustAgent(t, s, "child", legacy)
+	if child.ParentID != a.ID {
+		t.Errorf("child of the legacy agent has parent %q, want %q", child.ParentID, a.ID)
+	}
+	if _, err := s.SetAgentStatus(ctx, legacy, policy.StatusSuspended); err != nil {
+		t.Errorf("suspend the legacy agent by name: %v", err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/merkle"
 )
@@ -223,7 +224,7 @@ func (s *Store) integrate(ctx context.Context, tx *sql.Tx, max int, sign ledger.
 		return ledger.Checkpoint{}, false, fmt.Errorf("read stored hash count: %w", err)
 	}
 	if want := tlog.StoredHashCount(size); nhash != want {
-		return ledger.Checkpoint{}, false, fmt.Errorf("the tree has %d leaves but %d stored hashes (want %d): run `caracal merkle verify --full`", size, nhash, want)
+		return ledger.Checkpoint{}, false, errkind.Errorf(ledger.ErrTreeDamaged, "the tree has %d leaves but %d stored hashes (want %d)", size, nhash, want)
 	}
 
 	batch, err := s.loadQueue(ctx, tx, max)
@@ -349,7 +350,7 @@ func (s *Store) checkSigningKey(ctx context.Context, q querier, id string) error
 	err := q.QueryRowContext(ctx, s.q(`SELECT retired_ns FROM signing_keys WHERE id = ?`), id).Scan(&retired)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("signing key %s is not registered in this database: run `caracal keys generate`", id)
+		return errkind.Errorf(ledger.ErrNoSigningKey, "signing key %s is not registered in this database", id)
 	case err != nil:
 		return fmt.Errorf("read signing key %s: %w", id, err)
 	case retired.Valid:

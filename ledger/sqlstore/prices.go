@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
@@ -175,7 +176,7 @@ func (s *Store) ImportPrices(ctx context.Context, rules []policy.PriceRule) erro
 	for i, r := range rules {
 		r, err := normalizePrice(r)
 		if err != nil {
-			return &kindError{kind: ledger.ErrInvalid, msg: fmt.Sprintf("entry %d: %v", i+1, err), cause: err}
+			return errkind.New(ledger.ErrInvalid, fmt.Sprintf("entry %d: %v", i+1, err), err)
 		}
 		if j, dup := seen[r.Resource]; dup {
 			return errorf(ledger.ErrInvalid, "entry %d: price rule %q: resource: duplicate of entry %d", i+1, r.Resource, j+1)

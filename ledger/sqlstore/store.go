@@ -15,6 +15,7 @@ import (
 
 	"github.com/pressly/goose/v3"
 
+	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
 )
@@ -25,7 +26,7 @@ type Dialect interface {
 	Name() string
 	// Goose is the migration dialect.
 	Goose() goose.Dialect
-	// Placeholders says whether queries must use $1, $2 … instead of ?.
+	// NumberedPlaceholders says whether queries must use $1, $2 … instead of ?.
 	NumberedPlaceholders() bool
 	// LockPolicies takes exclusive row locks on the given policies inside
 	// tx, in the order given (callers sort by policy ID). SQLite, whose
@@ -296,28 +297,10 @@ func placeholders(n int) string {
 // now is the store's clock for rows the caller gives no time for.
 func now() time.Time { return time.Now().UTC() }
 
-// kindError is a store error whose message is exactly what the user should
-// read and which still matches a ledger sentinel (and its cause, if any)
-// with errors.Is.
-type kindError struct {
-	kind  error
-	msg   string
-	cause error
-}
-
-func (e *kindError) Error() string { return e.msg }
-
-func (e *kindError) Unwrap() []error {
-	if e.cause == nil {
-		return []error{e.kind}
-	}
-	return []error{e.kind, e.cause}
-}
-
 // errorf returns an error printing the formatted message and matching kind
 // (ledger.ErrNotFound, ErrConflict, ErrInvalid …) with errors.Is.
 func errorf(kind error, format string, args ...any) error {
-	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
+	return errkind.Errorf(kind, format, args...)
 }
 
 // invalid marks a validation error from package policy as ledger.ErrInvalid,
@@ -326,5 +309,5 @@ func invalid(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &kindError{kind: ledger.ErrInvalid, msg: err.Error(), cause: err}
+	return errkind.New(ledger.ErrInvalid, err.Error(), err)
 }

@@ -149,9 +149,12 @@ func testAgents(t *testing.T, newStore Factory) {
 			msg  string
 		}{
 			{ledger.NewAgent{Name: ""}, ledger.ErrInvalid, `agent name is required`},
-			{ledger.NewAgent{Name: " padded"}, ledger.ErrInvalid, `agent name " padded" must not start or end with spaces`},
-			{ledger.NewAgent{Name: "tab\there"}, ledger.ErrInvalid, `agent name "tab\there" must not contain control characters`},
-			{ledger.NewAgent{Name: strings.Repeat("x", 129)}, ledger.ErrInvalid, `agent name "` + strings.Repeat("x", 129) + `" is longer than 128 characters`},
+			// One rule, policy.ValidateAgentName, for the CLI and the store.
+			{ledger.NewAgent{Name: " padded"}, ledger.ErrInvalid, `invalid agent name " padded": use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit`},
+			{ledger.NewAgent{Name: "tab\there"}, ledger.ErrInvalid, `invalid agent name "tab\there": use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit`},
+			{ledger.NewAgent{Name: "my bot"}, ledger.ErrInvalid, `invalid agent name "my bot": use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit`},
+			{ledger.NewAgent{Name: "ünïcode"}, ledger.ErrInvalid, `invalid agent name "ünïcode": use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit`},
+			{ledger.NewAgent{Name: strings.Repeat("x", 65)}, ledger.ErrInvalid, `invalid agent name "` + strings.Repeat("x", 65) + `": use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit`},
 			{ledger.NewAgent{Name: "0b5c7a52-3d3e-4a8e-9d7e-1f6f4b2c9a10"}, ledger.ErrInvalid, `agent name "0b5c7a52-3d3e-4a8e-9d7e-1f6f4b2c9a10" must not be a UUID: UUIDs are agent IDs`},
 			{ledger.NewAgent{Name: "m", Metadata: map[string]string{"": "v"}}, ledger.ErrInvalid, `metadata key "" must be non-empty and not padded with spaces`},
 			{ledger.NewAgent{Name: "orphan", ParentID: "nope"}, ledger.ErrInvalid, `parent agent "nope" not found`},

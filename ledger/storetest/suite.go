@@ -26,6 +26,7 @@ type Factory func(t *testing.T) ledger.Store
 func Run(t *testing.T, newStore Factory) {
 	t.Run("Agents", func(t *testing.T) { testAgents(t, newStore) })
 	t.Run("Policies", func(t *testing.T) { testPolicies(t, newStore) })
+	t.Run("Delegations", func(t *testing.T) { testDelegations(t, newStore) })
 	t.Run("Pricebook", func(t *testing.T) { testPricebook(t, newStore) })
 	t.Run("Admin", func(t *testing.T) { testAdmin(t, newStore) })
 	t.Run("Enforce", func(t *testing.T) { testEnforce(t, newStore) })

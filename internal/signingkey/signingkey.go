@@ -1,4 +1,9 @@
-package merkle
+// Package signingkey keeps checkpoint signing keys as files in a Caracal
+// home: generating, writing, loading them, and reading public keys given
+// inline or by path. Package merkle, which signs and verifies, stays pure
+// (no file system), like golang.org/x/mod/sumdb/tlog; ledger registers,
+// rotates and retires the keys in the store.
+package signingkey
 
 import (
 	"errors"
@@ -8,6 +13,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/caracal-dev/caracal/merkle"
 )
 
 // KeyFile is a checkpoint signing key on disk: the private signer key in
@@ -16,7 +23,7 @@ type KeyFile struct {
 	Name    string
 	Path    string // the private key file
 	PubPath string // the public key file
-	Signer  *Signer
+	Signer  *merkle.Signer
 }
 
 // KeysDir is where a Caracal home keeps its signing keys.
@@ -37,7 +44,7 @@ func ValidKeyName(name string) error {
 // becomes "ledger-" and the key's 8-hex-digit hash, unique per key. It
 // never overwrites an existing key file.
 func GenerateKeyFile(home, name, origin string) (KeyFile, error) {
-	skey, _, err := GenerateKey(origin)
+	skey, _, err := merkle.GenerateKey(origin)
 	if err != nil {
 		return KeyFile{}, err
 	}
@@ -47,7 +54,7 @@ func GenerateKeyFile(home, name, origin string) (KeyFile, error) {
 // WriteKeyFile writes the signer key skey to KeysDir(home)/<name>.key
 // (0600) and its public key to <name>.pub; see GenerateKeyFile.
 func WriteKeyFile(home, name, skey string) (KeyFile, error) {
-	s, err := NewSigner(skey)
+	s, err := merkle.NewSigner(skey)
 	if err != nil {
 		return KeyFile{}, err
 	}
@@ -103,7 +110,7 @@ func LoadKeyFile(path string) (KeyFile, error) {
 	if err != nil {
 		return KeyFile{}, fmt.Errorf("read signing key: %w", err)
 	}
-	s, err := NewSigner(string(b))
+	s, err := merkle.NewSigner(string(b))
 	if err != nil {
 		return KeyFile{}, fmt.Errorf("%s: %w", path, err)
 	}
@@ -133,7 +140,7 @@ func LoadKeyFiles(home string) ([]KeyFile, error) {
 // path of a file holding it (such as the output of `caracal keys export-public`).
 func ReadPublicKey(keyOrPath string) (string, error) {
 	s := strings.TrimSpace(keyOrPath)
-	if _, err := NewKeyRing(s); err == nil {
+	if _, err := merkle.NewKeyRing(s); err == nil {
 		return s, nil
 	}
 	b, err := os.ReadFile(keyOrPath)
@@ -141,7 +148,7 @@ func ReadPublicKey(keyOrPath string) (string, error) {
 		return "", fmt.Errorf("%q is neither a public key (name+hash+base64) nor a readable file: %w", keyOrPath, err)
 	}
 	s = strings.TrimSpace(string(b))
-	if _, err := NewKeyRing(s); err != nil {
+	if _, err := merkle.NewKeyRing(s); err != nil {
 		return "", fmt.Errorf("%s: %w", keyOrPath, err)
 	}
 	return s, nil

@@ -5,7 +5,8 @@
 // and the operator's pricebook always wins.
 //
 // examples/priced-server serves it on stdio; `caracal quickstart` runs it
-// behind the proxy.
+// behind the proxy (through the hidden `caracal quickstart example-server`),
+// which is why it lives under internal/ rather than examples/.
 package priced
 
 import (
