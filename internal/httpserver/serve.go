@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -114,28 +113,31 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, o ServeOption
 	return nil
 }
 
-// handlers counts the requests whose handlers are running.
+// handlers counts the requests whose handlers are running. It is polled,
+// as http.Server.Shutdown polls its connections, because a connection
+// already reading its next request may still start a handler while the
+// count is being waited on.
 type handlers struct {
-	wg sync.WaitGroup
-	n  atomic.Int64
+	n atomic.Int64
 }
 
 func (c *handlers) track(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.wg.Add(1)
 		c.n.Add(1)
-		defer func() { c.n.Add(-1); c.wg.Done() }()
+		defer c.n.Add(-1)
 		h.ServeHTTP(w, r)
 	})
 }
 
 func (c *handlers) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { c.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for c.n.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
+	return nil
 }
