@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 
+	"github.com/caracal-dev/caracal/internal/alerts"
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger/postgres"
 )
@@ -45,6 +46,7 @@ type Config struct {
 
 	Enforcement EnforcementConfig `json:"enforcement"`
 	Merkle      MerkleConfig      `json:"merkle"`
+	Alerts      []alerts.Webhook  `json:"alerts,omitempty"`
 }
 
 // Values of merkle.sign.
@@ -171,6 +173,7 @@ type fileConfig struct {
 	Merkle  struct {
 		Sign string `yaml:"sign"`
 	} `yaml:"merkle"`
+	Alerts []fileAlert `yaml:"alerts"`
 }
 
 // scalarKeys are the keys that flags and CARACAL_* variables can set.
@@ -336,6 +339,9 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	// --tls-cert and --tls-key may complete or override it.
 	cfg.TLS.CertFile = strings.TrimSpace(get("tls.cert_file"))
 	cfg.TLS.KeyFile = strings.TrimSpace(get("tls.key_file"))
+	if cfg.Alerts, err = loadAlerts(fc.Alerts); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -544,6 +550,15 @@ metrics:
 tls:
   cert_file: ""       # PEM certificate, chain included
   key_file: ""        # PEM private key
+
+# Budget alerts, POSTed as signed JSON by caracal proxy and caracal mcp
+# (see docs/operations.md, "Alerts by webhook").
+alerts: []
+  # - url: https://hooks.example.com/caracal
+  #   secret_env: CARACAL_ALERT_SECRET  # or secret: "…"; signs every delivery
+  #   thresholds: [50, 80, 100]         # percent of any policy's limit used
+  #   denied: true                      # also every denied call
+  #   agents: []                        # only these agents (names or IDs); empty: all
 
 proxy:
   listen: 127.0.0.1:8080

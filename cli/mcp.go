@@ -160,6 +160,11 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	if err := obs.attachFactory(ctx, f, cfg); err != nil {
 		return err
 	}
+	observer, stopAlerts, err := withAlerts(ctx, cfg, store, obs.observer(log), obs.log)
+	if err != nil {
+		return err
+	}
+	defer stopAlerts()
 	popts := mcp.Options{
 		Upstreams:       ups,
 		MaxMessageSize:  fl.maxMessageSize,
@@ -179,7 +184,7 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		// or the expiry sweep would settle a live call as unconfirmed.
 		ReservationTTL: interpose.ReservationTTL(popts.LongestCall()),
 		Logger:         log,
-		Observer:       obs.observer(log),
+		Observer:       observer,
 
 		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
 		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,

@@ -126,6 +126,11 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		return err
 	}
 	log := obs.log
+	observer, stopAlerts, err := withAlerts(ctx, cfg, store, obs.observer(log), log)
+	if err != nil {
+		return err
+	}
+	defer stopAlerts()
 	engine := interpose.New(interpose.Options{
 		Store:        store,
 		DefaultPrice: cfg.Pricing.Default,
@@ -135,7 +140,7 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		// the expiry sweep would settle a live stream as unconfirmed.
 		ReservationTTL: interpose.ReservationTTL(fl.maxDuration + fl.drainTimeout),
 		Logger:         log,
-		Observer:       obs.observer(log),
+		Observer:       observer,
 
 		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
 		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,

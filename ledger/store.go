@@ -48,6 +48,7 @@ type Store interface {
 	Events
 	Merkle
 	Admin
+	Alerts
 	Close() error
 }
 

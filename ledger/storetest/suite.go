@@ -32,6 +32,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("Enforce", func(t *testing.T) { testEnforce(t, newStore) })
 	t.Run("Events", func(t *testing.T) { testEvents(t, newStore) })
 	t.Run("Merkle", func(t *testing.T) { testMerkle(t, newStore) })
+	t.Run("Alerts", func(t *testing.T) { testAlerts(t, newStore) })
 }
 
 func testAdmin(t *testing.T, newStore Factory) {
