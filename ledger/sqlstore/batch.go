@@ -24,33 +24,10 @@ type txFunc func(ctx context.Context, tx *sql.Tx) error
 // committed separately, so the result is the same as serial transactions
 // with fewer fsyncs. On PostgreSQL every call is its own transaction.
 func (s *Store) writeTx(ctx context.Context, fn txFunc) error {
-	if !s.sqlite() {
-		return s.singleTx(ctx, fn)
+	if !s.dialect.GroupCommit() {
+		return s.tx(ctx, func(tx *sql.Tx) error { return fn(ctx, tx) })
 	}
 	return s.enforce.run(ctx, s, fn)
-}
-
-// singleTx runs fn in its own transaction. The deferred rollback also
-// covers a panic in fn, so no transaction is ever left open.
-func (s *Store) singleTx(ctx context.Context, fn txFunc) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return s.wrap(fmt.Errorf("begin: %w", err))
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			_ = tx.Rollback()
-		}
-	}()
-	if err := fn(ctx, tx); err != nil {
-		return s.wrap(err)
-	}
-	committed = true // a failed commit has ended the transaction too
-	if err := tx.Commit(); err != nil {
-		return s.wrap(fmt.Errorf("commit: %w", err))
-	}
-	return nil
 }
 
 // maxGroup bounds how many calls share one SQLite commit, so a leader

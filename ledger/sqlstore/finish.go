@@ -216,7 +216,7 @@ func (s *Store) finishPG(ctx context.Context, f finish) (ledger.Event, error) {
 // finishOnce ends a reservation in its own transaction, or returns
 // errNotOpen.
 func (s *Store) finishOnce(ctx context.Context, f finish) (ledger.Event, error) {
-	if !s.sqlite() {
+	if s.dialect.MergeStatements() {
 		return s.finishPG(ctx, f)
 	}
 	var ev ledger.Event

@@ -26,12 +26,6 @@ const (
 	resExpired  = "expired"
 )
 
-// sqlite reports whether the store is SQLite, where statements are cheap
-// to run but costly to parse (so they are prepared once and kept one row
-// each), unlike PostgreSQL, where every statement is a network round trip
-// (so they are merged) and pgx caches prepared statements itself.
-func (s *Store) sqlite() bool { return s.dialect.Name() == "sqlite" }
-
 func validateReserve(r *ledger.ReserveRequest) error {
 	switch {
 	case r.RequestID == "":
@@ -148,7 +142,7 @@ const (
 // on SQLite, in one statement on PostgreSQL, whose data-modifying WITH
 // clauses all run to completion.
 func (s *Store) insertReservation(ctx context.Context, q querier, requestID string, moves []bucketMove, resArgs []any) error {
-	if s.sqlite() {
+	if !s.dialect.MergeStatements() {
 		if err := s.applyUsage(ctx, q, moves); err != nil {
 			return err
 		}

@@ -29,7 +29,7 @@ func (s *Store) fillUsage(ctx context.Context, q querier, pols []policy.PolicyUs
 		}
 		starts[i] = ws.UnixNano()
 	}
-	if s.sqlite() {
+	if !s.dialect.MergeStatements() {
 		for i := range pols {
 			var spent, reserved int64
 			if err := q.QueryRowContext(ctx, usageSumSQL, pols[i].Policy.ID, starts[i]).Scan(&spent, &reserved); err != nil {
@@ -115,7 +115,7 @@ func (s *Store) applyUsage(ctx context.Context, q querier, moves []bucketMove) e
 	if len(moves) == 0 {
 		return nil
 	}
-	if s.sqlite() {
+	if !s.dialect.MergeStatements() {
 		for _, m := range moves {
 			if _, err := q.ExecContext(ctx, usageUpsertSQL, m.policyID, m.bucket, m.spent, m.reserved); err != nil {
 				return fmt.Errorf("update usage: %w", err)

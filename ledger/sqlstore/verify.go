@@ -18,7 +18,7 @@ import (
 // ScanLeaves implements merkle.LeafScanner over the leaves table joined to
 // the events table, reading every column exactly as stored.
 func (s *Store) ScanLeaves(ctx context.Context, from, to int64, fn func(*merkle.LeafRecord) error) error {
-	if s.dialect.Name() == "sqlite" {
+	if s.packedLeafColumns != "" {
 		return s.scanLeavesPacked(ctx, from, to, fn)
 	}
 	return s.scanLeaves(ctx, from, to, fn)
@@ -120,13 +120,7 @@ func (s *Store) ScanHashes(ctx context.Context, from, to int64, fn func(idx int6
 	return nil
 }
 
-// packedLeafColumns is leafColumns joined by NUL characters into one text
-// value. SQLite (as compiled for Go) pays a mutex round trip per column
-// read, which makes the 22 separate columns the bulk of full
-// verification's cost; one column instead cuts a third of it.
-var packedLeafColumns = strings.ReplaceAll(leafColumns, ",", " || char(0) ||")
-
-// scanLeavesPacked is ScanLeaves for SQLite: rows are read as one packed
+// scanLeavesPacked is ScanLeaves where the dialect packs columns: rows are read as one packed
 // text value each, by several workers over consecutive seq ranges, and
 // handed to fn in seq order. A row the packed form cannot represent
 // unambiguously (a NUL inside a value) or whose numbers do not parse is
@@ -200,13 +194,13 @@ func (s *Store) scanLeavesPacked(ctx context.Context, from, to int64, fn func(*m
 }
 
 func (s *Store) readPackedSpan(ctx context.Context, lo, hi int64) ([]merkle.LeafRecord, error) {
-	query := `SELECT l.seq, l.event_id, l.leaf_hash, ` + packedLeafColumns + ` FROM leaves l LEFT JOIN events e ON e.id = l.event_id WHERE l.seq >= ?`
+	query := `SELECT l.seq, l.event_id, l.leaf_hash, ` + s.packedLeafColumns + ` FROM leaves l LEFT JOIN events e ON e.id = l.event_id WHERE l.seq >= ?`
 	args := []any{lo}
 	if hi >= 0 {
 		query += ` AND l.seq < ?`
 		args = append(args, hi)
 	}
-	rows, err := s.rdb.QueryContext(ctx, query+` ORDER BY l.seq`, args...)
+	rows, err := s.rdb.QueryContext(ctx, s.q(query+` ORDER BY l.seq`), args...)
 	if err != nil {
 		return nil, s.wrap(fmt.Errorf("read leaves: %w", err))
 	}
