@@ -42,7 +42,7 @@ The leaf and proof formats are documented in docs/ledger-format.md.`,
 
 // merkleStore opens the configured store's Merkle side.
 func merkleStore(ctx context.Context, f *Factory) (ledger.Merkle, error) {
-	return useStore[ledger.Merkle](ctx, f)
+	return f.Store(ctx)
 }
 
 // ---- status
@@ -262,7 +262,7 @@ func runMerkleProve(ctx context.Context, opts *merkleProveOptions) error {
 	}
 	seq := opts.Seq
 	if opts.EventID != "" {
-		if seq, err = ledger.SeqOfEvent(ctx, m, opts.EventID); err != nil {
+		if seq, err = m.SeqOf(ctx, opts.EventID); err != nil {
 			if errors.Is(err, ledger.ErrNotFound) {
 				return fmt.Errorf("--event: %w", err) // the store's message names the event
 			}

@@ -99,6 +99,10 @@ type Store struct {
 	packedLeafColumns string
 }
 
+// The compiler checks what callers rely on: a Store is every ledger
+// operation.
+var _ ledger.Store = (*Store)(nil)
+
 // Options configure Open.
 type Options struct {
 	// Location is shown by Status (a file path or a redacted URL).

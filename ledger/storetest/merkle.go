@@ -309,9 +309,9 @@ func testMerkleProofs(t *testing.T, newStore Factory) {
 		// The leaf read raw from the row equals LeafOf of the Event read
 		// through the Events API: both paths describe the same event.
 		id := d.EventIDAt(t, seq)
-		seqOf, err := ledger.SeqOfEvent(ctx, s, id)
+		seqOf, err := s.SeqOf(ctx, id)
 		if err != nil || seqOf != seq {
-			t.Fatalf("SeqOfEvent(%s) = %d, %v", id, seqOf, err)
+			t.Fatalf("SeqOf(%s) = %d, %v", id, seqOf, err)
 		}
 		p, _ := ledger.ProveInclusion(ctx, s, seq, -1)
 		var fromEvent merkle.Leaf
@@ -335,8 +335,8 @@ func testMerkleProofs(t *testing.T, newStore Factory) {
 	if _, err := ledger.ProveConsistency(ctx, s, 7, -1); !errors.Is(err, ledger.ErrNotFound) {
 		t.Fatalf("consistency from a size with no checkpoint: %v", err)
 	}
-	if _, err := ledger.SeqOfEvent(ctx, s, "no-such-event"); !errors.Is(err, ledger.ErrNotFound) {
-		t.Fatalf("SeqOfEvent(unknown) = %v", err)
+	if _, err := s.SeqOf(ctx, "no-such-event"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("SeqOf(unknown) = %v", err)
 	}
 }
 
