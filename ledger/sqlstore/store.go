@@ -86,7 +86,7 @@ type Store struct {
 	// rebound caches queries rewritten for numbered placeholders.
 	rebound syncMap
 	// enforce holds the enforcement path's SQLite commit grouping and
-	// prepared statements (see writeTx in reserve.go).
+	// prepared statements (see writeTx in batch.go).
 	enforce enforceState
 	// zones caches loaded time zones so that bucketing a spend never
 	// reads the zone database on the hot path.
