@@ -42,7 +42,7 @@ budgets), a status and API keys.`,
 }
 
 func agentStoreFunc(f *Factory) func(context.Context) (agentStore, error) {
-	return func(ctx context.Context) (agentStore, error) { return useStore[agentStore](ctx, f) }
+	return func(ctx context.Context) (agentStore, error) { return f.Store(ctx) }
 }
 
 type agentRegisterOptions struct {

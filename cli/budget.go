@@ -42,7 +42,7 @@ type budgetStatusOptions struct {
 
 func newBudgetStatusCmd(f *Factory) *cobra.Command {
 	opts := &budgetStatusOptions{IO: f.IO, Now: f.now, Store: func(ctx context.Context) (budgetStore, error) {
-		return useStore[budgetStore](ctx, f)
+		return f.Store(ctx)
 	}}
 	cmd := &cobra.Command{
 		Use:   "status",

@@ -42,6 +42,7 @@ type Config struct {
 	Proxy       ProxyConfig      `json:"proxy"`
 	Log         LogConfig        `json:"log"`
 	Metrics     MetricsConfig    `json:"metrics"`
+	TLS         TLSConfig        `json:"tls"`
 
 	Enforcement EnforcementConfig `json:"enforcement"`
 	Merkle      MerkleConfig      `json:"merkle"`
@@ -168,6 +169,7 @@ type fileConfig struct {
 	Proxy   ProxyConfig `yaml:"proxy"`
 	Log     fileLog     `yaml:"log"`
 	Metrics fileMetrics `yaml:"metrics"`
+	TLS     TLSConfig   `yaml:"tls"`
 	Merkle  struct {
 		Sign string `yaml:"sign"`
 	} `yaml:"merkle"`
@@ -182,6 +184,7 @@ var scalarKeys = []string{
 	"delegation.max_depth",
 	"mcp.listen", "proxy.listen",
 	"log.level", "log.format", "metrics.agent_label", "metrics.listen",
+	"tls.cert_file", "tls.key_file",
 	"merkle.sign",
 }
 
@@ -231,6 +234,8 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	v.SetDefault("mcp.listen", fc.MCP.Listen)
 	v.SetDefault("proxy.listen", fc.Proxy.Listen)
 	setObservabilityDefaults(v, fc)
+	v.SetDefault("tls.cert_file", fc.TLS.CertFile)
+	v.SetDefault("tls.key_file", fc.TLS.KeyFile)
 	v.SetDefault("merkle.sign", fc.Merkle.Sign)
 	v.SetEnvPrefix("CARACAL")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
@@ -330,6 +335,10 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	if err := cfg.loadObservability(get, src); err != nil {
 		return nil, err
 	}
+	// Whether the pair is whole is checked by the serving command, where
+	// --tls-cert and --tls-key may complete or override it.
+	cfg.TLS.CertFile = strings.TrimSpace(get("tls.cert_file"))
+	cfg.TLS.KeyFile = strings.TrimSpace(get("tls.key_file"))
 	if cfg.Alerts, err = loadAlerts(fc.Alerts); err != nil {
 		return nil, err
 	}
@@ -516,6 +525,7 @@ mcp:
   # read_header_timeout: 10s  # HTTP front: longest to send a request's headers
   # read_timeout: 30s         # … its body, once the headers are in
   # idle_timeout: 60s         # … idle keep-alive connection kept open
+  # shutdown_timeout: 25s     # on SIGTERM, longest requests in flight may run
   # upstreams:
   #   - name: fs      # resources are mcp:fs/<tool>
   #     command: ["npx", "-y", "@modelcontextprotocol/server-filesystem", "${HOME}/projects"]
@@ -534,6 +544,13 @@ metrics:
   listen: ""          # e.g. 127.0.0.1:9464 serves /metrics, /healthz, /readyz
                       # for caracal mcp on stdio
 
+# HTTPS for every listener of caracal proxy and caracal mcp (--tls-cert and
+# --tls-key override); both or neither. The files are re-read when they
+# change, so a renewed certificate needs no restart.
+tls:
+  cert_file: ""       # PEM certificate, chain included
+  key_file: ""        # PEM private key
+
 # Budget alerts, POSTed as signed JSON by caracal proxy and caracal mcp
 # (see docs/operations.md, "Alerts by webhook").
 alerts: []
@@ -549,6 +566,7 @@ proxy:
   # read_header_timeout: 10s  # longest a client may take to send a request's headers
   # read_timeout: 30s         # … its body, once the headers are in
   # idle_timeout: 60s         # … idle keep-alive connection kept open
+  # shutdown_timeout: 25s     # on SIGTERM, longest requests in flight may run
   # providers:        # agents call http://HOST/<name>/<provider path>
   #   - name: openai  # resources are llm:openai/<model>
   #     base_url: https://api.openai.com

@@ -32,7 +32,7 @@ type delegationStore interface {
 }
 
 func delegationStoreFunc(f *Factory) func(context.Context) (delegationStore, error) {
-	return func(ctx context.Context) (delegationStore, error) { return useStore[delegationStore](ctx, f) }
+	return func(ctx context.Context) (delegationStore, error) { return f.Store(ctx) }
 }
 
 type delegationCreateOptions struct {

@@ -24,7 +24,7 @@ type ledgerStore interface {
 }
 
 func ledgerStoreFunc(f *Factory) func(context.Context) (ledgerStore, error) {
-	return func(ctx context.Context) (ledgerStore, error) { return useStore[ledgerStore](ctx, f) }
+	return func(ctx context.Context) (ledgerStore, error) { return f.Store(ctx) }
 }
 
 func newLedgerCmd(f *Factory) *cobra.Command {

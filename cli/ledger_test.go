@@ -214,7 +214,7 @@ func TestLedgerTail(t *testing.T) {
 		t.Cleanup(f.Close)
 		opts := &ledgerTailOptions{IO: f.IO, Now: time.Now, Lines: 1, Follow: true, Poll: 20 * time.Millisecond,
 			Filter: eventFilterFlags{Resource: "mcp:a/*"},
-			Store:  func(ctx context.Context) (tailStore, error) { return useStore[tailStore](ctx, f) }}
+			Store:  func(ctx context.Context) (tailStore, error) { return f.Store(ctx) }}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- runLedgerTail(ctx, opts) }()

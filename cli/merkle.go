@@ -39,7 +39,7 @@ The leaf and proof formats are documented in docs/ledger-format.md.`,
 
 // merkleStore opens the configured store's Merkle side.
 func merkleStore(ctx context.Context, f *Factory) (ledger.Merkle, error) {
-	return useStore[ledger.Merkle](ctx, f)
+	return f.Store(ctx)
 }
 
 // ---- status

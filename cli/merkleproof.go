@@ -64,7 +64,7 @@ func runMerkleProve(ctx context.Context, opts *merkleProveOptions) error {
 	}
 	seq := opts.Seq
 	if opts.EventID != "" {
-		if seq, err = ledger.SeqOfEvent(ctx, m, opts.EventID); err != nil {
+		if seq, err = m.SeqOf(ctx, opts.EventID); err != nil {
 			if errors.Is(err, ledger.ErrNotFound) {
 				return fmt.Errorf("--event: %w", err) // the store's message names the event
 			}

@@ -262,6 +262,11 @@ type Enforcer interface {
 	GetReservation(ctx context.Context, requestID string) (Reservation, error)
 	// Usage returns every active policy on the agent's chain with its usage at now.
 	Usage(ctx context.Context, agentID string, now time.Time) ([]policy.PolicyUsage, error)
+	// RecordDenial records a denial decided outside Reserve (for example
+	// an unpriced resource under strict pricing) as a denied event of
+	// amount zero, so the audit trail shows every decision. It reserves
+	// nothing.
+	RecordDenial(ctx context.Context, r ReserveRequest, d policy.Decision) (Event, error)
 }
 
 // Event is one immutable ledger entry.
@@ -373,6 +378,14 @@ type Merkle interface {
 	ReadHashes(ctx context.Context, indexes []int64) ([][32]byte, error)
 	// EventsBySeq calls fn for events with seq in [from, to) in seq order.
 	EventsBySeq(ctx context.Context, from, to int64, fn func(Event) error) error
+	// LeafAt returns the canonical leaf bytes of the event at seq, read
+	// from its columns exactly as stored, so that an edit which survives
+	// conversion to an Event (a non-canonical chain column) still changes
+	// the leaf.
+	LeafAt(ctx context.Context, seq int64) ([]byte, error)
+	// SeqOf returns the leaf index of an integrated event; an event not
+	// integrated yet is ErrNotFound, saying so.
+	SeqOf(ctx context.Context, eventID string) (int64, error)
 	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
 	Checkpoints(ctx context.Context, fn func(Checkpoint) error) error
 	CheckpointAt(ctx context.Context, size int64) (Checkpoint, error)
