@@ -97,7 +97,7 @@ func (s *Server) proveInclusion(w http.ResponseWriter, r *http.Request, _ princi
 	}
 	var seq int64
 	if eventID != "" {
-		if seq, err = ledger.SeqOfEvent(ctx, s.opts.Store, eventID); err != nil {
+		if seq, err = s.opts.Store.SeqOf(ctx, eventID); err != nil {
 			if errors.Is(err, ledger.ErrNotFound) {
 				return notFound("event: %v", err)
 			}

@@ -32,7 +32,7 @@ on its next request.`,
 }
 
 func adminTokenStore(f *Factory) func(context.Context) (ledger.AdminTokens, error) {
-	return func(ctx context.Context) (ledger.AdminTokens, error) { return useStore[ledger.AdminTokens](ctx, f) }
+	return func(ctx context.Context) (ledger.AdminTokens, error) { return f.Store(ctx) }
 }
 
 // createdAdminToken is `admin token create`'s JSON. Token is the secret,

@@ -20,7 +20,6 @@ const serveDefaultListen = "127.0.0.1:8090"
 type serveFlags struct {
 	listen         string
 	reservationTTL time.Duration
-	shutdown       time.Duration
 	maxBodyBytes   int64
 	server         serverFlags
 	obs            obsFlags
@@ -51,7 +50,6 @@ caracal proxy does. See docs/api.md.`,
 	fs := cmd.Flags()
 	fs.StringVar(&fl.listen, "listen", serveDefaultListen, "address to listen on")
 	fs.DurationVar(&fl.reservationTTL, "reservation-ttl", interpose.DefaultReservationTTL, "how long a reservation may stay open before the sweep settles it as unconfirmed")
-	fs.DurationVar(&fl.shutdown, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for requests in flight")
 	fs.Int64Var(&fl.maxBodyBytes, "max-request-bytes", 1<<20, "largest request body (a pricebook import is the largest)")
 	addServerFlags(fs, &fl.server, "the API")
 	bindObsFlags(fs, &fl.obs, false)
@@ -66,7 +64,7 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"--reservation-ttl", fl.reservationTTL}, {"--shutdown-timeout", fl.shutdown}} {
+	}{{"--reservation-ttl", fl.reservationTTL}} {
 		if d.v <= 0 {
 			return Usagef("%s: must be positive", d.name)
 		}
@@ -78,7 +76,15 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 	if err != nil {
 		return err
 	}
+	shutdown, err := fl.server.shutdownTimeout("serve", ServerTimeouts{})
+	if err != nil {
+		return err
+	}
 	obs, err := f.newObservability(cfg, fl.obs)
+	if err != nil {
+		return err
+	}
+	cert, err := fl.server.certificate(cfg.TLS, obs.log)
 	if err != nil {
 		return err
 	}
@@ -119,40 +125,36 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// The sweep and the integrator outlive the signal that starts the
+	// shutdown: they settle and integrate what the drain finishes.
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	integrator, err := startIntegrator(ctx, cfg, store, home, log)
+	integrator, err := startIntegrator(bgCtx, cfg, store, home, log)
 	if err != nil {
 		return err
 	}
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		if err := engine.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := engine.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("reservation sweep stopped", "err", err)
 		}
 	}()
-	fmt.Fprintf(f.IO.Out, "caracal serve: listening on http://%s (API under /v1)\n", ln.Addr())
+	fmt.Fprintf(f.IO.Out, "caracal serve: listening on %s://%s (API under /v1)\n", scheme(cert), ln.Addr())
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	select {
-	case err := <-serveErr:
-		cancel()
-		<-sweepDone
-		_ = stopIntegrator(context.Background(), integrator)
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	obs.ready.SetDraining()
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), fl.shutdown)
-	defer scancel()
-	_ = srv.Shutdown(sctx)
+	serveErr := httpserver.Serve(ctx, srv, ln, httpserver.ServeOptions{
+		TLS:             cert,
+		ShutdownTimeout: shutdown,
+		Draining:        obs.ready.SetDraining,
+		Logger:          log,
+	})
 	cancel()
 	<-sweepDone
 	// Stop integrates what the last settlements queued.
-	if err := stopIntegrator(sctx, integrator); err != nil {
+	ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer icancel()
+	if err := stopIntegrator(ictx, integrator); err != nil {
 		log.Warn("final Merkle integration failed; the next process integrates the rest", "err", err)
 	}
-	return nil
+	return serveErr
 }

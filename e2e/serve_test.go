@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -82,6 +83,7 @@ type client struct {
 	t     *testing.T
 	base  string
 	token string
+	http  *http.Client // http.DefaultClient if nil
 }
 
 // call sends a request; body is JSON-encoded unless it is a string.
@@ -109,7 +111,11 @@ func (c client) call(method, path string, body any) (int, []byte) {
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	res, err := http.DefaultClient.Do(req)
+	hc := c.http
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	res, err := hc.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -415,5 +421,30 @@ func TestServeTwoProcessesPostgres(t *testing.T) {
 	p := a.problem(402, "budget_exceeded", "POST", "/v1/reservations", map[string]any{"resource": "http:search/query"})
 	if rem := p["remaining"].([]any); rem[0].(map[string]any)["remaining"] != "0.15" {
 		t.Fatalf("remaining %v, want 0.15", rem)
+	}
+}
+
+// TestServeHTTPS: with --tls-cert and --tls-key, serve answers over HTTPS
+// only, as the other listeners do.
+func TestServeHTTPS(t *testing.T) {
+	ca, certFile, keyFile := tlsFiles(t, 1)
+	h := newHome(t, "5", nil)
+	base := startServe(t, h, "--tls-cert", certFile, "--tls-key", keyFile)
+	if !strings.HasPrefix(base, "https://") {
+		t.Fatalf("serve listens on %s, want https", base)
+	}
+	c := client{t: t, base: base, token: h.adminToken("ops", false),
+		http: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}}
+	var agents []any
+	c.ok(200, "GET", "/v1/agents", nil, &agents)
+	if len(agents) != 1 {
+		t.Fatalf("agents %v", agents)
+	}
+	// Plain HTTP on the TLS port is not served.
+	if res, err := http.Get("http://" + strings.TrimPrefix(base, "https://") + "/v1/openapi.json"); err == nil {
+		res.Body.Close()
+		if res.StatusCode == 200 {
+			t.Fatal("plain HTTP answered 200 on the TLS listener")
+		}
 	}
 }
