@@ -149,8 +149,8 @@ func (h *harness) fails(status int, code, method, path, token string, body any) 
 		h.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, r.status, status, r.body)
 	}
 	p := r.problem(h.t)
-	if p["code"] != code {
-		h.t.Fatalf("%s %s: code %v, want %s; body %s", method, path, p["code"], code, r.body)
+	if p["code"] != code || p["type"] != problemTypeBase+code || p["title"] != http.StatusText(status) {
+		h.t.Fatalf("%s %s: code %v, type %v, title %v; want %s; body %s", method, path, p["code"], p["type"], p["title"], code, r.body)
 	}
 	return p
 }

@@ -26,9 +26,9 @@ const (
 	CodeUnavailable = string(policy.CodeUnavailable)
 )
 
-// problemTypeBase prefixes a problem's `type`: the code's anchor in the
-// API documentation.
-const problemTypeBase = "https://caracal.dev/problems/"
+// problemTypeBase prefixes a problem's `type`: the API documentation,
+// whose Conventions section lists every code, with the code as fragment.
+const problemTypeBase = "https://github.com/caracal-dev/caracal/blob/main/docs/api.md#"
 
 // Error is an API error, written as an RFC 9457 problem.
 type Error struct {
