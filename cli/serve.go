@@ -96,6 +96,11 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 		return err
 	}
 	log := obs.log
+	observer, stopAlerts, err := withAlerts(ctx, cfg, store, obs.observer(log), log)
+	if err != nil {
+		return err
+	}
+	defer stopAlerts()
 	engine := interpose.New(interpose.Options{
 		Store:          store,
 		DefaultPrice:   cfg.Pricing.Default,
@@ -103,7 +108,7 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 		Strict:         cfg.Pricing.Strict,
 		ReservationTTL: fl.reservationTTL,
 		Logger:         log,
-		Observer:       obs.observer(log),
+		Observer:       observer,
 
 		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
 		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,
