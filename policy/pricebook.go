@@ -44,31 +44,46 @@ func MatchPattern(pattern, resource string) bool {
 	return p == len(pattern)
 }
 
-// MatchRule returns the most specific rule whose pattern matches resource.
+// MatchRule returns the most specific rule whose pattern matches resource,
+// by the order BestMatch defines.
+func MatchRule(rules []PriceRule, resource string) (PriceRule, bool) {
+	best, ok := bestMatch(len(rules), func(i int) string { return rules[i].Resource }, resource)
+	if !ok {
+		return PriceRule{}, false
+	}
+	return rules[best], true
+}
+
+// BestMatch returns the index of the most specific pattern that matches s,
+// and false when none does. Every choice among globs (price rules, model
+// limits) goes through it, so two tables with the same patterns pick the
+// same winner.
 //
 // Specificity, in order:
 //
-//  1. a pattern without `*` equal to the resource beats every glob;
+//  1. a pattern without `*` equal to s beats every glob;
 //  2. more literal (non-`*`) characters beat fewer:
 //     "llm:openai/gpt-4o-mini*" beats "llm:openai/gpt-4o*";
 //  3. then the longer pattern (more `*`s at equal literals): "mcp:a*b*"
 //     beats "mcp:a*b";
 //  4. then the lexically smaller pattern, so the choice never depends on
-//     the order of rules.
-func MatchRule(rules []PriceRule, resource string) (PriceRule, bool) {
+//     the order of the patterns.
+func BestMatch(patterns []string, s string) (int, bool) {
+	return bestMatch(len(patterns), func(i int) string { return patterns[i] }, s)
+}
+
+func bestMatch(n int, pattern func(int) string, s string) (int, bool) {
 	best := -1
-	for i := range rules {
-		if !MatchPattern(rules[i].Resource, resource) {
+	for i := 0; i < n; i++ {
+		p := pattern(i)
+		if !MatchPattern(p, s) {
 			continue
 		}
-		if best < 0 || moreSpecific(rules[i].Resource, rules[best].Resource, resource) {
+		if best < 0 || moreSpecific(p, pattern(best), s) {
 			best = i
 		}
 	}
-	if best < 0 {
-		return PriceRule{}, false
-	}
-	return rules[best], true
+	return best, best >= 0
 }
 
 // moreSpecific reports whether pattern a beats pattern b for resource; both

@@ -81,33 +81,16 @@ func newLimitTable(base, extra map[string]ModelLimit, fallback ModelLimit) *limi
 	return t
 }
 
+// lookup picks the limit by policy.BestMatch, the order price rules are
+// chosen by, so a model's limit and its price come from patterns ranked
+// alike. (A pattern of stars only, such as a catch-all "*", still counts.)
 func (t *limitTable) lookup(model string) ModelLimit {
-	best, bestLit, bestStars := -1, 0, 0
-	for i, p := range t.patterns {
-		if !globMatch(p, model) {
-			continue
-		}
-		// More literal characters is more specific; ties go to fewer stars
-		// and then to the lexically smaller pattern, so the answer never
-		// depends on map order. (A pattern of stars only, such as a
-		// catch-all "*", has no literals and still counts.)
-		stars := strings.Count(p, "*")
-		lit := len(p) - stars
-		if best < 0 || lit > bestLit || (lit == bestLit && (stars < bestStars || (stars == bestStars && p < t.patterns[best]))) {
-			best, bestLit, bestStars = i, lit, stars
-		}
-	}
-	if best < 0 {
+	best, ok := policy.BestMatch(t.patterns, model)
+	if !ok {
 		return t.fallback
 	}
 	return t.limits[best]
 }
-
-// globMatch reports whether s matches pattern, where `*` matches any run of
-// characters: policy.MatchPattern, whose time is bounded by len(pattern) ×
-// len(s). A recursive matcher took time exponential in the stars, and the
-// model name comes from the request.
-func globMatch(pattern, s string) bool { return policy.MatchPattern(pattern, s) }
 
 // estimateOverhead is added to every input estimate for text the provider
 // adds on its side: chat-format tokens and tool-use system prompts (which

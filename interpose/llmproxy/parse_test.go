@@ -200,6 +200,22 @@ func TestLimitTable(t *testing.T) {
 	}
 }
 
+// TestLimitTableRanksLikePriceRules: at equal literal characters the
+// model-limit lookup took the pattern with fewer stars while price rules
+// took the one with more, so a model's limit and its price could come from
+// opposite patterns.
+func TestLimitTableRanksLikePriceRules(t *testing.T) {
+	patterns := map[string]ModelLimit{"gpt*4o": {Context: 1}, "gpt*4o*": {Context: 2}}
+	lt := newLimitTable(nil, patterns, defaultFallbackLimit)
+	rule, ok := policy.MatchRule([]policy.PriceRule{{Resource: "gpt*4o"}, {Resource: "gpt*4o*"}}, "gpt-4o")
+	if !ok {
+		t.Fatal("no price rule matches gpt-4o")
+	}
+	if got, want := lt.lookup("gpt-4o"), patterns[rule.Resource]; got != want {
+		t.Errorf("lookup(gpt-4o) = %+v, want %+v (the limit of %q, the price rule's pattern)", got, want, rule.Resource)
+	}
+}
+
 func TestGlobMatch(t *testing.T) {
 	tests := []struct {
 		p, s string
@@ -209,8 +225,8 @@ func TestGlobMatch(t *testing.T) {
 		{"*mini*", "gpt-4o-mini-2024", true}, {"a*b*c", "abbc", true}, {"a*b*c", "acb", false}, {"x", "x", true}, {"x", "xy", false},
 	}
 	for _, tt := range tests {
-		if got := globMatch(tt.p, tt.s); got != tt.want {
-			t.Errorf("globMatch(%q, %q) = %v", tt.p, tt.s, got)
+		if got := policy.MatchPattern(tt.p, tt.s); got != tt.want {
+			t.Errorf("policy.MatchPattern(%q, %q) = %v", tt.p, tt.s, got)
 		}
 	}
 }
