@@ -3,8 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"math"
-	"math/bits"
 	"strings"
 
 	"github.com/caracal-dev/caracal/internal/money"
@@ -130,7 +128,7 @@ func Cost(r PriceRule, args []byte, t Tokens) (money.Amount, error) {
 	}
 	// Terms in 1e-18 units: nanos per million tokens × tokens × 1000, and
 	// per-unit nanos × quantity nanos.
-	var sum u128
+	var sum money.Exact
 	for _, term := range [...]struct {
 		field  string
 		price  money.Amount
@@ -152,9 +150,8 @@ func Cost(r PriceRule, args []byte, t Tokens) (money.Amount, error) {
 		if term.price == 0 || term.tokens == 0 {
 			continue
 		}
-		v, ok := mul64(uint64(term.price), uint64(term.tokens)).mulSmall(1_000_000_000 / 1_000_000)
-		if !ok || !sum.add(v) {
-			return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, money.ErrOverflow)
+		if err := sum.AddProduct(int64(term.price), term.tokens, money.Scale/1_000_000); err != nil {
+			return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, err)
 		}
 	}
 	if r.PerUnit != nil && r.PerUnit.Price != 0 {
@@ -165,13 +162,13 @@ func Cost(r PriceRule, args []byte, t Tokens) (money.Amount, error) {
 		if err != nil {
 			return 0, fmt.Errorf("price rule %q: %w", r.Resource, err)
 		}
-		if !sum.add(mul64(uint64(r.PerUnit.Price), uint64(q))) {
-			return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, money.ErrOverflow)
+		if err := sum.AddProduct(int64(r.PerUnit.Price), int64(q)); err != nil {
+			return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, err)
 		}
 	}
-	variable, ok := sum.divRound(money.Scale)
-	if !ok {
-		return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, money.ErrOverflow)
+	variable, err := sum.Quo(money.Scale, money.RoundHalfUp)
+	if err != nil {
+		return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, err)
 	}
 	total, err := r.PerCall.Add(variable)
 	if err != nil {
@@ -369,53 +366,4 @@ func ValidateResourcePattern(p string) error {
 		}
 	}
 	return nil
-}
-
-// u128 is an unsigned 128-bit integer for exact cost sums.
-type u128 struct{ hi, lo uint64 }
-
-func mul64(a, b uint64) u128 {
-	hi, lo := bits.Mul64(a, b)
-	return u128{hi, lo}
-}
-
-// mulSmall returns x×m, or false on overflow.
-func (x u128) mulSmall(m uint64) (u128, bool) {
-	hh, hl := bits.Mul64(x.hi, m)
-	lh, ll := bits.Mul64(x.lo, m)
-	hi, carry := bits.Add64(hl, lh, 0)
-	if hh != 0 || carry != 0 {
-		return u128{}, false
-	}
-	return u128{hi, ll}, true
-}
-
-// add sets x to x+y, or reports false on overflow.
-func (x *u128) add(y u128) bool {
-	lo, c := bits.Add64(x.lo, y.lo, 0)
-	hi, c2 := bits.Add64(x.hi, y.hi, c)
-	if c2 != 0 {
-		return false
-	}
-	x.hi, x.lo = hi, lo
-	return true
-}
-
-// divRound returns x/d rounded half up as an Amount, or false if it does
-// not fit.
-func (x u128) divRound(d uint64) (money.Amount, bool) {
-	if x.hi >= d {
-		return 0, false
-	}
-	q, r := bits.Div64(x.hi, x.lo, d)
-	if q > math.MaxInt64 {
-		return 0, false
-	}
-	if r >= d-r {
-		q++
-	}
-	if q > math.MaxInt64 {
-		return 0, false
-	}
-	return money.Amount(q), true
 }

@@ -5,9 +5,9 @@
 // budget a gateway meters and any token price down to a billionth of a unit.
 // No float64 appears on any path that computes money.
 //
-// Rounding happens in exactly one place, Amount.MulRatio, and is half up
-// (half away from zero for negative amounts): a cost is computed from integer
-// inputs with full 128-bit precision and rounded once, at the end.
+// Rounding happens in exactly one place, Exact.Quo, by a named Rounding: a
+// cost is summed from integer inputs with full 128-bit precision and rounded
+// once, at the end.
 package money
 
 import (
@@ -175,41 +175,6 @@ func (a Amount) Sub(b Amount) (Amount, error) {
 func (a Amount) MulInt(n int64) (Amount, error) {
 	p, err := mul64(int64(a), n)
 	return Amount(p), err
-}
-
-// MulRatio returns a × num / den rounded half up (half away from zero),
-// computed with a 128-bit intermediate so that no precision is lost before
-// the single rounding. den must be positive.
-//
-// It is how every proportional cost is computed: a per-million-token price
-// times a token count is MulRatio(tokens, 1_000_000); a per-unit price times a
-// decimal quantity q (itself an Amount) is MulRatio(q, Scale).
-func (a Amount) MulRatio(num, den int64) (Amount, error) {
-	if den <= 0 {
-		return 0, errors.New("money: MulRatio with non-positive denominator")
-	}
-	neg := (a < 0) != (num < 0)
-	ua, un := abs64(int64(a)), abs64(num)
-	hi, lo := bits.Mul64(ua, un)
-	if hi >= uint64(den) {
-		return 0, ErrOverflow
-	}
-	q, r := bits.Div64(hi, lo, uint64(den))
-	// Checked before rounding too, so that q+1 cannot wrap past 2^64-1.
-	if q > maxMagnitude(neg) {
-		return 0, ErrOverflow
-	}
-	// Half up: round away from zero when the remainder is at least half.
-	if r >= uint64(den)-r {
-		q++
-	}
-	if q > maxMagnitude(neg) {
-		return 0, ErrOverflow
-	}
-	if neg {
-		return Amount(-q), nil
-	}
-	return Amount(q), nil
 }
 
 // maxMagnitude is the largest absolute value an Amount of that sign holds.

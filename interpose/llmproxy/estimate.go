@@ -3,7 +3,6 @@ package llmproxy
 import (
 	"bytes"
 	"fmt"
-	"math/big"
 	"strconv"
 	"strings"
 
@@ -214,16 +213,24 @@ func walkImages(r gjson.Result, images, imageBytes *int64) {
 func worstCase(r policy.PriceRule, in, out int64) (money.Amount, error) {
 	inRate := max(r.InputPerMillion, r.CacheWritePerMillion, r.CachedInputPerMillion)
 	outRate := max(r.OutputPerMillion, r.ReasoningPerMillion)
-	total := new(big.Int).Mul(big.NewInt(int64(inRate)), big.NewInt(in))
-	total.Add(total, new(big.Int).Mul(big.NewInt(int64(outRate)), big.NewInt(out)))
-	// Ceiling division by one million.
-	total.Add(total, big.NewInt(999_999))
-	total.Quo(total, big.NewInt(1_000_000))
-	total.Add(total, big.NewInt(int64(r.PerCall)))
-	if !total.IsInt64() {
-		return 0, fmt.Errorf("worst-case cost of %d input and %d output tokens: %w", in, out, money.ErrOverflow)
+	total, err := func() (money.Amount, error) {
+		var sum money.Exact
+		if err := sum.AddProduct(int64(inRate), in); err != nil {
+			return 0, err
+		}
+		if err := sum.AddProduct(int64(outRate), out); err != nil {
+			return 0, err
+		}
+		variable, err := sum.Quo(1_000_000, money.RoundUp)
+		if err != nil {
+			return 0, err
+		}
+		return r.PerCall.Add(variable)
+	}()
+	if err != nil {
+		return 0, fmt.Errorf("worst-case cost of %d input and %d output tokens: %w", in, out, err)
 	}
-	return money.Amount(total.Int64()), nil
+	return total, nil
 }
 
 // explainWorstCase says what worstCase assumed for a refusal's reason:
