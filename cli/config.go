@@ -258,12 +258,9 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 		}
 	}
 	if s := strings.TrimSpace(get("pricing.default")); s != "" {
-		a, err := money.Parse(s)
+		a, err := parseAmount(src("pricing.default"), s)
 		if err != nil {
-			return nil, Usagef("%s: %v", src("pricing.default"), err)
-		}
-		if a.IsNegative() {
-			return nil, Usagef("%s: invalid amount %q: must not be negative", src("pricing.default"), s)
+			return nil, err
 		}
 		cfg.Pricing.Default = a
 	}

@@ -9,18 +9,6 @@ import (
 	"github.com/caracal-dev/caracal/internal/money"
 )
 
-// ParseLimit reads a budget limit: a non-negative decimal amount.
-func ParseLimit(s string) (money.Amount, error) {
-	a, err := money.Parse(s)
-	if err != nil {
-		return 0, fmt.Errorf("limit: %w", err)
-	}
-	if err := ValidateLimit(a); err != nil {
-		return 0, err
-	}
-	return a, nil
-}
-
 // ValidateLimit checks that a limit is not negative. Zero is a valid limit:
 // it blocks every priced spend.
 func ValidateLimit(a money.Amount) error {
@@ -29,10 +17,6 @@ func ValidateLimit(a money.Amount) error {
 	}
 	return nil
 }
-
-// ValidateCurrency checks an ISO 4217-shaped currency code (three upper-case
-// letters), as money.ValidateCurrency does.
-func ValidateCurrency(code string) error { return money.ValidateCurrency(code) }
 
 // NormalizePolicy fills p's defaults: currency money.DefaultCurrency,
 // window type calendar, time zone UTC.

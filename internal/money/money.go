@@ -113,17 +113,6 @@ func MustParse(s string) Amount {
 	return a
 }
 
-// FromUnits returns n whole units.
-func FromUnits(n int64) (Amount, error) { return Amount(0).addMul(n, Scale) }
-
-func (a Amount) addMul(n, m int64) (Amount, error) {
-	p, err := mul64(n, m)
-	if err != nil {
-		return 0, err
-	}
-	return a.Add(Amount(p))
-}
-
 // String prints the amount in plain decimal with at least two and at most
 // nine fractional digits and no trailing zeros past the second: "100.00",
 // "0.075", "-1.50", "0.000000001". Parse(a.String()) == a for every a.
@@ -225,12 +214,6 @@ func mul64(a, b int64) (int64, error) {
 	return int64(lo), nil
 }
 
-// Money is an Amount with its currency.
-type Money struct {
-	Amount   Amount `json:"amount"`
-	Currency string `json:"currency"`
-}
-
 // ValidateCurrency checks that code is an ISO 4217-shaped code: three
 // upper-case ASCII letters.
 func ValidateCurrency(code string) error {
@@ -256,20 +239,6 @@ func ParseCurrency(s string) (string, error) {
 	}
 	return code, nil
 }
-
-// ErrCurrencyMismatch is returned when amounts in different currencies meet.
-var ErrCurrencyMismatch = errors.New("currency mismatch")
-
-// SameCurrency returns an error wrapping ErrCurrencyMismatch unless a == b.
-func SameCurrency(a, b string) error {
-	if a != b {
-		return fmt.Errorf("%w: %s and %s", ErrCurrencyMismatch, a, b)
-	}
-	return nil
-}
-
-// String prints "12.50 USD".
-func (m Money) String() string { return m.Amount.String() + " " + m.Currency }
 
 // MarshalText prints the amount as its decimal string, so JSON carries
 // "0.075" rather than a binary float.

@@ -9,6 +9,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
+	"github.com/caracal-dev/caracal/internal/sse"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -30,10 +31,10 @@ func chunks(data, cuts []byte) [][]byte {
 // splitEvents runs the splitter over the pieces the way sseBody does and
 // returns the complete events and the unterminated remainder.
 func splitEvents(pieces [][]byte) (events [][]byte, rest []byte) {
-	var s sseSplitter
+	var s sse.Splitter
 	for _, p := range pieces {
 		for len(p) > 0 {
-			i := s.scan(p)
+			i := s.Scan(p)
 			if i < 0 {
 				rest = append(rest, p...)
 				break
@@ -83,7 +84,7 @@ func refBlankLines(data []byte) int {
 
 // FuzzSSESplitter checks that the splitter hands out exactly its input,
 // cut at the same places however the input is chunked, one event per blank
-// line, and that parseEvent agrees with the specification's parsing.
+// line, and that sse.Parse agrees with the specification's parsing.
 func FuzzSSESplitter(f *testing.F) {
 	for _, s := range []string{
 		"data: {\"a\":1}\n\n", "event: x\r\ndata: 1\r\ndata: 2\r\n\r\n", "data: a\r\rdata: b\r\r",
@@ -109,12 +110,12 @@ func FuzzSSESplitter(f *testing.F) {
 		if want := refBlankLines(data); len(events) != want {
 			t.Fatalf("%d events for %d blank lines in %q", len(events), want, data)
 		}
-		var ev sseEvent
+		var ev sse.Event
 		for _, raw := range append(events, rest) {
-			parseEvent(raw, &ev)
+			sse.Parse(raw, &ev)
 			name, d := refParseEvent(raw)
-			if ev.name != name || !bytes.Equal(ev.data, d) {
-				t.Fatalf("parseEvent(%q) = %q, %q; want %q, %q", raw, ev.name, ev.data, name, d)
+			if ev.Event != name || !bytes.Equal(ev.Data, d) {
+				t.Fatalf("sse.Parse(%q) = %q, %q; want %q, %q", raw, ev.Event, ev.Data, name, d)
 			}
 		}
 	})
@@ -172,7 +173,7 @@ func FuzzFieldScanner(f *testing.F) {
 	})
 }
 
-// FuzzStreamUsage drives whole streams through the splitter, parseEvent and
+// FuzzStreamUsage drives whole streams through the splitter, sse.Parse and
 // streamState for every dialect: token counts must never go negative (a
 // negative count would lower a charge), and only a proxy-requested usage
 // chunk may be dropped.
@@ -194,9 +195,9 @@ func FuzzStreamUsage(f *testing.F) {
 			st.kind = KindAnthropic
 		}
 		events, rest := splitEvents([][]byte{data})
-		var ev sseEvent
+		var ev sse.Event
 		for _, raw := range append(events, rest) {
-			parseEvent(raw, &ev)
+			sse.Parse(raw, &ev)
 			drop, _ := st.onEvent(&ev)
 			if drop && !strip {
 				t.Fatalf("event %q dropped without stripUsage", raw)

@@ -8,6 +8,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/caracal-dev/caracal/internal/sse"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -61,7 +62,7 @@ func TestSSESplitter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for chunk := 1; chunk <= len(tt.stream); chunk++ {
-				var sp sseSplitter
+				var sp sse.Splitter
 				var pend []byte
 				var got []string
 				in := []byte(tt.stream)
@@ -70,7 +71,7 @@ func TestSSESplitter(t *testing.T) {
 					data := in[:n]
 					in = in[n:]
 					for len(data) > 0 {
-						i := sp.scan(data)
+						i := sp.Scan(data)
 						if i < 0 {
 							pend = append(pend, data...)
 							break
@@ -93,10 +94,10 @@ func TestSSESplitter(t *testing.T) {
 					if got[i] != tt.events[i] {
 						t.Fatalf("chunk %d: event %d = %q, want %q", chunk, i, got[i], tt.events[i])
 					}
-					var ev sseEvent
-					parseEvent([]byte(got[i]), &ev)
-					if string(ev.data) != tt.data[i] {
-						t.Fatalf("chunk %d: data %d = %q, want %q", chunk, i, ev.data, tt.data[i])
+					var ev sse.Event
+					sse.Parse([]byte(got[i]), &ev)
+					if string(ev.Data) != tt.data[i] {
+						t.Fatalf("chunk %d: data %d = %q, want %q", chunk, i, ev.Data, tt.data[i])
 					}
 				}
 			}
@@ -359,7 +360,7 @@ func TestStreamStateUsage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st := tt.st
 			for i, s := range tt.steps {
-				drop, terminal := st.onEvent(&sseEvent{data: []byte(s.data)})
+				drop, terminal := st.onEvent(&sse.Event{Data: []byte(s.data)})
 				if drop != s.drop || terminal != s.terminal {
 					t.Errorf("step %d: drop %v terminal %v, want %v %v", i, drop, terminal, s.drop, s.terminal)
 				}
