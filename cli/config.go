@@ -19,6 +19,7 @@ import (
 
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger/postgres"
+	"github.com/caracal-dev/caracal/policy"
 )
 
 // DefaultMaxDelegationDepth is delegation.max_depth when unset: how many
@@ -403,8 +404,6 @@ func validateListen(addr string) error {
 	return nil
 }
 
-var upstreamName = regexp.MustCompile(`^[a-z0-9_-]+$`)
-
 func (c *Config) expandAndValidateSections() error {
 	seen := map[string]bool{}
 	for i := range c.MCP.Upstreams {
@@ -421,11 +420,12 @@ func (c *Config) expandAndValidateSections() error {
 		for k, val := range u.Env {
 			u.Env[k] = expandEnv(val)
 		}
+		nameErr := policy.ValidateUpstreamName(u.Name)
 		switch {
 		case u.Name == "":
 			return Usagef("%s.name: missing", key)
-		case !upstreamName.MatchString(u.Name):
-			return Usagef("%s.name: invalid name %q: use lower-case letters, digits, _ and -", key, u.Name)
+		case nameErr != nil:
+			return Usagef("%s.name: %v", key, nameErr)
 		case seen[u.Name]:
 			return Usagef("%s.name: duplicate name %q", key, u.Name)
 		case len(u.Command) == 0 && u.URL == "":
@@ -448,11 +448,12 @@ func (c *Config) expandAndValidateSections() error {
 		p.BaseURL = expandEnv(p.BaseURL)
 		p.APIKeyEnv = expandEnv(p.APIKeyEnv)
 		p.APIKeyFile = expandEnv(p.APIKeyFile)
+		nameErr := policy.ValidateUpstreamName(p.Name)
 		switch {
 		case p.Name == "":
 			return Usagef("%s.name: missing", key)
-		case !upstreamName.MatchString(p.Name):
-			return Usagef("%s.name: invalid name %q: use lower-case letters, digits, _ and -", key, p.Name)
+		case nameErr != nil:
+			return Usagef("%s.name: %v", key, nameErr)
 		case seen[p.Name]:
 			return Usagef("%s.name: duplicate name %q", key, p.Name)
 		case p.BaseURL == "":

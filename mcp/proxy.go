@@ -17,7 +17,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -123,13 +122,11 @@ func New(o Options) (*Proxy, error) {
 			if u.Name == "" {
 				return nil, fmt.Errorf("mcp: upstream %d: a name is required when there are several upstreams", i)
 			}
-			if strings.Contains(u.Name, "__") || strings.HasSuffix(u.Name, "_") {
-				// "a_" + "__" + "echo" would read back as server "a", tool "_echo".
-				return nil, fmt.Errorf("mcp: upstream %q: the name must not contain \"__\" or end in \"_\", because \"__\" separates it from tool names", u.Name)
-			}
 		}
-		if u.Name != "" && !validName.MatchString(u.Name) {
-			return nil, fmt.Errorf("mcp: upstream name %q: use only a-z, 0-9, _ and -", u.Name)
+		if u.Name != "" {
+			if err := policy.ValidateUpstreamName(u.Name); err != nil {
+				return nil, fmt.Errorf("mcp: upstream %d: %w", i, err)
+			}
 		}
 		if seen[u.Name] && u.Name != "" {
 			return nil, fmt.Errorf("mcp: upstream name %q is used twice", u.Name)
@@ -183,8 +180,6 @@ func (o Options) LongestCall() time.Duration {
 	o.setTimeDefaults()
 	return o.MaxCallDuration + o.CancelGrace + o.DrainTimeout
 }
-
-var validName = regexp.MustCompile(`^[a-z0-9_-]+$`)
 
 // SanitizeName maps a server's advertised name to [a-z0-9_-].
 func SanitizeName(s string) string {

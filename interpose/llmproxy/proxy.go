@@ -404,11 +404,8 @@ func credential(r *http.Request) string {
 	if k := strings.TrimSpace(r.Header.Get("X-Api-Key")); k != "" {
 		return k
 	}
-	a := r.Header.Get("Authorization")
-	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		return strings.TrimSpace(a[7:])
-	}
-	return ""
+	k, _ := interpose.BearerToken(r.Header.Get("Authorization"))
+	return k
 }
 
 // credentialHeaders are removed from every relayed request: the agent's
