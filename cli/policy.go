@@ -116,7 +116,7 @@ func parseCurrency(flag, s string) (string, error) {
 
 func parsePatterns(flag string, pats []string) ([]string, error) {
 	for _, p := range pats {
-		if p == "" || strings.TrimSpace(p) != p || strings.ContainsAny(p, " \t\n") {
+		if err := policy.ValidateResourcePattern(p); err != nil {
 			return nil, Usagef("%s: invalid pattern %q: want a resource pattern without spaces such as 'mcp:fs/*'", flag, p)
 		}
 	}

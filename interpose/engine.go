@@ -238,22 +238,9 @@ func (e *Engine) Allowlist(ctx context.Context, agentID string) (func(resource s
 	if err != nil {
 		return nil, fmt.Errorf("allowlist of %s: %w", agentID, err)
 	}
-	var lists [][]string
-	for _, u := range us {
-		if len(u.Policy.Allow) > 0 {
-			lists = append(lists, u.Policy.Allow)
-		}
-	}
 	return func(resource string) bool {
-		for _, l := range lists {
-			ok := false
-			for _, p := range l {
-				if policy.MatchPattern(p, resource) {
-					ok = true
-					break
-				}
-			}
-			if !ok {
+		for _, u := range us {
+			if !policy.Allows(u.Policy, resource) {
 				return false
 			}
 		}
