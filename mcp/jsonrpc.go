@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/caracal-dev/caracal/mcp/metering"
 	"github.com/tidwall/gjson"
 )
 
@@ -24,9 +25,9 @@ const (
 // Meta keys Caracal reads and writes.
 const (
 	// PriceMetaKey is the tools/list _meta key holding a tool's price.
-	PriceMetaKey = "dev.caracal/price"
+	PriceMetaKey = metering.PriceMetaKey
 	// DecisionMetaKey is the CallToolResult _meta key holding a refusal's decision.
-	DecisionMetaKey = "dev.caracal/decision"
+	DecisionMetaKey = metering.DecisionMetaKey
 )
 
 type msgKind int
@@ -146,16 +147,7 @@ func resultResponse(id string, result []byte) []byte {
 // only content, and details (if any) as structuredContent and as
 // _meta[DecisionMetaKey].
 func toolErrorResult(id, text string, details any) []byte {
-	body := map[string]any{
-		"content": []map[string]string{{"type": "text", "text": text}},
-		"isError": true,
-	}
-	if details != nil {
-		body["structuredContent"] = details
-		body["_meta"] = map[string]any{DecisionMetaKey: details}
-	}
-	b, _ := json.Marshal(body)
-	return resultResponse(id, b)
+	return resultResponse(id, metering.ToolErrorResult(text, details))
 }
 
 // requestBytes builds a request the proxy sends on its own behalf.

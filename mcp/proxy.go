@@ -22,29 +22,11 @@ import (
 	"time"
 
 	"github.com/caracal-dev/caracal/interpose"
-	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
 )
 
-// Meter is the budget side of the proxy. *interpose.Engine satisfies it;
-// the proxy holds no budget logic of its own.
-type Meter interface {
-	Allowlist(ctx context.Context, agentID string) (func(resource string) bool, error)
-	Quote(ctx context.Context, resource string, args []byte, declared *policy.PriceRule) (interpose.Quote, error)
-	Begin(ctx context.Context, c interpose.Call) (*interpose.Ticket, policy.Decision)
-	Settle(ctx context.Context, t *interpose.Ticket, r interpose.Result) (ledger.Event, error)
-	Release(ctx context.Context, t *interpose.Ticket, reason string) (ledger.Event, error)
-	Unconfirmed(ctx context.Context, t *interpose.Ticket, reason string) (ledger.Event, error)
-}
-
 // Authenticator resolves an agent key presented on the HTTP front.
-// *interpose.Engine satisfies it.
-type Authenticator interface {
-	Authenticate(ctx context.Context, key string) (policy.Agent, error)
-}
-
-var _ Meter = (*interpose.Engine)(nil)
-var _ Authenticator = (*interpose.Engine)(nil)
+type Authenticator = interpose.Authenticator
 
 // UpstreamSpec describes one upstream MCP server: a command run as a child
 // speaking stdio, or the URL of a Streamable HTTP (or legacy SSE) server.
@@ -67,7 +49,7 @@ type UpstreamSpec struct {
 
 // Options configure a Proxy.
 type Options struct {
-	Meter     Meter
+	Meter     interpose.Meter
 	Upstreams []UpstreamSpec
 	// MaxMessageSize bounds one JSON-RPC message from either side;
 	// DefaultMaxMessageSize if zero.

@@ -48,6 +48,10 @@ func (e *fakeEngine) Authenticate(_ context.Context, key string) (policy.Agent, 
 	return policy.Agent{}, interpose.ErrUnknownKey
 }
 
+func (e *fakeEngine) Allowlist(context.Context, string) (func(string) bool, error) {
+	return func(string) bool { return true }, nil
+}
+
 func (e *fakeEngine) Quote(_ context.Context, resource string, _ []byte, _ *policy.PriceRule) (interpose.Quote, error) {
 	r, ok := policy.MatchRule(e.rules, resource)
 	if !ok {
