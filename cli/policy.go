@@ -71,12 +71,21 @@ func addBudgetFlags(cmd *cobra.Command, b *budgetFlags, withAllow bool) {
 
 // parseAmount parses a non-negative decimal amount given in flag.
 func parseAmount(flag, s string) (money.Amount, error) {
-	a, err := money.Parse(strings.TrimSpace(s))
+	a, err := nonNegativeAmount(s)
 	if err != nil {
 		return 0, Usagef("%s: %v", flag, err)
 	}
+	return a, nil
+}
+
+// nonNegativeAmount reads a decimal amount that is not negative.
+func nonNegativeAmount(s string) (money.Amount, error) {
+	a, err := money.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return 0, err
+	}
 	if a.IsNegative() {
-		return 0, Usagef("%s: invalid amount %q: must not be negative", flag, s)
+		return 0, fmt.Errorf("invalid amount %q: must not be negative", s)
 	}
 	return a, nil
 }
