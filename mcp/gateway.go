@@ -11,20 +11,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-
-	"github.com/caracal-dev/caracal/internal/money"
 )
-
-// parseAmount reads a price written as a JSON string ("0.01") or number.
-func parseAmount(v gjson.Result) (money.Amount, error) {
-	switch v.Type {
-	case gjson.String:
-		return money.Parse(v.Str)
-	case gjson.Number:
-		return money.Parse(v.Raw)
-	}
-	return 0, fmt.Errorf("price %s is not a decimal", v.Raw)
-}
 
 // Gateway mode: one session fronts several upstreams. The proxy answers
 // initialize and the list methods itself, prefixes tool and prompt names

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
 	"github.com/caracal-dev/caracal/interpose"
+	"github.com/caracal-dev/caracal/mcp/metering"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -645,7 +646,7 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 	if u.spec.Trusted {
 		s.learnDeclared(ctx, u)
 	}
-	resource := "mcp:" + u.resName() + "/" + tool
+	resource := metering.Resource(u.resName(), tool)
 	var args []byte
 	if params[1].Exists() {
 		args = []byte(params[1].Raw)
@@ -663,7 +664,7 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 			s.reply(errorResponse(m.id, codeInvalidParams, "Unknown tool: "+name))
 			return
 		}
-		s.reply(denial(m.id, resource, dec))
+		s.reply(resultResponse(m.id, metering.RefusalResult(resource, dec)))
 		return
 	}
 	p := &pending{id: m.id, method: m.method, up: u, ticket: ticket, token: params[2].Raw}
@@ -708,35 +709,6 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 // waiting for the call's response is closed by it.
 func cancelledEarlyResult(id string) []byte {
 	return toolErrorResult(id, "The host cancelled this call before Caracal relayed it, so it was not made and not charged.", map[string]any{"code": "cancelled", "reason": "cancelled by the host before it was relayed"})
-}
-
-// denial is the CallToolResult for a refused call.
-func denial(id, resource string, dec policy.Decision) []byte {
-	reason := strings.TrimSpace(strings.ReplaceAll(dec.Reason, "\n", " "))
-	if reason == "" {
-		reason = string(dec.Code)
-	}
-	var text string
-	if dec.Code == policy.CodeUnavailable {
-		text = fmt.Sprintf("Caracal could not check this call's budget, so the call was not made (%s): %s. The operator has been told; do not retry this call.", dec.Code, reason)
-	} else {
-		text = fmt.Sprintf("Caracal refused this call (%s): %s. This is a spending-policy decision, not a transient error; retrying will be refused too.", dec.Code, reason)
-	}
-	details := map[string]any{
-		"code":      dec.Code,
-		"reason":    reason,
-		"resource":  resource,
-		"price":     dec.Price,
-		"currency":  dec.Currency,
-		"remaining": dec.Remaining,
-	}
-	if dec.Remaining == nil {
-		details["remaining"] = []policy.Remaining{}
-	}
-	if dec.PolicyID != "" {
-		details["policy_id"] = dec.PolicyID
-	}
-	return toolErrorResult(id, text, details)
 }
 
 // callTimedOut fires when a tools/call has waited too long, or when a
@@ -995,16 +967,6 @@ func joinArray(elems [][]byte) []byte {
 // address and user.
 const errAllowlistUnavailable = "Caracal could not evaluate the agent's allowlist; the operator has been told"
 
-// priceMeta is the value of _meta["dev.caracal/price"] on a listed tool.
-type priceMeta struct {
-	Price    string          `json:"price"`
-	Currency string          `json:"currency"`
-	Unpriced bool            `json:"unpriced"`
-	PerUnit  *policy.PerUnit `json:"per_unit,omitempty"`
-	Declared bool            `json:"declared,omitempty"`
-	Error    string          `json:"error,omitempty"`
-}
-
 // decorateTools keeps the tools the agent may call, adds their price and,
 // in gateway mode, prefixes their names.
 func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.Result, prefix bool) ([][]byte, error) {
@@ -1017,31 +979,23 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 	metaPath := []string{"_meta", gjsonKey(PriceMetaKey)}
 	for _, t := range tools {
 		name := t.Get("name").String()
-		resource := "mcp:" + u.resName() + "/" + name
+		resource := metering.Resource(u.resName(), name)
 		if !t.IsObject() || name == "" || !allowed(resource) {
 			continue
 		}
 		var declared *policy.PriceRule
 		if u.spec.Trusted {
-			declared = parseDeclared(resource, t.Get("_meta."+gjsonKey(PriceMetaKey)))
+			declared = metering.DeclaredPrice(resource, t)
 			u.setDeclared(name, declared)
 		}
-		pm := priceMeta{}
 		q, err := s.p.opts.Meter.Quote(ctx, resource, nil, declared)
 		if err != nil {
 			// The store's error stays in the log: it can name the database.
 			s.log.Error("tools/list: pricing a tool failed", "resource", resource, "err", err)
-			pm.Unpriced, pm.Error = true, "Caracal could not read this tool's price"
-		} else {
-			pm.Price, pm.Currency, pm.Unpriced, pm.Declared = q.Price.String(), q.Currency, q.Unpriced, q.Declared
-			if q.Unpriced {
-				unpriced = append(unpriced, name)
-			}
-			if q.Rule != nil && q.Rule.PerUnit != nil {
-				pm.PerUnit = q.Rule.PerUnit
-			}
+		} else if q.Unpriced {
+			unpriced = append(unpriced, name)
 		}
-		mb, _ := json.Marshal(pm)
+		mb, _ := json.Marshal(metering.NewPriceMeta(q, err))
 		b, err := setPath([]byte(t.Raw), metaPath, mb)
 		if err != nil {
 			continue // _meta is not an object: not a valid tool
@@ -1085,7 +1039,7 @@ func (s *Session) learnDeclared(ctx context.Context, u *upstream) {
 	if err == nil {
 		for _, t := range tools {
 			name := t.Get("name").String()
-			u.setDeclared(name, parseDeclared("mcp:"+u.resName()+"/"+name, t.Get("_meta."+gjsonKey(PriceMetaKey))))
+			u.setDeclared(name, metering.DeclaredPrice(metering.Resource(u.resName(), name), t))
 		}
 	} else {
 		s.log.Warn("could not read the declared prices of a trusted upstream", "upstream", u.resName(), "err", err)
@@ -1095,42 +1049,6 @@ func (s *Session) learnDeclared(ctx context.Context, u *upstream) {
 	u.listed = err == nil // a failed read is tried again by the next call
 	u.mu.Unlock()
 	close(ch)
-}
-
-// parseDeclared reads a price a trusted upstream declared in a tool's _meta:
-// {"price": "0.01", "currency": "USD", "per_unit": {"path": "count", "price": "0.002"}}
-// ("per_call" is accepted for "price"). Anything unreadable declares nothing.
-func parseDeclared(resource string, v gjson.Result) *policy.PriceRule {
-	if !v.IsObject() {
-		return nil
-	}
-	r := &policy.PriceRule{Resource: resource, Currency: v.Get("currency").String()}
-	if r.Currency == "" {
-		r.Currency = "USD"
-	}
-	price := v.Get("price")
-	if !price.Exists() {
-		price = v.Get("per_call")
-	}
-	ok := false
-	if price.Exists() {
-		a, err := parseAmount(price)
-		if err != nil {
-			return nil
-		}
-		r.PerCall, ok = a, true
-	}
-	if pu := v.Get("per_unit"); pu.IsObject() {
-		a, err := parseAmount(pu.Get("price"))
-		if err != nil || pu.Get("path").String() == "" {
-			return nil
-		}
-		r.PerUnit, ok = &policy.PerUnit{Path: pu.Get("path").String(), Price: a}, true
-	}
-	if !ok {
-		return nil
-	}
-	return r
 }
 
 // upstreamFailed answers a request whose HTTP exchange failed.

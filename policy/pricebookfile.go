@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/caracal-dev/caracal/internal/money"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Pricebook file formats.
