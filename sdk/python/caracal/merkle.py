@@ -237,7 +237,8 @@ class VerifierKey:
     @classmethod
     def parse(cls, vkey: str) -> "VerifierKey":
         text = vkey.strip()
-        parts = text.split("+")
+        # The name holds no '+'; the base64 key may.
+        parts = text.split("+", 2)
         if len(parts) != 3 or not parts[0]:
             raise VerificationError(f"public key {text!r}: want <name>+<hash>+<key>")
         name, hash_hex, key_b64 = parts
