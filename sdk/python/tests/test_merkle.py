@@ -76,14 +76,6 @@ def h(x):
     return bytes.fromhex(x)
 
 
-def have_cryptography():
-    try:
-        import cryptography.hazmat.primitives.asymmetric.ed25519  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
 def without_cryptography():
     """Makes `import cryptography…` fail, as on a host without the package."""
     blocked = {name: None for name in (
@@ -195,12 +187,12 @@ class LeafEncoding(unittest.TestCase):
              go["AmountNanos"], go["Currency"], go["RequestID"], go["Outcome"], go["Unpriced"]))
 
 
-@unittest.skipUnless(have_cryptography(), "needs the cryptography package (python3-cryptography); the no-cryptography path is tested below")
 class GoProofsWithSignatures(unittest.TestCase):
     def setUp(self):
         self.f = load_fixture()
         self.key = self.f["verifier_key"]
 
+    @_support.needs_cryptography
     def test_every_inclusion_proof_verifies(self):
         for p in self.f["inclusion"]:
             with self.subTest(index=p["leaf_index"], size=p["tree_size"]):
@@ -211,12 +203,14 @@ class GoProofsWithSignatures(unittest.TestCase):
                 self.assertTrue(r.signature_checked)
                 self.assertEqual(r.signed_by, ["+".join(self.key.split("+", 2)[:2])])
 
+    @_support.needs_cryptography
     def test_every_consistency_proof_verifies(self):
         for p in self.f["consistency"]:
             with self.subTest(old=p["old_size"], new=p["new_size"]):
                 r = caracal.verify_consistency(p, self.key)
                 self.assertEqual(r.new_root.hex(), self.f["roots"][str(p["new_size"])])
 
+    @_support.needs_cryptography
     def test_tampered_inclusion_proofs_fail(self):
         base = self.f["inclusion"][5]  # leaf 4 of 17
 
@@ -243,17 +237,20 @@ class GoProofsWithSignatures(unittest.TestCase):
                 with self.assertRaisesRegex(caracal.VerificationError, want):
                     caracal.verify_inclusion(p, self.key)
 
+    @_support.needs_cryptography
     def test_wrong_key_fails(self):
         with self.assertRaisesRegex(caracal.VerificationError, "unknown key"):
             caracal.verify_inclusion(self.f["inclusion"][3], self.f["other_verifier_key"])
         # Trusting both keys is fine: the one that signed verifies.
         caracal.verify_inclusion(self.f["inclusion"][3], [self.f["other_verifier_key"], self.key])
 
+    @_support.needs_cryptography
     def test_key_with_wrong_hash_refused(self):
         name, khash, key = self.key.split("+", 2)
         with self.assertRaisesRegex(caracal.VerificationError, "key hash"):
             caracal.verify_inclusion(self.f["inclusion"][3], f"{name}+{int(khash, 16) ^ 1:08x}+{key}")
 
+    @_support.needs_cryptography
     def test_tampered_consistency_proof_fails(self):
         p = copy.deepcopy(self.f["consistency"][2])
         p["proof"][0] = "11" * 32
