@@ -8,6 +8,7 @@ import inspect
 import json
 import logging
 import string
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TypeVar
 
 from ._convert import AmountLike
@@ -97,6 +98,37 @@ class Spend:
         self._finish(exc)
 
 
+async def _areserve(spend: Spend) -> None:
+    """Reserves in a worker thread; a cancelled caller does not leak the reservation.
+
+    The thread cannot be stopped, so a reservation it makes after the
+    caller was cancelled is released at once, rather than held until the
+    server's sweep charges it as unconfirmed. Whichever side learns last
+    that both happened (the thread, or the cancelled caller) releases it,
+    so it is released exactly once.
+    """
+    lock = threading.Lock()
+    state = {"abandoned": False, "delivered": False}
+
+    def work() -> None:
+        spend._reserve()
+        with lock:
+            if not state["abandoned"]:
+                state["delivered"] = True
+                return
+        spend._finish(asyncio.CancelledError())
+
+    try:
+        await asyncio.to_thread(work)
+    except asyncio.CancelledError:
+        with lock:
+            state["abandoned"] = True
+            delivered = state["delivered"]
+        if delivered:
+            threading.Thread(target=spend._finish, args=(asyncio.CancelledError(),), daemon=True).start()
+        raise
+
+
 class AsyncSpend:
     """Spend for ``async with``; the blocking HTTP calls run in a worker thread.
 
@@ -134,7 +166,7 @@ class AsyncSpend:
         return await asyncio.to_thread(self._spend.release, reason)
 
     async def __aenter__(self) -> "AsyncSpend":
-        await asyncio.to_thread(self._spend._reserve)
+        await _areserve(self._spend)
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
@@ -205,7 +237,7 @@ def metered(client: "Client", resource: str, price: Optional[AmountLike] = None,
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 s = spend_for(args, kwargs)
-                await asyncio.to_thread(s._reserve)
+                await _areserve(s)
                 try:
                     result = await func(*args, **kwargs)
                 except BaseException as e:

@@ -3,6 +3,7 @@ are made, in which order, for each way a metered block can end."""
 
 import asyncio
 import inspect
+import threading
 import typing
 import unittest
 
@@ -107,6 +108,34 @@ class AsyncSpendBlock(unittest.TestCase):
         with self.assertRaises(caracal.BudgetExceeded) as cm:
             asyncio.run(main())
         self.assertEqual(cm.exception.code, "no_budget")
+
+
+class AsyncCancellation(unittest.TestCase):
+    def test_cancelled_while_reserving_releases_the_reservation(self):
+        started, gate, released = threading.Event(), threading.Event(), threading.Event()
+
+        def slow_reserve(method, path, body):
+            started.set()
+            gate.wait(30)
+            return reservation("late")
+
+        def release(method, path, body):
+            released.set()
+            return event("late", outcome="refunded")
+
+        c = FakeClient([slow_reserve, release])
+
+        async def main():
+            task = asyncio.ensure_future(c.aspend("tool:x", "0.01").__aenter__())
+            await asyncio.to_thread(started.wait, 30)
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+            gate.set()  # the reservation is made only now, after the caller gave up
+
+        asyncio.run(main())
+        self.assertTrue(released.wait(30), "the late reservation was not released")
+        self.assertEqual(c.requests[-1][1], "/v1/reservations/late/release")
 
 
 class Metered(unittest.TestCase):
