@@ -254,6 +254,24 @@ class Metering(unittest.TestCase):
         self.assertEqual(s.event.amount, Decimal("0.007"))  # 1000*2/1e6 + 500*10/1e6
         self.assertEqual((s.event.tokens.input, s.event.tokens.output), (1000, 500))
 
+    def test_pricebook_prices_errors_and_arguments(self):
+        a = admin()
+        a.set_price("tool:err/*", per_call="0.05", charge_errors=False)
+        a.set_price("mcp:units/*", per_call="0.01", per_unit={"path": "count", "price": "0.002"})
+        name, c = agent_client("priced", "1")
+        with c.spend("tool:err/x") as s:  # no amount: the pricebook's
+            self.assertEqual(s.reservation.amount, Decimal("0.05"))
+            s.error()
+        self.assertEqual((s.event.outcome, s.event.amount), ("charged", Decimal("0")))
+
+        @c.metered("mcp:units/{name}")
+        def lookup(query: str, count: int = 1) -> str:
+            return query * count
+
+        self.assertEqual(lookup("ab", count=3), "ababab")
+        [ev] = [e for e in a.iter_events(agent=name) if e.resource == "mcp:units/lookup"]
+        self.assertEqual(ev.amount, Decimal("0.016"))  # 0.01 + 3 × 0.002, priced from the arguments sent
+
     def test_aspend(self):
         name, c = agent_client("aspend", "1")
 
