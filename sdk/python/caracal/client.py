@@ -87,9 +87,7 @@ class Client:
             reason = getattr(e, "reason", e)
             raise TransportError(None, "transport", f"{method} {url}: {reason}") from e
 
-    def _call(self, method: str, path: str, query: Optional[Mapping[str, Any]] = None,
-              body: Any = None, *, raw_body: Optional[bytes] = None,
-              content_type: str = "application/json", accept: str = "application/json") -> bytes:
+    def _url(self, path: str, query: Optional[Mapping[str, Any]]) -> str:
         url = self.base_url + path
         if query:
             q = []
@@ -103,6 +101,12 @@ class Client:
                 q.append((k, str(v)))
             if q:
                 url += "?" + urllib.parse.urlencode(q)
+        return url
+
+    def _call(self, method: str, path: str, query: Optional[Mapping[str, Any]] = None,
+              body: Any = None, *, raw_body: Optional[bytes] = None,
+              content_type: str = "application/json", accept: str = "application/json") -> bytes:
+        url = self._url(path, query)
         headers = {"Authorization": self._auth, "Accept": accept, "User-Agent": self.user_agent}
         data = raw_body
         if data is None and body is not None:
@@ -312,10 +316,37 @@ class Client:
         q["format"] = format
         return self._call("GET", "/v1/ledger/export", q, accept="*/*").decode("utf-8")
 
+    def iter_export(self, **filters: Any) -> Iterator[Event]:
+        """Every matching event in ledger order (the oldest first), read as the server streams it.
+
+        Takes the filters of export_ledger; holds one line in memory at a time.
+        """
+        q = self._filters(filters.pop("agent", None), filters.pop("include_children", False),
+                          filters.pop("since", None), filters.pop("until", None),
+                          filters.pop("resource", None), filters.pop("outcome", None))
+        if filters:
+            raise TypeError(f"unknown filters: {', '.join(sorted(filters))}")
+        q["format"] = "jsonl"
+        url = self._url("/v1/ledger/export", q)
+        headers = {"Authorization": self._auth, "Accept": "application/jsonl", "User-Agent": self.user_agent}
+        req = urllib.request.Request(url, method="GET", headers=headers)
+        try:
+            resp = urllib.request.urlopen(req, timeout=self.timeout)
+        except urllib.error.HTTPError as e:
+            try:
+                raise error_from_response(e.code, e.read()) from None
+            finally:
+                e.close()
+        except (urllib.error.URLError, OSError) as e:
+            raise TransportError(None, "transport", f"GET {url}: {getattr(e, 'reason', e)}") from e
+        with resp:
+            for line in resp:
+                if line.strip():
+                    yield Event.from_json(json.loads(line, parse_float=Decimal))
+
     def export_events(self, **filters: Any) -> List[Event]:
         """Every matching event in ledger order (the oldest first), parsed."""
-        text = self.export_ledger("jsonl", **filters)
-        return [Event.from_json(json.loads(line, parse_float=Decimal)) for line in text.splitlines() if line.strip()]
+        return list(self.iter_export(**filters))
 
     # -- merkle -----------------------------------------------------------
 
