@@ -196,9 +196,9 @@ def metered(client: "Client", resource: str, price: Optional[AmountLike] = None,
             send_arguments: Optional[bool] = None, operation: Optional[str] = None) -> Callable[[F], F]:
     """Meters every call of the decorated function or coroutine function.
 
-    resource is a str.format template over the function's name (``{name}``)
-    and its arguments by parameter name, e.g. "mcp:myserver/{name}" or
-    "http:search/{engine}". price is the amount reserved (and charged) per
+    resource is a str.format template over the function's name (``{name}``,
+    or ``{function}`` when a parameter is called name) and its arguments by
+    parameter name, e.g. "mcp:myserver/{name}" or "http:search/{engine}". price is the amount reserved (and charged) per
     call; without it the pricebook prices the call, and the call's
     JSON-serialisable arguments are sent for per-unit rules
     (send_arguments overrides that choice).
@@ -216,7 +216,7 @@ def metered(client: "Client", resource: str, price: Optional[AmountLike] = None,
     def decorate(func: F) -> F:
         sig = inspect.signature(func)
         wanted = _template_fields(resource)
-        unknown = wanted - set(sig.parameters) - {"name"}
+        unknown = wanted - set(sig.parameters) - {"name", "function"}
         if unknown:
             raise ValueError(f"resource template {resource!r} names {sorted(unknown)}, which {func.__name__} has no parameter for")
 
@@ -224,7 +224,7 @@ def metered(client: "Client", resource: str, price: Optional[AmountLike] = None,
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             values = dict(bound.arguments)
-            fmt = {"name": func.__name__, **values}
+            fmt = {"name": func.__name__, "function": func.__name__, **values}
             res = resource.format(**fmt) if wanted else resource
             arguments = None
             if send_arguments:

@@ -166,6 +166,16 @@ class Metered(unittest.TestCase):
         # ones that are not JSON (a framework's context object) are left out.
         self.assertEqual(c.requests[0][2], {"resource": "http:bing/query", "arguments": {"engine": "bing", "count": 5}})
 
+    def test_a_parameter_called_name(self):
+        c = FakeClient([reservation(), event()])
+
+        @c.metered("mcp:s/{function}/{name}", price="0.01")
+        def greet(name):
+            return "hi " + name
+
+        greet("ada")
+        self.assertEqual(c.requests[0][2]["resource"], "mcp:s/greet/ada")
+
     def test_unknown_template_field_refused_at_decoration(self):
         c = FakeClient()
         with self.assertRaisesRegex(ValueError, "nope"):
