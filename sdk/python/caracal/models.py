@@ -255,6 +255,8 @@ class SummaryRow(_Model):
     charged: Optional[Decimal] = _amount()
     denied: int = 0
     currency: str = ""
+    #: Events on resources no price rule priced (charged the default price, or refused for it).
+    unpriced: int = 0
     raw: Dict[str, Any] = _raw()
 
 
