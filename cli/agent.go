@@ -42,7 +42,7 @@ budgets), a status and API keys.`,
 }
 
 func agentStoreFunc(f *Factory) func(context.Context) (agentStore, error) {
-	return func(ctx context.Context) (agentStore, error) { return useStore[agentStore](ctx, f) }
+	return func(ctx context.Context) (agentStore, error) { return f.Store(ctx) }
 }
 
 type agentRegisterOptions struct {
@@ -326,7 +326,7 @@ func runAgentGet(ctx context.Context, opts *agentGetOptions) error {
 	if opts.Now != nil {
 		now = opts.Now()
 	}
-	budgets, err := budgetsOf(ctx, st, now, []string{a.ID})
+	budgets, err := ledger.Budgets(ctx, st, now, []string{a.ID})
 	if err != nil {
 		return err
 	}

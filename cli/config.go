@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 
+	"github.com/caracal-dev/caracal/internal/alerts"
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger/postgres"
 )
@@ -41,9 +42,11 @@ type Config struct {
 	Proxy       ProxyConfig      `json:"proxy"`
 	Log         LogConfig        `json:"log"`
 	Metrics     MetricsConfig    `json:"metrics"`
+	TLS         TLSConfig        `json:"tls"`
 
 	Enforcement EnforcementConfig `json:"enforcement"`
 	Merkle      MerkleConfig      `json:"merkle"`
+	Alerts      []alerts.Webhook  `json:"alerts,omitempty"`
 }
 
 // Values of merkle.sign.
@@ -166,9 +169,11 @@ type fileConfig struct {
 	Proxy   ProxyConfig `yaml:"proxy"`
 	Log     fileLog     `yaml:"log"`
 	Metrics fileMetrics `yaml:"metrics"`
+	TLS     TLSConfig   `yaml:"tls"`
 	Merkle  struct {
 		Sign string `yaml:"sign"`
 	} `yaml:"merkle"`
+	Alerts []fileAlert `yaml:"alerts"`
 }
 
 // scalarKeys are the keys that flags and CARACAL_* variables can set.
@@ -179,6 +184,7 @@ var scalarKeys = []string{
 	"delegation.max_depth",
 	"mcp.listen", "proxy.listen",
 	"log.level", "log.format", "metrics.agent_label", "metrics.listen",
+	"tls.cert_file", "tls.key_file",
 	"merkle.sign",
 }
 
@@ -228,6 +234,8 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	v.SetDefault("mcp.listen", fc.MCP.Listen)
 	v.SetDefault("proxy.listen", fc.Proxy.Listen)
 	setObservabilityDefaults(v, fc)
+	v.SetDefault("tls.cert_file", fc.TLS.CertFile)
+	v.SetDefault("tls.key_file", fc.TLS.KeyFile)
 	v.SetDefault("merkle.sign", fc.Merkle.Sign)
 	v.SetEnvPrefix("CARACAL")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
@@ -325,6 +333,13 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 		return nil, err
 	}
 	if err := cfg.loadObservability(get, src); err != nil {
+		return nil, err
+	}
+	// Whether the pair is whole is checked by the serving command, where
+	// --tls-cert and --tls-key may complete or override it.
+	cfg.TLS.CertFile = strings.TrimSpace(get("tls.cert_file"))
+	cfg.TLS.KeyFile = strings.TrimSpace(get("tls.key_file"))
+	if cfg.Alerts, err = loadAlerts(fc.Alerts); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -510,6 +525,7 @@ mcp:
   # read_header_timeout: 10s  # HTTP front: longest to send a request's headers
   # read_timeout: 30s         # … its body, once the headers are in
   # idle_timeout: 60s         # … idle keep-alive connection kept open
+  # shutdown_timeout: 25s     # on SIGTERM, longest requests in flight may run
   # upstreams:
   #   - name: fs      # resources are mcp:fs/<tool>
   #     command: ["npx", "-y", "@modelcontextprotocol/server-filesystem", "${HOME}/projects"]
@@ -528,12 +544,29 @@ metrics:
   listen: ""          # e.g. 127.0.0.1:9464 serves /metrics, /healthz, /readyz
                       # for caracal mcp on stdio
 
+# HTTPS for every listener of caracal proxy and caracal mcp (--tls-cert and
+# --tls-key override); both or neither. The files are re-read when they
+# change, so a renewed certificate needs no restart.
+tls:
+  cert_file: ""       # PEM certificate, chain included
+  key_file: ""        # PEM private key
+
+# Budget alerts, POSTed as signed JSON by caracal proxy and caracal mcp
+# (see docs/operations.md, "Alerts by webhook").
+alerts: []
+  # - url: https://hooks.example.com/caracal
+  #   secret_env: CARACAL_ALERT_SECRET  # or secret: "…"; signs every delivery
+  #   thresholds: [50, 80, 100]         # percent of any policy's limit used
+  #   denied: true                      # also every denied call
+  #   agents: []                        # only these agents (names or IDs); empty: all
+
 proxy:
   listen: 127.0.0.1:8080
   providers: []
   # read_header_timeout: 10s  # longest a client may take to send a request's headers
   # read_timeout: 30s         # … its body, once the headers are in
   # idle_timeout: 60s         # … idle keep-alive connection kept open
+  # shutdown_timeout: 25s     # on SIGTERM, longest requests in flight may run
   # providers:        # agents call http://HOST/<name>/<provider path>
   #   - name: openai  # resources are llm:openai/<model>
   #     base_url: https://api.openai.com

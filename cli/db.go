@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/ledger/sqlstore"
 )
 
@@ -199,18 +198,9 @@ func runDBStatus(ctx context.Context, opts *dbOptions) error {
 	if err != nil {
 		return err
 	}
-	var s ledger.Status
-	var v any = st
-	if admin, ok := v.(ledger.Admin); ok {
-		if s, err = admin.Status(ctx); err != nil {
-			return fmt.Errorf("database status: %w", err)
-		}
-	} else {
-		cur, latest, err := st.Versions(ctx)
-		if err != nil {
-			return err
-		}
-		s = ledger.Status{Backend: st.Dialect().Name(), SchemaVersion: cur, LatestVersion: latest}
+	s, err := st.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("database status: %w", err)
 	}
 	if s.Rows == nil {
 		s.Rows = map[string]int64{}

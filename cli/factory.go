@@ -186,14 +186,9 @@ func (f *Factory) existingAdminStore(ctx context.Context) (*sqlstore.Store, erro
 func (f *Factory) Store(ctx context.Context) (ledger.Store, error) {
 	s, err := f.SQLStore(ctx)
 	if err != nil {
-		return nil, err
+		return nil, err // not s: a nil *sqlstore.Store would be a non-nil Store
 	}
-	var v any = s
-	ls, ok := v.(ledger.Store)
-	if !ok {
-		return nil, errors.New("this build's store does not implement every ledger operation")
-	}
-	return ls, nil
+	return s, nil
 }
 
 // openStore opens PostgreSQL when a database URL is configured, else the
@@ -245,20 +240,4 @@ func storeOpenError(cfg *Config, err error) error {
 	}
 	// One line; errors.Is still finds ledger.ErrUnavailable and the driver's error.
 	return errkind.New(ledger.ErrUnavailable, fmt.Sprintf("database unreachable at %s: %v", postgres.Redact(cfg.DatabaseURL), cause), err)
-}
-
-// useStore opens the configured store and returns it as T, one of the
-// ledger interfaces (or a union of them) a command needs.
-func useStore[T any](ctx context.Context, f *Factory) (T, error) {
-	var zero T
-	s, err := f.SQLStore(ctx)
-	if err != nil {
-		return zero, err
-	}
-	var v any = s
-	t, ok := v.(T)
-	if !ok {
-		return zero, fmt.Errorf("this build's store does not implement %T", &zero)
-	}
-	return t, nil
 }

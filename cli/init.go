@@ -131,12 +131,7 @@ func runInit(ctx context.Context, f *Factory) (initResult, error) {
 	if r.SchemaVersion, _, err = st.Versions(ctx); err != nil {
 		return initResult{}, err
 	}
-	var v any = st
-	ms, ok := v.(ledger.Merkle)
-	if !ok {
-		return initResult{}, errors.New("this build's store cannot hold signing keys")
-	}
-	kf, created, err := ledger.EnsureSigningKey(ctx, ms, home, "")
+	kf, created, err := ledger.EnsureSigningKey(ctx, st, home, "")
 	if err != nil {
 		return initResult{}, fmt.Errorf("signing key: %w", err)
 	}

@@ -237,7 +237,8 @@ key with the given ID or name) on one line, in the note verifier-key format
 (origin+hash+base64) that caracal merkle verify-proof --key and other C2SP
 signed-note verifiers accept. Publish it with your checkpoints.`,
 		Example: `  caracal keys export-public > caracal.pub
-  caracal keys export-public ledger-1a2b3c4d`,
+  caracal keys export-public ledger-1a2b3c4d
+  caracal keys export-public -o json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return Usagef("%s: unexpected argument %q", cmd.CommandPath(), args[1])
@@ -251,6 +252,7 @@ signed-note verifiers accept. Publish it with your checkpoints.`,
 			return runKeysExport(cmd.Context(), opts)
 		},
 	}
+	addOutputFlag(cmd, &opts.Output, false)
 	return cmd
 }
 
@@ -269,9 +271,14 @@ func runKeysExport(ctx context.Context, opts *keysOptions) error {
 	}
 	if found == nil {
 		if opts.Key != "" {
-			return fmt.Errorf("signing key %q: %w", opts.Key, ledger.ErrNotFound)
+			return fmt.Errorf("signing key %q %w", opts.Key, ledger.ErrNotFound)
 		}
 		return errors.New("no active signing key: run `caracal keys generate`")
+	}
+	if opts.Output == FormatJSON {
+		pub := *found
+		pub.PrivateKey = "" // where the private key lives is not part of an export
+		return printJSON(opts.IO.Out, pub)
 	}
 	_, err = fmt.Fprintln(opts.IO.Out, found.PublicKey)
 	return err

@@ -40,7 +40,7 @@ type ledgerTailOptions struct {
 
 func newLedgerTailCmd(f *Factory) *cobra.Command {
 	opts := &ledgerTailOptions{IO: f.IO, Now: f.now, Store: func(ctx context.Context) (tailStore, error) {
-		return useStore[tailStore](ctx, f)
+		return f.Store(ctx)
 	}}
 	cmd := &cobra.Command{
 		Use:   "tail",

@@ -125,6 +125,14 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	if fl.maxSessions < 0 {
 		return Usagef("--max-sessions: must not be negative (0: no limit)")
 	}
+	shutdown, err := fl.server.shutdownTimeout("mcp", cfg.MCP.ServerTimeouts)
+	if err != nil {
+		return err
+	}
+	cert, err := fl.server.certificate(cfg.TLS, obs.log)
+	if err != nil {
+		return err
+	}
 	ups, err := mcpUpstreams(cfg, fl, command)
 	if err != nil {
 		return err
@@ -152,6 +160,11 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	if err := obs.attachFactory(ctx, f, cfg); err != nil {
 		return err
 	}
+	observer, stopAlerts, err := withAlerts(ctx, cfg, store, obs.observer(log), obs.log)
+	if err != nil {
+		return err
+	}
+	defer stopAlerts()
 	popts := mcp.Options{
 		Upstreams:       ups,
 		MaxMessageSize:  fl.maxMessageSize,
@@ -171,7 +184,7 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		// or the expiry sweep would settle a live call as unconfirmed.
 		ReservationTTL: interpose.ReservationTTL(popts.LongestCall()),
 		Logger:         log,
-		Observer:       obs.observer(log),
+		Observer:       observer,
 
 		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
 		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,
@@ -198,14 +211,18 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	bg := startBackground(ctx, cfg, engine, store, cfg.Home, log)
+	// The sweep and the integrator outlive the signal that starts the
+	// shutdown: they settle and log what the drain finishes.
+	bg := startBackground(context.WithoutCancel(ctx), cfg, engine, store, cfg.Home, log)
 	defer bg.stop()
 
 	if listen == "" {
 		obs.ready.Add(telemetry.CheckUpstreams, obs.metrics.UpstreamsReady)
-		if err := obs.serveMetrics(ctx); err != nil {
+		stopMetrics, err := obs.serveMetrics(ctx, cert)
+		if err != nil {
 			return err
 		}
+		defer stopMetrics()
 		return proxy.ServeStdio(ctx, agentID, f.IO.In, f.IO.Out)
 	}
 	front, err := proxy.NewHTTPFront(mcp.FrontOptions{
@@ -223,28 +240,30 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	}
 	defer front.Close()
 	obs.metrics.CountHTTPSessions(front.Sessions)
-	if err := obs.serveMetrics(ctx); err != nil {
+	stopMetrics, err := obs.serveMetrics(ctx, cert)
+	if err != nil {
 		return err
 	}
+	defer stopMetrics()
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return Usagef("--listen: %v", err)
 	}
 	srv := httpserver.New(front, timeouts, log)
 	srv.Handler = obs.handler(srv.Handler)
-	fmt.Fprintf(f.IO.ErrOut, "caracal mcp: listening on http://%s/mcp\n", ln.Addr())
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	obs.ready.SetDraining()
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer scancel()
-	_ = srv.Shutdown(sctx)
-	return nil
+	fmt.Fprintf(f.IO.ErrOut, "caracal mcp: listening on %s://%s/mcp\n", scheme(cert), ln.Addr())
+	// POSTs in flight finish; GET streams, which never do, end at once;
+	// at the deadline every session is closed, settling its calls.
+	return httpserver.Serve(ctx, srv, ln, httpserver.ServeOptions{
+		TLS:             cert,
+		ShutdownTimeout: shutdown,
+		Draining: func() {
+			obs.ready.SetDraining()
+			front.Drain()
+		},
+		Abort:  front.Abort,
+		Logger: log,
+	})
 }
 
 // mcpUpstreams picks the upstreams: the command after --, else

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/ledger/storetest"
 	"github.com/caracal-dev/caracal/merkle"
 )
@@ -35,7 +36,7 @@ func TestMerkleCommands(t *testing.T) {
 			db := e.ledgerDB()
 			db.InsertEvents(t, 0, 25)
 
-			var st merkleStatus
+			var st ledger.MerkleStatus
 			e.json(&st, "merkle", "status")
 			if st.TreeSize != 0 || st.Pending != 25 || st.Checkpoint != nil || st.OldestPending == nil {
 				t.Fatalf("status before integration = %+v", st)
@@ -111,6 +112,12 @@ func TestMerkleCommands(t *testing.T) {
 			if got := strings.TrimSpace(e.ok("keys", "export-public", keys[0].Name)); got != pub {
 				t.Errorf("export-public of the old key = %q, want %q", got, pub)
 			}
+			var exported keyInfo
+			e.json(&exported, "keys", "export-public", keys[0].ID, "-o", "json")
+			if exported.PublicKey != pub || exported.ID != keys[0].ID || exported.Name != keys[0].Name || exported.PrivateKey != "" {
+				t.Errorf("export-public -o json = %+v, want the old key's public part only", exported)
+			}
+			e.fails(1, `signing key "nope" not found`, "keys", "export-public", "nope")
 			db.InsertEvents(t, 30, 3)
 			e.ok("merkle", "integrate")
 			if out := e.ok("merkle", "verify", "--full"); !strings.HasPrefix(out, "OK: 33 events, 3 checkpoints verified") {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/caracal-dev/caracal/internal/httpserver"
 	"github.com/caracal-dev/caracal/internal/telemetry"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/ledger/sqlstore"
@@ -155,31 +156,31 @@ func (o *observability) handler(next http.Handler) http.Handler {
 	return telemetry.Handler(next, o.metrics.Registry, o.ready)
 }
 
-// serveMetrics serves the metrics listener, if one is configured, until
-// ctx ends. A failure to listen is a usage error, returned at once.
-func (o *observability) serveMetrics(ctx context.Context) error {
+// serveMetrics serves the metrics listener, if one is configured, over
+// TLS with cert if set. When ctx ends /readyz turns 503, and the listener
+// keeps answering until stop is called, so probes see the drain. A failure
+// to listen is a usage error, returned at once.
+func (o *observability) serveMetrics(ctx context.Context, cert *httpserver.Certificate) (stop func(), err error) {
 	if o.listen == "" {
-		return nil
+		return func() {}, nil
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
-		return Usagef("--metrics-listen: %v", err)
+		return nil, Usagef("--metrics-listen: %v", err)
 	}
-	srv := &http.Server{Handler: o.handler(nil), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelDebug)}
-	o.log.Info("serving metrics", "addr", ln.Addr().String())
+	srv := httpserver.New(o.handler(nil), httpserver.Timeouts{}, o.log)
+	o.log.Info("serving metrics", "addr", ln.Addr().String(), "scheme", scheme(cert))
+	context.AfterFunc(ctx, o.ready.SetDraining)
+	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(done)
+		err := httpserver.Serve(mctx, srv, ln, httpserver.ServeOptions{TLS: cert, ShutdownTimeout: 2 * time.Second, Logger: o.log})
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			o.log.Error("metrics listener stopped", "err", err)
 		}
 	}()
-	go func() {
-		<-ctx.Done()
-		o.ready.SetDraining()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	return nil
+	return func() { cancel(); <-done }, nil
 }
 
 // attachFactory is attach over the factory's store.

@@ -22,7 +22,7 @@ type policyStore interface {
 }
 
 func policyStoreFunc(f *Factory) func(context.Context) (policyStore, error) {
-	return func(ctx context.Context) (policyStore, error) { return useStore[policyStore](ctx, f) }
+	return func(ctx context.Context) (policyStore, error) { return f.Store(ctx) }
 }
 
 func newPolicyCmd(f *Factory) *cobra.Command {

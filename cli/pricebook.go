@@ -18,7 +18,7 @@ import (
 )
 
 func pricebookStoreFunc(f *Factory) func(context.Context) (ledger.Pricebook, error) {
-	return func(ctx context.Context) (ledger.Pricebook, error) { return useStore[ledger.Pricebook](ctx, f) }
+	return func(ctx context.Context) (ledger.Pricebook, error) { return f.Store(ctx) }
 }
 
 func newPricebookCmd(f *Factory) *cobra.Command {

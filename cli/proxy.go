@@ -98,7 +98,15 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	if err != nil {
 		return err
 	}
+	shutdown, err := fl.server.shutdownTimeout("proxy", cfg.Proxy.ServerTimeouts)
+	if err != nil {
+		return err
+	}
 	obs, err := f.newObservability(cfg, fl.obs)
+	if err != nil {
+		return err
+	}
+	cert, err := fl.server.certificate(cfg.TLS, obs.log)
 	if err != nil {
 		return err
 	}
@@ -118,6 +126,11 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		return err
 	}
 	log := obs.log
+	observer, stopAlerts, err := withAlerts(ctx, cfg, store, obs.observer(log), log)
+	if err != nil {
+		return err
+	}
+	defer stopAlerts()
 	engine := interpose.New(interpose.Options{
 		Store:        store,
 		DefaultPrice: cfg.Pricing.Default,
@@ -127,7 +140,7 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		// the expiry sweep would settle a live stream as unconfirmed.
 		ReservationTTL: interpose.ReservationTTL(fl.maxDuration + fl.drainTimeout),
 		Logger:         log,
-		Observer:       obs.observer(log),
+		Observer:       observer,
 
 		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
 		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,
@@ -158,16 +171,18 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// The sweep and the integrator outlive the signal that starts the
+	// shutdown: they settle and log what the drain finishes.
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	integrator, err := startIntegrator(ctx, cfg, store, home, log)
+	integrator, err := startIntegrator(bgCtx, cfg, store, home, log)
 	if err != nil {
 		return err
 	}
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		if err := engine.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := engine.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("reservation sweep stopped", "err", err)
 		}
 	}()
@@ -175,32 +190,29 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	for i, p := range providers {
 		names[i] = "/" + p.Name + "/ → " + p.BaseURL
 	}
-	fmt.Fprintf(f.IO.Out, "caracal proxy: listening on http://%s (%s)\n", ln.Addr(), strings.Join(names, ", "))
+	fmt.Fprintf(f.IO.Out, "caracal proxy: listening on %s://%s (%s)\n", scheme(cert), ln.Addr(), strings.Join(names, ", "))
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	select {
-	case err := <-serveErr:
-		cancel()
-		<-sweepDone
-		_ = stopIntegrator(context.Background(), integrator)
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	obs.ready.SetDraining()
 	// Finish in-flight requests, then the settlements of responses whose
-	// clients left, so no reservation is abandoned by a clean shutdown.
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), fl.drainTimeout+5*time.Second)
-	defer scancel()
-	_ = srv.Shutdown(sctx)
-	if err := px.Wait(sctx); err != nil {
-		log.Warn("shutdown before every response was settled; the sweep will settle the rest as unconfirmed", "err", err)
-	}
+	// clients left; at the deadline, cut what is left so that it is
+	// recorded unconfirmed (or released if never relayed) before exit.
+	serveErr := httpserver.Serve(ctx, srv, ln, httpserver.ServeOptions{
+		TLS:             cert,
+		ShutdownTimeout: shutdown,
+		Draining:        obs.ready.SetDraining,
+		Abort:           px.Abort,
+		Pending:         px.Wait,
+		Logger:          log,
+	})
 	cancel()
 	<-sweepDone
 	// Stop integrates what the last settlements queued.
-	if err := stopIntegrator(sctx, integrator); err != nil {
+	ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer icancel()
+	if err := stopIntegrator(ictx, integrator); err != nil {
 		log.Warn("final Merkle integration failed; the next process integrates the rest", "err", err)
+	}
+	if serveErr != nil {
+		return serveErr
 	}
 	return nil
 }

@@ -102,7 +102,7 @@ func runQuickstart(ctx context.Context, opts *quickstartOptions) error {
 		return err
 	}
 	fmt.Fprintf(w, "Caracal home %s (%s database, schema version %d).\n", ir.Home, ir.Backend, ir.SchemaVersion)
-	st, err := useStore[quickstartStore](ctx, f)
+	st, err := f.Store(ctx)
 	if err != nil {
 		return err
 	}

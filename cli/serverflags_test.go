@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/caracal-dev/caracal/internal/httpserver"
+	"github.com/caracal-dev/caracal/internal/testcert"
 )
 
 func TestServerTimeouts(t *testing.T) {
@@ -64,5 +66,102 @@ func TestServerTimeoutKeysInConfigFile(t *testing.T) {
 	}
 	if cfg.MCP.ReadTimeout != "5s" || cfg.Proxy.ReadHeaderTimeout != "3s" || cfg.Proxy.IdleTimeout != "2m" {
 		t.Errorf("mcp %+v, proxy %+v", cfg.MCP.ServerTimeouts, cfg.Proxy.ServerTimeouts)
+	}
+}
+
+func TestShutdownTimeout(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		key     string
+		want    time.Duration
+		wantErr string
+	}{
+		{"default", nil, "", httpserver.DefaultShutdownTimeout, ""},
+		{"config key", nil, "10s", 10 * time.Second, ""},
+		{"flag beats config", []string{"--shutdown-timeout", "3s"}, "10s", 3 * time.Second, ""},
+		{"bad key", nil, "soon", 0, `config: mcp.shutdown_timeout: invalid duration "soon"`},
+		{"zero flag", []string{"--shutdown-timeout", "0s"}, "", 0, "--shutdown-timeout: must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+			var s serverFlags
+			addServerFlags(fs, &s, "the front")
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.shutdownTimeout("mcp", ServerTimeouts{ShutdownTimeout: tt.key})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("shutdown timeout = %s, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestTLSCertificateResolution(t *testing.T) {
+	ca, err := testcert.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := ca.WritePair(cert, key, 1); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		cfg      TLSConfig
+		wantCert bool
+		wantErr  string
+	}{
+		{"neither: plain HTTP", nil, TLSConfig{}, false, ""},
+		{"flags", []string{"--tls-cert", cert, "--tls-key", key}, TLSConfig{}, true, ""},
+		{"config keys", nil, TLSConfig{CertFile: cert, KeyFile: key}, true, ""},
+		{"flag completes a key", []string{"--tls-key", key}, TLSConfig{CertFile: cert}, true, ""},
+		{"cert without key", []string{"--tls-cert", cert}, TLSConfig{}, false, "--tls-key: missing: --tls-cert is set"},
+		{"key without cert", nil, TLSConfig{KeyFile: key}, false, "--tls-cert: missing: tls.key_file is set"},
+		{"flag overrides a bad key", []string{"--tls-cert", cert}, TLSConfig{CertFile: "/nonexistent", KeyFile: key}, true, ""},
+		{"unreadable", []string{"--tls-cert", filepath.Join(dir, "none.crt"), "--tls-key", key}, TLSConfig{}, false, "none.crt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+			var s serverFlags
+			addServerFlags(fs, &s, "the proxy")
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.certificate(tt.cfg, nil)
+			if tt.wantErr != "" {
+				var ue *UsageError
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.As(err, &ue) {
+					t.Fatalf("err = %v, want a usage error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || (got != nil) != tt.wantCert {
+				t.Errorf("certificate = %v, %v; want one: %v", got, err, tt.wantCert)
+			}
+		})
+	}
+}
+
+func TestTLSKeysFromEnvironment(t *testing.T) {
+	t.Setenv("CARACAL_TLS_CERT_FILE", "/etc/caracal/tls.crt")
+	t.Setenv("CARACAL_TLS_KEY_FILE", "/etc/caracal/tls.key")
+	cfg, err := LoadConfig(t.TempDir(), GlobalFlags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TLS != (TLSConfig{CertFile: "/etc/caracal/tls.crt", KeyFile: "/etc/caracal/tls.key"}) {
+		t.Errorf("tls = %+v", cfg.TLS)
 	}
 }

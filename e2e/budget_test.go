@@ -127,7 +127,7 @@ func TestCLILedgerTailFollow(t *testing.T) {
 	charge := func(resource string) {
 		t.Helper()
 		id := uuid.NewString()
-		if d, err := st.Reserve(ctx, ledger.ReserveRequest{RequestID: id, AgentID: bot.ID, Resource: resource, Amount: money.MustParse("0.01")}); err != nil || !d.Allow {
+		if d, err := st.Reserve(ctx, ledger.ReserveRequest{RequestID: id, AgentID: bot.ID, Resource: resource, Amount: money.MustParse("0.01"), AllowUnbudgeted: true}); err != nil || !d.Allow {
 			t.Fatalf("reserve: %+v %v", d, err)
 		}
 		if _, err := st.Settle(ctx, ledger.SettleRequest{RequestID: id, Amount: money.MustParse("0.01"), Outcome: policy.OutcomeCharged}); err != nil {

@@ -203,7 +203,7 @@ func TestMCPPerUnitArguments(t *testing.T) {
 		Quantity string `json:"quantity"`
 		Unit     string `json:"unit"`
 	}
-	if err := json.Unmarshal([]byte(h.run("ledger", "query", "-o", "json")), &evs); err != nil {
+	if err := json.Unmarshal([]byte(h.run("ledger", "query", "--oldest-first", "-o", "json")), &evs); err != nil {
 		t.Fatal(err)
 	}
 	if len(evs) != 2 || evs[0].Outcome != "denied" || evs[0].Code != "invalid_arguments" ||

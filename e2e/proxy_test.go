@@ -125,6 +125,10 @@ type proxyEnv struct {
 	fake   *fakeprovider.Server
 	url    string
 	stderr *syncBuffer
+	proc   *exec.Cmd
+	// exited is closed when the proxy process has exited, with exitErr.
+	exited  chan struct{}
+	exitErr error
 }
 
 type syncBuffer struct {
@@ -216,14 +220,13 @@ func newProxyEnvArgs(t *testing.T, limit string, proxyArgs []string, policyArgs 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	e.proc, e.exited = cmd, make(chan struct{})
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("caracal proxy exited with %v\n%s", err, e.stderr.String())
+		case <-e.exited:
+			if e.exitErr != nil {
+				t.Errorf("caracal proxy exited with %v\n%s", e.exitErr, e.stderr.String())
 			}
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
@@ -237,7 +240,11 @@ func newProxyEnvArgs(t *testing.T, limit string, proxyArgs []string, policyArgs 
 	if err != nil {
 		t.Fatalf("caracal proxy did not start: %v\n%s", err, e.stderr.String())
 	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	go func() {
+		_, _ = io.Copy(io.Discard, stdout)
+		e.exitErr = cmd.Wait()
+		close(e.exited)
+	}()
 	_, rest, ok := strings.Cut(line, "listening on ")
 	if !ok {
 		t.Fatalf("unexpected first line %q", line)

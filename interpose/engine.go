@@ -293,13 +293,6 @@ type Ticket struct {
 	obs  ticketObs
 }
 
-// denialRecorder is implemented by stores that can record a denial decided
-// outside Reserve (ledger/sqlstore does), so strict-pricing refusals reach
-// the audit trail too.
-type denialRecorder interface {
-	RecordDenial(ctx context.Context, r ledger.ReserveRequest, d policy.Decision) (ledger.Event, error)
-}
-
 // unavailable is the fail-closed decision.
 func unavailable(price money.Amount, currency, why string) policy.Decision {
 	return policy.Decision{Code: policy.CodeUnavailable, Reason: "metering is unavailable: " + why, Price: price, Currency: currency}

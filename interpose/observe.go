@@ -76,6 +76,10 @@ type Record struct {
 	Count int
 	// Err is the store's error when Code is CodeError.
 	Err error
+	// Reason and PolicyID are the decision's (Allowed and Denied only):
+	// why a call was refused, and the policy that refused it, if any.
+	Reason   string
+	PolicyID string
 }
 
 // ticketObs is what a Ticket carries for the finishing Record.
@@ -112,6 +116,7 @@ func (e *Engine) Begin(ctx context.Context, c Call) (*Ticket, policy.Decision) {
 		Code: string(d.Code), Kind: Kind(c.Resource), AgentID: c.AgentID,
 		AgentName: e.agentName(ctx, c.AgentID, d.Code != policy.CodeUnavailable), Resource: c.Resource, Duration: dur,
 		RequestID: c.RequestID, Amount: d.Price, Currency: d.Currency,
+		Reason: d.Reason, PolicyID: d.PolicyID,
 	}
 	if t != nil {
 		r.Outcome, r.RequestID, r.Amount, r.Currency = Allowed, t.RequestID, t.Reserved, t.Quote.Currency

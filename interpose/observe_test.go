@@ -105,6 +105,11 @@ func TestObserverSeesEveryDecision(t *testing.T) {
 	if last := evs[len(evs)-1]; r.RequestID == "" || last.Outcome != policy.OutcomeDenied || last.RequestID != r.RequestID {
 		t.Errorf("denial record request ID %q, ledger %+v", r.RequestID, last)
 	}
+	// The Record carries the decision's reason and the refusing policy, for
+	// observers (alerts) that report them.
+	if last := evs[len(evs)-1]; r.PolicyID == "" || r.Reason == "" || r.Reason != last.Reason {
+		t.Errorf("denial record policy %q reason %q, ledger reason %q", r.PolicyID, r.Reason, last.Reason)
+	}
 }
 
 // TestObserverSeesStoreFailure: a settlement the store cannot record is

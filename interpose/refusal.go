@@ -74,13 +74,10 @@ func invalidArguments(err error, currency string) (policy.Decision, bool) {
 }
 
 // recordDenial writes a denial decided before the reservation to the
-// ledger, when the store can, so the audit trail shows every decision.
+// ledger, so the audit trail shows every decision, strict-pricing
+// refusals included.
 func (e *Engine) recordDenial(ctx context.Context, req ledger.ReserveRequest, d policy.Decision) {
-	r, ok := e.opts.Store.(denialRecorder)
-	if !ok {
-		return
-	}
-	if _, err := r.RecordDenial(ctx, req, d); err != nil {
+	if _, err := e.opts.Store.RecordDenial(ctx, req, d); err != nil {
 		e.log.Error("recording a denial failed", "request_id", req.RequestID, "agent", req.AgentID, "resource", req.Resource, "err", err)
 	}
 }

@@ -34,14 +34,6 @@ func LeafOf(e Event) merkle.Leaf {
 	}
 }
 
-// leafReader is implemented by stores that read a leaf's columns exactly
-// as stored (the SQL store does), so edits that survive conversion to an
-// Event, such as a non-canonical chain column, are still detected.
-type leafReader interface {
-	LeafAt(ctx context.Context, seq int64) ([]byte, error)
-	SeqOf(ctx context.Context, eventID string) (int64, error)
-}
-
 // VerifySource returns what merkle.Verify reads for m: m itself when it
 // implements merkle.Source (the SQL store does), else an adapter over the
 // Merkle interface.
@@ -187,41 +179,6 @@ func VerifyLatest(ctx context.Context, m Merkle, ring merkle.KeyRing) (Checkpoin
 	return latest, merkle.VerifyCheckpoint(ctx, cur, prev, VerifySource(m), ring)
 }
 
-// leafBytes returns the canonical leaf of the event at seq.
-func leafBytes(ctx context.Context, m Merkle, seq int64) ([]byte, error) {
-	if lr, ok := m.(leafReader); ok {
-		return lr.LeafAt(ctx, seq)
-	}
-	var out []byte
-	err := m.EventsBySeq(ctx, seq, seq+1, func(e Event) error {
-		l := LeafOf(e)
-		out = l.Encode()
-		return nil
-	})
-	if err == nil && out == nil {
-		err = fmt.Errorf("event seq %d: %w", seq, ErrNotFound)
-	}
-	return out, err
-}
-
-// SeqOfEvent returns the leaf index of an integrated event.
-func SeqOfEvent(ctx context.Context, m Merkle, eventID string) (int64, error) {
-	if lr, ok := m.(leafReader); ok {
-		return lr.SeqOf(ctx, eventID)
-	}
-	if es, ok := m.(Events); ok {
-		e, err := es.GetEvent(ctx, eventID)
-		if err != nil {
-			return 0, err
-		}
-		if e.Seq < 0 {
-			return 0, fmt.Errorf("event %s is not in the tree yet (integration pending): %w", eventID, ErrNotFound)
-		}
-		return e.Seq, nil
-	}
-	return 0, fmt.Errorf("event %s: %w", eventID, ErrNotFound)
-}
-
 // checkpointFor returns the checkpoint of size, or the latest when size < 0.
 func checkpointFor(ctx context.Context, m Merkle, size int64) (Checkpoint, error) {
 	if size < 0 {
@@ -240,7 +197,7 @@ func ProveInclusion(ctx context.Context, m Merkle, seq, size int64) (*merkle.Inc
 	if seq < 0 || seq >= cp.Size {
 		return nil, fmt.Errorf("event seq %d is not in the tree of checkpoint size %d: %w", seq, cp.Size, ErrNotFound)
 	}
-	leaf, err := leafBytes(ctx, m, seq)
+	leaf, err := m.LeafAt(ctx, seq)
 	if err != nil {
 		return nil, err
 	}

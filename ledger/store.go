@@ -48,6 +48,8 @@ type Store interface {
 	Events
 	Merkle
 	Admin
+	AdminTokens
+	Alerts
 	Close() error
 }
 
@@ -260,6 +262,11 @@ type Enforcer interface {
 	GetReservation(ctx context.Context, requestID string) (Reservation, error)
 	// Usage returns every active policy on the agent's chain with its usage at now.
 	Usage(ctx context.Context, agentID string, now time.Time) ([]policy.PolicyUsage, error)
+	// RecordDenial records a denial decided outside Reserve (for example
+	// an unpriced resource under strict pricing) as a denied event of
+	// amount zero, so the audit trail shows every decision. It reserves
+	// nothing.
+	RecordDenial(ctx context.Context, r ReserveRequest, d policy.Decision) (Event, error)
 }
 
 // Event is one immutable ledger entry.
@@ -301,6 +308,10 @@ type EventFilter struct {
 	// so a reader that remembers the last seq it saw misses nothing.
 	Integrated bool
 	FromSeq    int64
+	// BeforeID selects only events appended before the event with this ID
+	// (in ledger order), so that a reader paging newest-first resumes
+	// after the last event it saw. An unknown ID selects nothing.
+	BeforeID string
 }
 
 // SummaryBy is a summary's grouping.
@@ -367,6 +378,14 @@ type Merkle interface {
 	ReadHashes(ctx context.Context, indexes []int64) ([][32]byte, error)
 	// EventsBySeq calls fn for events with seq in [from, to) in seq order.
 	EventsBySeq(ctx context.Context, from, to int64, fn func(Event) error) error
+	// LeafAt returns the canonical leaf bytes of the event at seq, read
+	// from its columns exactly as stored, so that an edit which survives
+	// conversion to an Event (a non-canonical chain column) still changes
+	// the leaf.
+	LeafAt(ctx context.Context, seq int64) ([]byte, error)
+	// SeqOf returns the leaf index of an integrated event; an event not
+	// integrated yet is ErrNotFound, saying so.
+	SeqOf(ctx context.Context, eventID string) (int64, error)
 	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
 	Checkpoints(ctx context.Context, fn func(Checkpoint) error) error
 	CheckpointAt(ctx context.Context, size int64) (Checkpoint, error)
@@ -390,6 +409,32 @@ type Status struct {
 	SchemaVersion int64            `json:"schema_version"`
 	LatestVersion int64            `json:"latest_version"`
 	Rows          map[string]int64 `json:"rows"`
+}
+
+// AdminToken describes a token that authenticates an operator of the
+// admin API (`caracal serve`). The secret is never stored; only its hash.
+type AdminToken struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Prefix    string     `json:"prefix"` // first characters of the secret, for recognition
+	ReadOnly  bool       `json:"read_only"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// AdminTokens manages admin API tokens.
+type AdminTokens interface {
+	// CreateAdminToken stores a token's SHA-256 hash under a unique name
+	// (ErrConflict if the name is taken).
+	CreateAdminToken(ctx context.Context, name string, hash []byte, prefix string, readOnly bool) (AdminToken, error)
+	// RevokeAdminToken revokes the token with this ID or name; revoking
+	// twice is ErrConflict.
+	RevokeAdminToken(ctx context.Context, idOrName string) (AdminToken, error)
+	// ListAdminTokens lists every token, revoked ones included, oldest first.
+	ListAdminTokens(ctx context.Context) ([]AdminToken, error)
+	// AdminTokenByHash returns the token with this hash, or ErrNotFound.
+	// Revocation is the caller's to judge.
+	AdminTokenByHash(ctx context.Context, hash []byte) (AdminToken, error)
 }
 
 // Admin is database housekeeping.

@@ -72,6 +72,9 @@ type HTTPFront struct {
 	p    *Proxy
 	o    FrontOptions
 	stop chan struct{}
+	// draining is closed by Drain: GET streams end.
+	draining  chan struct{}
+	drainOnce sync.Once
 
 	mu       sync.Mutex
 	sessions map[string]*httpSession
@@ -90,13 +93,26 @@ func (p *Proxy) NewHTTPFront(o FrontOptions) (*HTTPFront, error) {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultSessionIdleTimeout
 	}
-	f := &HTTPFront{p: p, o: o, sessions: map[string]*httpSession{}, stop: make(chan struct{})}
+	f := &HTTPFront{p: p, o: o, sessions: map[string]*httpSession{}, stop: make(chan struct{}), draining: make(chan struct{})}
 	go f.janitor()
 	return f, nil
 }
 
-// Close ends every session.
-func (f *HTTPFront) Close() error {
+// Close ends every session, each waiting for its calls in flight up to
+// the drain timeout.
+func (f *HTTPFront) Close() error { return f.closeSessions(f.p.opts.DrainTimeout) }
+
+// Drain ends every GET stream, which would otherwise hold a graceful
+// shutdown until its deadline: the host reconnects elsewhere. POST
+// streams, which carry calls in flight, go on.
+func (f *HTTPFront) Drain() { f.drainOnce.Do(func() { close(f.draining) }) }
+
+// Abort ends every session at once: calls in flight are settled as
+// unconfirmed if they reached their upstream and released if they never
+// did, and the POSTs waiting for them are answered.
+func (f *HTTPFront) Abort() { _ = f.closeSessions(0) }
+
+func (f *HTTPFront) closeSessions(drain time.Duration) error {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -113,7 +129,7 @@ func (f *HTTPFront) Close() error {
 	var wg sync.WaitGroup
 	for _, s := range ss {
 		wg.Add(1)
-		go func() { defer wg.Done(); s.close() }()
+		go func() { defer wg.Done(); s.closeAfter(drain) }()
 	}
 	wg.Wait()
 	return nil
@@ -186,6 +202,12 @@ func (h *httpSession) touch() {
 func (h *httpSession) close() {
 	if h.s != nil {
 		_ = h.s.Close()
+	}
+}
+
+func (h *httpSession) closeAfter(drain time.Duration) {
+	if h.s != nil {
+		_ = h.s.closeAfter(drain)
 	}
 }
 
@@ -719,6 +741,8 @@ func (f *HTTPFront) getStream(w http.ResponseWriter, r *http.Request, agentID st
 				return
 			}
 		case <-r.Context().Done():
+			return
+		case <-f.draining:
 			return
 		}
 		if fl != nil {

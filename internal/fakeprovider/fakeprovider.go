@@ -173,6 +173,8 @@ type exchange struct {
 	// "overreport" the length before max_tokens bounded it.
 	billed       int64
 	includeUsage bool
+	// done ends when the client hangs up: a slow stream stops waiting.
+	done <-chan struct{}
 }
 
 func (s *Server) exchange(r *http.Request, body []byte) exchange {
@@ -185,6 +187,7 @@ func (s *Server) exchange(r *http.Request, body []byte) exchange {
 		input:        InputTokens(body),
 		output:       int64(s.opts.OutputTokens),
 		includeUsage: gjson.GetBytes(body, "stream_options.include_usage").Bool(),
+		done:         r.Context().Done(),
 	}
 	if d, err := time.ParseDuration(r.Header.Get("Fake-Delay")); err == nil {
 		x.delay = d
@@ -373,6 +376,7 @@ type stream struct {
 	w     http.ResponseWriter
 	rc    *http.ResponseController
 	delay time.Duration
+	done  <-chan struct{}
 	n     int
 }
 
@@ -380,14 +384,17 @@ func newStream(w http.ResponseWriter, x exchange) *stream {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	s := &stream{w: w, rc: http.NewResponseController(w), delay: x.chunkDelay}
+	s := &stream{w: w, rc: http.NewResponseController(w), delay: x.chunkDelay, done: x.done}
 	_ = s.rc.Flush()
 	return s
 }
 
 func (s *stream) raw(b string) {
 	if s.n > 0 && s.delay > 0 {
-		time.Sleep(s.delay)
+		select {
+		case <-time.After(s.delay):
+		case <-s.done:
+		}
 	}
 	s.n++
 	_, _ = s.w.Write([]byte(b))

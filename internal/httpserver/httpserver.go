@@ -12,6 +12,11 @@
 // the whole allowance whatever the headers took, and it is lifted as soon
 // as the body has been read, so the response that follows is not bounded
 // by it.
+//
+// The package also serves a listener over TLS with a certificate re-read
+// from its files when they change (Certificate), and runs a listener until
+// its context ends and then drains it (Serve): the one shutdown sequence of
+// every serving command.
 package httpserver
 
 import (

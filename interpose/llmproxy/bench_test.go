@@ -79,10 +79,7 @@ func sqliteEngine(b *testing.B) (*interpose.Engine, string) {
 	if _, err := s.MigrateUp(ctx); err != nil {
 		b.Fatal(err)
 	}
-	st, ok := any(s).(ledger.Store)
-	if !ok {
-		b.Fatal("the SQLite store does not implement ledger.Store")
-	}
+	var st ledger.Store = s
 	a, err := st.CreateAgent(ctx, ledger.NewAgent{Name: "bench", Owner: "bench"})
 	if err != nil {
 		b.Fatal(err)

@@ -113,6 +113,10 @@ type Proxy struct {
 	limits    *limitTable
 	// drains tracks responses still being read after their client left.
 	drains sync.WaitGroup
+	// aborting ends when Abort is called; every upstream exchange ends
+	// with it.
+	aborting context.Context
+	abort    context.CancelFunc
 }
 
 type provider struct {
@@ -147,6 +151,7 @@ func New(o Options) (*Proxy, error) {
 		providers: map[string]*provider{},
 		limits:    newLimitTable(DefaultModelLimits(), o.ModelLimits, o.FallbackLimit),
 	}
+	p.aborting, p.abort = context.WithCancel(context.Background())
 	for _, cfg := range o.Providers {
 		if cfg.Name == "" || strings.Contains(cfg.Name, "/") {
 			return nil, fmt.Errorf("llmproxy: invalid provider name %q", cfg.Name)
@@ -197,6 +202,12 @@ func setDefault[T comparable](v *T, d T) {
 		*v = d
 	}
 }
+
+// Abort ends every upstream exchange still running, streams included, and
+// any started later: a shutdown that cannot wait any longer. Each call
+// settles the way a cut exchange does — unconfirmed once the request was
+// relayed, released if it never was — and its handler returns.
+func (p *Proxy) Abort() { p.abort() }
 
 // Wait blocks until every response still being read after its client left
 // has been settled, or ctx ends.
@@ -307,9 +318,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WroteRequest: func(httptrace.WroteRequestInfo) { c.wrote.Store(true) },
 	})
 	c.upCtx, c.cancel = context.WithTimeout(base, p.opts.MaxDuration)
-	c.stopWatch = context.AfterFunc(ctx, func() {
+	watch := context.AfterFunc(ctx, func() {
 		time.AfterFunc(p.opts.DrainTimeout, c.cancel)
 	})
+	stopAbort := context.AfterFunc(p.aborting, c.cancel)
+	c.stopWatch = func() bool { stopAbort(); return watch() }
 	prov.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
 }
 

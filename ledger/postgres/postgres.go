@@ -197,6 +197,36 @@ func (Dialect) LockHierarchy(ctx context.Context, tx *sql.Tx) error {
 	return err
 }
 
+// GroupCommit is false: the server has many writers and groups commits
+// itself, so every enforcement write is its own transaction.
+func (Dialect) GroupCommit() bool { return false }
+
+// MergeStatements is true: every statement is a network round trip, and
+// pgx caches prepared statements itself.
+func (Dialect) MergeStatements() bool { return true }
+
+// MatchGlob matches with LIKE, which is case-sensitive, with `\` as the
+// escape character so that `%`, `_` and `\` in the pattern are literal.
+func (Dialect) MatchGlob(column, pattern string) (string, string) {
+	var b strings.Builder
+	for _, c := range pattern {
+		switch c {
+		case '*':
+			b.WriteByte('%')
+		case '%', '_', '\\':
+			b.WriteByte('\\')
+			b.WriteRune(c)
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return column + ` LIKE ? ESCAPE '\'`, b.String()
+}
+
+// PackColumns returns "": PostgreSQL text cannot hold NUL, so full
+// verification reads leaf columns one by one.
+func (Dialect) PackColumns(string) string { return "" }
+
 // IsUniqueViolation implements sqlstore.Dialect.
 func (Dialect) IsUniqueViolation(err error) bool {
 	var e *pgconn.PgError

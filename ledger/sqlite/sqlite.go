@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/pressly/goose/v3"
 	sqlite3 "modernc.org/sqlite"
@@ -112,6 +113,40 @@ func (Dialect) LockPolicies(context.Context, *sql.Tx, []string) error { return n
 
 // LockIntegrator does nothing, for the same reason.
 func (Dialect) LockIntegrator(context.Context, *sql.Tx) error { return nil }
+
+// LockHierarchy does nothing, for the same reason.
+func (Dialect) LockHierarchy(context.Context, *sql.Tx) error { return nil }
+
+// GroupCommit is true: there is one writer and every commit costs a WAL
+// fsync, so concurrent enforcement writes share commits.
+func (Dialect) GroupCommit() bool { return true }
+
+// MergeStatements is false: a statement runs in process, so it costs no
+// round trip, but parsing it dominates; the store prepares its statements
+// once and runs them one row at a time.
+func (Dialect) MergeStatements() bool { return false }
+
+// MatchGlob matches with GLOB, which is case-sensitive; `?` and `[` are
+// bracketed to be literal, so `*` is the only wildcard.
+func (Dialect) MatchGlob(column, pattern string) (string, string) {
+	var b strings.Builder
+	for _, c := range pattern {
+		switch c {
+		case '?':
+			b.WriteString("[?]")
+		case '[':
+			b.WriteString("[[]")
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return column + ` GLOB ?`, b.String()
+}
+
+// PackColumns joins the columns with char(0): SQLite text holds NUL.
+func (Dialect) PackColumns(columns string) string {
+	return strings.ReplaceAll(columns, ",", " || char(0) ||")
+}
 
 // IsUniqueViolation implements sqlstore.Dialect.
 func (Dialect) IsUniqueViolation(err error) bool {

@@ -44,7 +44,7 @@ func (s *Store) insertEvent(ctx context.Context, q querier, ev *ledger.Event) er
 		ev.Tokens.Input, ev.Tokens.Output, ev.Tokens.CachedRead, ev.Tokens.CacheWrite, ev.Tokens.Reasoning,
 		ev.Upstream, ev.Unpriced}
 	queued := time.Now().UnixNano()
-	if !s.sqlite() {
+	if s.dialect.MergeStatements() {
 		// One round trip: the queue entry rides in the event's statement.
 		query := `WITH e AS (` + eventInsertSQL + `, id) INSERT INTO integration_queue (event_pk, event_id, queued_ns) SELECT pk, id, CAST(? AS BIGINT) FROM e`
 		if _, err := q.ExecContext(ctx, s.q(query), append(args, queued)...); err != nil {
@@ -114,39 +114,6 @@ func (s *Store) GetEvent(ctx context.Context, id string) (ledger.Event, error) {
 	return s.getEvent(ctx, s.rdb, id)
 }
 
-// globClause turns a resource pattern whose only wildcard is `*` into a
-// condition and its argument: SQLite GLOB (where `?` and `[` are bracketed
-// to be literal) or PostgreSQL LIKE with `\` as the escape character. Both
-// match case-sensitively, as policy.MatchPattern does.
-func (s *Store) globClause(pattern string) (string, string) {
-	var b strings.Builder
-	if s.dialect.Name() == "postgres" {
-		for _, c := range pattern {
-			switch c {
-			case '*':
-				b.WriteByte('%')
-			case '%', '_', '\\':
-				b.WriteByte('\\')
-				b.WriteRune(c)
-			default:
-				b.WriteRune(c)
-			}
-		}
-		return `e.resource LIKE ? ESCAPE '\'`, b.String()
-	}
-	for _, c := range pattern {
-		switch c {
-		case '?':
-			b.WriteString("[?]")
-		case '[':
-			b.WriteString("[[]")
-		default:
-			b.WriteRune(c)
-		}
-	}
-	return `e.resource GLOB ?`, b.String()
-}
-
 // where builds the WHERE clause of an event filter.
 func (s *Store) where(f ledger.EventFilter) (string, []any) {
 	var conds []string
@@ -166,7 +133,7 @@ func (s *Store) where(f ledger.EventFilter) (string, []any) {
 		args = append(args, f.Until.UnixNano())
 	}
 	if f.Resource != "" {
-		c, a := s.globClause(f.Resource)
+		c, a := s.dialect.MatchGlob("e.resource", f.Resource)
 		conds = append(conds, c)
 		args = append(args, a)
 	}
@@ -177,6 +144,10 @@ func (s *Store) where(f ledger.EventFilter) (string, []any) {
 	if f.Integrated {
 		conds = append(conds, "l.seq >= ?")
 		args = append(args, f.FromSeq)
+	}
+	if f.BeforeID != "" {
+		conds = append(conds, "e.pk < (SELECT b.pk FROM events b WHERE b.id = ?)")
+		args = append(args, f.BeforeID)
 	}
 	if len(conds) == 0 {
 		return "", nil

@@ -24,3 +24,19 @@ func (s *Store) ActivePoliciesInTx(ctx context.Context, agentIDs []string) (ps [
 	})
 	return ps, err
 }
+
+// WriteTx runs fn through writeTx, the enforcement path's transaction, for
+// the tests.
+func (s *Store) WriteTx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	return s.writeTx(ctx, fn)
+}
+
+// Tx runs fn through tx, the store's transaction helper, for the tests.
+func (s *Store) Tx(ctx context.Context, fn func(*sql.Tx) error) error { return s.tx(ctx, fn) }
+
+// QueuedWrites is how many writeTx calls wait for a group leader.
+func (s *Store) QueuedWrites() int {
+	s.enforce.mu.Lock()
+	defer s.enforce.mu.Unlock()
+	return len(s.enforce.queue)
+}

@@ -9,19 +9,11 @@ import (
 	"github.com/caracal-dev/caracal/policy"
 )
 
-// hierarchyLocker is implemented by dialects whose concurrent transactions
-// could otherwise both pass the cycle check and together close a loop.
-type hierarchyLocker interface {
-	LockHierarchy(ctx context.Context, tx *sql.Tx) error
-}
-
 // lockHierarchy serialises, for the rest of tx, every transaction that
 // reads a chain to change it (re-parenting, delegating, creating a child).
 func (s *Store) lockHierarchy(ctx context.Context, tx *sql.Tx) error {
-	if l, ok := s.dialect.(hierarchyLocker); ok {
-		if err := l.LockHierarchy(ctx, tx); err != nil {
-			return fmt.Errorf("lock agent hierarchy: %w", err)
-		}
+	if err := s.dialect.LockHierarchy(ctx, tx); err != nil {
+		return fmt.Errorf("lock agent hierarchy: %w", err)
 	}
 	return nil
 }

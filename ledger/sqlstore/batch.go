@@ -1,0 +1,174 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// txFunc is one unit of enforcement work inside a write transaction. It
+// must use the ctx it is given, not its caller's.
+type txFunc func(ctx context.Context, tx *sql.Tx) error
+
+// writeTx runs fn in a write transaction and commits if fn returns nil.
+//
+// On SQLite, where there is one writer and every commit costs a WAL fsync,
+// concurrent calls are grouped: the first caller becomes the leader, runs
+// its own fn and every fn queued meanwhile (up to maxGroup) one after the
+// other in one transaction, each inside its own SAVEPOINT so that one
+// failure rolls back only its own work, and commits once for the group.
+// No caller returns before the commit that holds its work is durable, and
+// each fn sees the effects of the ones before it exactly as if they had
+// committed separately, so the result is the same as serial transactions
+// with fewer fsyncs. On PostgreSQL every call is its own transaction.
+func (s *Store) writeTx(ctx context.Context, fn txFunc) error {
+	if !s.dialect.GroupCommit() {
+		return s.tx(ctx, func(tx *sql.Tx) error { return fn(ctx, tx) })
+	}
+	return s.enforce.run(ctx, s, fn)
+}
+
+// maxGroup bounds how many calls share one SQLite commit, so a leader
+// under a steady stream of callers hands over and returns.
+const maxGroup = 64
+
+// enforceState groups SQLite write transactions and keeps the enforcement
+// statements prepared on the write connection; its zero value is ready.
+type enforceState struct {
+	mu      sync.Mutex
+	leading bool
+	queue   []*txOp
+	// stmts are the prepared statements by query text. prepare replaces
+	// the map, never changes it, so a reader may keep using one it got.
+	stmts map[string]*sql.Stmt
+	// prepared is set once every statement is prepared.
+	prepared bool
+}
+
+// txOp is one queued call.
+type txOp struct {
+	ctx  context.Context
+	fn   txFunc
+	done chan error // receives the result, or errLead
+}
+
+// errLead tells a queued caller that it is now the leader.
+var errLead = errors.New("lead the next group")
+
+func (q *enforceState) run(ctx context.Context, s *Store, fn txFunc) error {
+	op := &txOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	q.mu.Lock()
+	if q.leading {
+		q.queue = append(q.queue, op)
+		q.mu.Unlock()
+		// A queued call waits for its group's commit even if its context
+		// ends meanwhile: its work may already be in the transaction.
+		if err := <-op.done; err != errLead {
+			return err
+		}
+	} else {
+		q.leading = true
+		q.mu.Unlock()
+	}
+	// Leading: this call's group is op and whatever queued behind it.
+	q.mu.Lock()
+	n := min(len(q.queue), maxGroup-1)
+	group := append([]*txOp{op}, q.queue[:n]...)
+	q.queue = q.queue[n:]
+	q.mu.Unlock()
+
+	errs := s.runGroup(group)
+	for i, o := range group[1:] {
+		o.done <- errs[i+1]
+	}
+	q.mu.Lock()
+	if len(q.queue) == 0 {
+		q.leading = false
+	} else {
+		next := q.queue[0]
+		q.queue = q.queue[1:]
+		next.done <- errLead
+	}
+	q.mu.Unlock()
+	return errs[0]
+}
+
+// runGroup runs the group's functions in one transaction and returns each
+// one's result.
+func (s *Store) runGroup(group []*txOp) []error {
+	errs := make([]error, len(group))
+	fail := func(err error) []error {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	s.prepare()
+	// The transaction outlives any one caller's context.
+	tx, err := s.db.BeginTx(context.Background(), nil)
+	if err != nil {
+		return fail(s.wrap(fmt.Errorf("begin: %w", err)))
+	}
+	ran := 0
+	// A group of one needs no savepoint: its failure rolls back the whole
+	// transaction.
+	solo := len(group) == 1
+	for i, o := range group {
+		if err := o.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		// Statements run without the caller's cancellation: interrupting a
+		// statement could roll back the whole shared transaction.
+		ctx := context.WithoutCancel(o.ctx)
+		q := s.ptx(tx)
+		if solo {
+			if err := callTx(ctx, tx, o.fn); err != nil {
+				errs[i] = s.wrap(err)
+			} else {
+				ran++
+			}
+			continue
+		}
+		if _, err := q.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+			_ = tx.Rollback()
+			return fail(s.wrap(fmt.Errorf("savepoint: %w", err)))
+		}
+		if err := callTx(ctx, tx, o.fn); err != nil {
+			errs[i] = s.wrap(err)
+			if _, rerr := q.ExecContext(ctx, `ROLLBACK TO op`); rerr != nil {
+				_ = tx.Rollback()
+				return fail(s.wrap(fmt.Errorf("rollback to savepoint: %w", rerr)))
+			}
+		} else {
+			ran++
+		}
+		if _, err := q.ExecContext(ctx, `RELEASE op`); err != nil {
+			_ = tx.Rollback()
+			return fail(s.wrap(fmt.Errorf("release savepoint: %w", err)))
+		}
+	}
+	if ran == 0 {
+		_ = tx.Rollback()
+		return errs
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(s.wrap(fmt.Errorf("commit: %w", err)))
+	}
+	return errs
+}
+
+// callTx runs fn, turning a panic into an error so that one bad call
+// cannot strand the others in its group.
+func callTx(ctx context.Context, tx *sql.Tx, fn txFunc) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in write transaction: %v", p)
+		}
+	}()
+	return fn(ctx, tx)
+}

@@ -1,0 +1,151 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/caracal-dev/caracal/policy"
+)
+
+// usageSumSQL sums one policy's usage buckets from a window start on.
+const usageSumSQL = `SELECT CAST(COALESCE(SUM(spent_nanos), 0) AS BIGINT), CAST(COALESCE(SUM(reserved_nanos), 0) AS BIGINT)
+	FROM usage WHERE policy_id = ? AND bucket_ns >= ?`
+
+// fillUsage sets Spent and Reserved of every policy to the sum of its usage
+// buckets that start at or after policy.WindowStart(p, now): one prepared
+// query per policy on SQLite, one query for all on PostgreSQL.
+func (s *Store) fillUsage(ctx context.Context, q querier, pols []policy.PolicyUsage, now time.Time) error {
+	if len(pols) == 0 {
+		return nil
+	}
+	starts := make([]int64, len(pols))
+	for i, pu := range pols {
+		ws, err := s.zones.WindowStart(pu.Policy, now)
+		if err != nil {
+			return fmt.Errorf("policy %s: window: %w", pu.Policy.ID, err)
+		}
+		starts[i] = ws.UnixNano()
+	}
+	if !s.dialect.MergeStatements() {
+		for i := range pols {
+			var spent, reserved int64
+			if err := q.QueryRowContext(ctx, usageSumSQL, pols[i].Policy.ID, starts[i]).Scan(&spent, &reserved); err != nil {
+				return fmt.Errorf("read usage: %w", err)
+			}
+			pols[i].Spent, pols[i].Reserved = money.Amount(spent), money.Amount(reserved)
+		}
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString(`SELECT policy_id, CAST(SUM(spent_nanos) AS BIGINT), CAST(SUM(reserved_nanos) AS BIGINT) FROM usage WHERE `)
+	args := make([]any, 0, 2*len(pols))
+	idx := make(map[string]int, len(pols))
+	for i, pu := range pols {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString("(policy_id = ? AND bucket_ns >= ?)")
+		args = append(args, pu.Policy.ID, starts[i])
+		idx[pu.Policy.ID] = i
+	}
+	b.WriteString(" GROUP BY policy_id")
+	rows, err := q.QueryContext(ctx, s.q(b.String()), args...)
+	if err != nil {
+		return fmt.Errorf("read usage: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var spent, reserved int64
+		if err := rows.Scan(&id, &spent, &reserved); err != nil {
+			return fmt.Errorf("read usage: %w", err)
+		}
+		if i, ok := idx[id]; ok {
+			pols[i].Spent = money.Amount(spent)
+			pols[i].Reserved = money.Amount(reserved)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read usage: %w", err)
+	}
+	return nil
+}
+
+// bucketMove is one usage row change.
+type bucketMove struct {
+	policyID string
+	bucket   int64
+	spent    int64
+	reserved int64
+}
+
+// usageUpsertSQL adds to one usage row, creating it if missing.
+const usageUpsertSQL = `INSERT INTO usage (policy_id, bucket_ns, spent_nanos, reserved_nanos) VALUES (?, ?, ?, ?)
+	ON CONFLICT (policy_id, bucket_ns) DO UPDATE SET
+	spent_nanos = usage.spent_nanos + excluded.spent_nanos,
+	reserved_nanos = usage.reserved_nanos + excluded.reserved_nanos`
+
+// usageValues returns the multi-row form of usageUpsertSQL for PostgreSQL
+// and its arguments. PostgreSQL takes the row locks in VALUES order, so the
+// moves must be sorted by policy ID: with the policies locked in that
+// order too, concurrent reserves and settles never deadlock.
+func usageValues(moves []bucketMove) (string, []any) {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO usage (policy_id, bucket_ns, spent_nanos, reserved_nanos) VALUES `)
+	args := make([]any, 0, 4*len(moves))
+	for i, m := range moves {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?)")
+		args = append(args, m.policyID, m.bucket, m.spent, m.reserved)
+	}
+	b.WriteString(` ON CONFLICT (policy_id, bucket_ns) DO UPDATE SET
+		spent_nanos = usage.spent_nanos + excluded.spent_nanos,
+		reserved_nanos = usage.reserved_nanos + excluded.reserved_nanos`)
+	return b.String(), args
+}
+
+// applyUsage adds the moves (sorted by policy ID) to their usage rows,
+// creating missing rows.
+func (s *Store) applyUsage(ctx context.Context, q querier, moves []bucketMove) error {
+	if len(moves) == 0 {
+		return nil
+	}
+	if !s.dialect.MergeStatements() {
+		for _, m := range moves {
+			if _, err := q.ExecContext(ctx, usageUpsertSQL, m.policyID, m.bucket, m.spent, m.reserved); err != nil {
+				return fmt.Errorf("update usage: %w", err)
+			}
+		}
+		return nil
+	}
+	query, args := usageValues(moves)
+	if _, err := q.ExecContext(ctx, s.q(query), args...); err != nil {
+		return fmt.Errorf("update usage: %w", err)
+	}
+	return nil
+}
+
+// Usage returns every active policy on the agent's chain (the agent's own
+// first, then each ancestor's, by policy ID within an agent) with its spent
+// and reserved amounts in the window that applies at now.
+func (s *Store) Usage(ctx context.Context, agentID string, now time.Time) ([]policy.PolicyUsage, error) {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	_, pols, err := s.loadEnforceChain(ctx, s.rdb, agentID)
+	if err != nil {
+		return nil, s.wrap(fmt.Errorf("usage: %w", err))
+	}
+	if err := s.fillUsage(ctx, s.rdb, pols, now); err != nil {
+		return nil, s.wrap(fmt.Errorf("usage: %w", err))
+	}
+	if pols == nil {
+		pols = []policy.PolicyUsage{}
+	}
+	return pols, nil
+}
