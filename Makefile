@@ -77,7 +77,8 @@ image: image-context
 
 # make test runs every test the project has: unit and conformance tests
 # against SQLite and a throwaway PostgreSQL cluster it starts itself, and
-# end-to-end tests that drive the built binary with real clients.
+# end-to-end tests that drive the built binary with real clients, and the
+# Python SDK's tests (test-python).
 # The PostgreSQL backend runs first and verbosely (its output is kept in
 # bin/postgres-test.log) so the log shows which server the conformance suite
 # really ran against; then everything else.
@@ -90,6 +91,8 @@ test: e2e-deps
 	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -timeout 25m $$($(GO) list $(PKGS) | grep -v '/ledger/postgres$$')
 	@echo "go test ./... in deploy/test (Helm chart, compose file, systemd units)"
 	cd deploy/test && $(GO) test -count=1 -timeout 15m ./...
+	@echo "Python SDK (make test-python)"
+	@$(MAKE) --no-print-directory test-python
 
 # make test-python runs the Python SDK's tests (sdk/python/tests) from
 # source with Debian's python3: unit tests, and integration tests against a
