@@ -161,3 +161,25 @@ func TestMCP2026MixedEras(t *testing.T) {
 		}
 	})
 }
+
+// A pinned client on the HTTP front: no initialize, no session; the key is
+// checked on every request.
+func TestMCP2026HTTPFront(t *testing.T) {
+	h := newHome(t, "0.01", map[string]string{"mcp:v2/*": "0.01"})
+	_, key, _ := strings.Cut(h.key(), " ")
+	addr := freePort(t)
+	startProcess(t, h.env(), addr, binary, "mcp", "--listen", addr, "--name", "v2", "--", "node", v2Server(), "stdio")
+	res := v2Client(t, os.Environ(), map[string]any{"transport": "http", "url": "http://" + addr + "/mcp",
+		"headers": map[string]string{"Authorization": "Bearer " + key}, "tool": "ask", "n": 2})
+	r := results(res)
+	if len(r) != 2 || r[0]["text"] != "accept" {
+		t.Fatalf("results %v: want the multi-round call completed", r)
+	}
+	if sc, _ := r[1]["structuredContent"].(map[string]any); r[1]["isError"] != true || sc["code"] != "budget_exceeded" {
+		t.Errorf("second call %v: want a budget_exceeded tool error", r[1])
+	}
+	ev := h.events()
+	if len(ev) != 2 || ev[0].Outcome != "charged" || ev[1].Code != "budget_exceeded" {
+		t.Errorf("ledger %+v", ev)
+	}
+}

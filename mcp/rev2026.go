@@ -81,7 +81,10 @@ func withEnvelope(params, env []byte) []byte {
 
 // markComplete adds resultType "complete" to a success response Caracal
 // wrote itself, for a host speaking 2026-07-28, which rejects a result
-// without it. A result that already names its type is left alone.
+// without it. A result that already names its type is left alone. A list
+// Caracal merged itself (gateway) gets the cache hints the revision
+// requires: private, and never longer-lived than prices stay fresh (tools)
+// or at all (the rest, whose upstreams' hints were not kept).
 func markComplete(resp []byte) []byte {
 	res := gjson.GetBytes(resp, "result")
 	if !res.IsObject() || res.Get("resultType").Exists() {
@@ -90,6 +93,19 @@ func markComplete(resp []byte) []byte {
 	out, err := setPath(resp, []string{"result", "resultType"}, []byte(`"complete"`))
 	if err != nil {
 		return resp
+	}
+	if res.Get("cacheScope").Exists() {
+		return out
+	}
+	switch {
+	case res.Get("tools").IsArray():
+		return cacheHints(out)
+	case res.Get("prompts").IsArray(), res.Get("resources").IsArray(), res.Get("resourceTemplates").IsArray():
+		if o, err := setPath(out, []string{"result", "ttlMs"}, []byte(`0`)); err == nil {
+			if o, err = setPath(o, []string{"result", "cacheScope"}, []byte(`"private"`)); err == nil {
+				return o
+			}
+		}
 	}
 	return out
 }

@@ -216,6 +216,8 @@ type Session struct {
 	env       []byte
 	exchanges map[string]*exchange // MRTR exchanges waiting for the host's retry
 
+	gwDiscovery gatewayDiscovery // gateway: what server/discover told, for 2026 hosts
+
 	// admitting holds the ids of tools/calls being priced and reserved;
 	// true once the host cancelled the call before it was relayed.
 	admitting map[string]bool
