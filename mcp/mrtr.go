@@ -27,6 +27,10 @@ type exchange struct {
 	key    string
 	rounds int
 	timer  *time.Timer
+	// hardStop is the first round's: --max-call-duration bounds the whole
+	// exchange, so the reservation, which outlasts the longest call, holds
+	// until the exchange ends.
+	hardStop time.Time
 }
 
 // callKey is a call's identity for matching a retry that carries no
@@ -69,7 +73,7 @@ func (s *Session) holdRound(p *pending, raw []byte) bool {
 	if st := res.Get("requestState"); st.Type == gjson.String {
 		key = stateKey(p.tool, st.Str)
 	}
-	ex := &exchange{ticket: p.ticket, up: p.up, key: key, rounds: p.rounds}
+	ex := &exchange{ticket: p.ticket, up: p.up, key: key, rounds: p.rounds, hardStop: p.hardStop}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -89,8 +93,10 @@ func (s *Session) holdRound(p *pending, raw []byte) bool {
 	}
 	s.exchanges[key] = ex
 	// A host that never retries abandons the exchange; it ends released
-	// once it has waited as long as a call may go without an answer.
-	ex.timer = time.AfterFunc(s.p.opts.CallTimeout, func() {
+	// once it has waited as long as a call may go without an answer, or
+	// when the whole exchange reaches --max-call-duration.
+	wait := min(s.p.opts.CallTimeout, max(time.Until(ex.hardStop), 0))
+	ex.timer = time.AfterFunc(wait, func() {
 		s.mu.Lock()
 		if s.exchanges[key] != ex {
 			s.mu.Unlock()
@@ -99,7 +105,7 @@ func (s *Session) holdRound(p *pending, raw []byte) bool {
 		delete(s.exchanges, key)
 		s.mu.Unlock()
 		s.log.Info("multi-round tools/call abandoned by the host", "request", ex.ticket.RequestID, "rounds", ex.rounds)
-		s.releaseExchange(ex, fmt.Sprintf("the host did not retry the multi-round call within %s; abandoned after %d rounds", s.p.opts.CallTimeout, ex.rounds))
+		s.releaseExchange(ex, fmt.Sprintf("the host did not retry the multi-round call within %s; abandoned after %d rounds", wait.Round(time.Millisecond), ex.rounds))
 	})
 	s.mu.Unlock()
 	return true
@@ -133,7 +139,7 @@ func (s *Session) resume(u *upstream, tool string, raw []byte) *exchange {
 // priced, checked or reserved again.
 func (s *Session) relayRound(ctx context.Context, m message, ex *exchange, tool string) {
 	p := &pending{
-		id: m.id, method: m.method, up: ex.up, ticket: ex.ticket,
+		id: m.id, method: m.method, up: ex.up, ticket: ex.ticket, hardStop: ex.hardStop,
 		token:  gjson.GetBytes(m.raw, "params._meta.progressToken").Raw,
 		tool:   tool,
 		rounds: ex.rounds + 1, callKey: callKey(tool, m.raw),

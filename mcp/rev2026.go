@@ -23,6 +23,7 @@ const (
 	metaClientInfo         = "io.modelcontextprotocol/clientInfo"
 	metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
 	metaServerInfo         = "io.modelcontextprotocol/serverInfo"
+	metaLogLevel           = "io.modelcontextprotocol/logLevel"
 )
 
 // priceFreshness is how long the engine may serve a price it read: its
@@ -52,7 +53,7 @@ func envelope(raw []byte) []byte {
 		return nil
 	}
 	out := []byte(`{}`)
-	for _, k := range []string{metaProtocolVersion, metaClientInfo, metaClientCapabilities} {
+	for _, k := range []string{metaProtocolVersion, metaClientInfo, metaClientCapabilities, metaLogLevel} {
 		if v := meta.Get(gjsonKey(k)); v.Exists() {
 			out, _ = setPath(out, []string{gjsonKey(k)}, []byte(v.Raw))
 		}

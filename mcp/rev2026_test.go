@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -216,5 +217,27 @@ func TestHTTPUpstreamSends2026Headers(t *testing.T) {
 	last := got[len(got)-1]
 	if last.Get("Mcp-Method") != "tools/call" || last.Get("Mcp-Name") != "=?base64?dMOrc3Q=?=" {
 		t.Errorf("tools/call headers %v: want Mcp-Method tools/call and Mcp-Name in base64 form", last)
+	}
+}
+
+// --max-call-duration bounds the whole exchange, not each round: the
+// reservation (which outlasts the longest call) must hold until the
+// exchange ends. Each wait here is shorter than --call-timeout, but the
+// exchange is past --max-call-duration when the host retries the second
+// time, so that retry is a new call.
+func TestMRTRExchangeBoundedByMaxCallDuration(t *testing.T) {
+	m := newFakeMeter("1")
+	h := startHost(t, Options{Meter: m, CallTimeout: time.Second, MaxCallDuration: time.Second})
+	resp := h.call2026("1", "ask2", "")
+	time.Sleep(600 * time.Millisecond)
+	resp = h.call2026("2", "ask2", `"requestState":`+gjson.GetBytes(resp, "result.requestState").Raw+`,"inputResponses":{"q":{"action":"accept"}}`)
+	if gjson.GetBytes(resp, "result.resultType").String() != "input_required" {
+		t.Fatalf("second round = %s, want input_required", resp)
+	}
+	time.Sleep(700 * time.Millisecond) // 1.3 s after the first round
+	h.call2026("3", "ask2", `"requestState":`+gjson.GetBytes(resp, "result.requestState").Raw+`,"inputResponses":{"q":{"action":"accept"}}`)
+	ev := m.waitEvents(t, 2)
+	if ev[0].Outcome != policy.OutcomeRefunded || ev[1].Outcome != policy.OutcomeCharged || ev[1].Note != "" {
+		t.Errorf("events %+v: want the exchange released at --max-call-duration, then the late retry charged as a call of its own", ev)
 	}
 }

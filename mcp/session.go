@@ -703,7 +703,9 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 // of an MRTR exchange) and relays it.
 func (s *Session) admitCall(ctx context.Context, m message, p *pending, tool string) {
 	now := time.Now()
-	p.hardStop = now.Add(s.p.opts.MaxCallDuration)
+	if p.hardStop.IsZero() {
+		p.hardStop = now.Add(s.p.opts.MaxCallDuration)
+	}
 	s.mu.Lock()
 	if _, dup := s.pending[p.id]; dup {
 		s.mu.Unlock()
@@ -718,7 +720,7 @@ func (s *Session) admitCall(ctx context.Context, m message, p *pending, tool str
 		s.reply(cancelledEarlyResult(p.id))
 		return
 	}
-	p.timer = time.AfterFunc(s.p.opts.CallTimeout, func() { s.callTimedOut(p) })
+	p.timer = time.AfterFunc(min(s.p.opts.CallTimeout, max(p.hardStop.Sub(now), 0)), func() { s.callTimedOut(p) })
 	s.pending[p.id] = p
 	if p.token != "" {
 		s.byToken[p.token] = p
