@@ -159,7 +159,7 @@ func TestMRTRIsOneCall(t *testing.T) {
 
 func TestMRTRAbandonedExchangeIsReleased(t *testing.T) {
 	m := newFakeMeter("1")
-	h := startHost(t, Options{Meter: m, CallTimeout: 100e6})
+	h := startHost(t, Options{Meter: m, CallTimeout: 2 * time.Second})
 	resp := h.call2026("1", "ask", "")
 	if gjson.GetBytes(resp, "result.resultType").String() != "input_required" {
 		t.Fatalf("first round = %s, want input_required", resp)
