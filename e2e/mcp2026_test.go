@@ -183,3 +183,19 @@ func TestMCP2026HTTPFront(t *testing.T) {
 		t.Errorf("ledger %+v", ev)
 	}
 }
+
+// A price rule with charge_rounds (pricebook set --charge-rounds): every
+// round of the multi-round call is charged.
+func TestMCP2026ChargeRounds(t *testing.T) {
+	h := newHome(t, "1", nil)
+	h.run("pricebook", "set", "mcp:v2/*", "--per-call", "0.01", "--charge-rounds")
+	res := v2Client(t, h.env(), map[string]any{"transport": "stdio", "command": binary,
+		"args": []string{"mcp", "--agent", "claude", "--name", "v2", "--", "node", v2Server(), "stdio"}, "tool": "ask"})
+	if r := results(res); r[0]["text"] != "accept" {
+		t.Fatalf("results %v", r)
+	}
+	ev := h.events()
+	if len(ev) != 2 || ev[0].Outcome != "charged" || ev[1].Outcome != "charged" || ev[0].Amount != "0.01" || ev[1].Amount != "0.01" {
+		t.Errorf("ledger %+v: want both rounds charged 0.01", ev)
+	}
+}

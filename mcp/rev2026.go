@@ -142,6 +142,12 @@ func (s *Session) shapeReply(msg []byte) []byte {
 	if len(msg) == 0 || msg[0] != '{' {
 		return msg
 	}
+	s.mu.Lock()
+	none := len(s.modern) == 0
+	s.mu.Unlock()
+	if none {
+		return msg // a 2025 host: nothing to look up
+	}
 	m, ok := parseMessage(msg)
 	if !ok || m.kind != kindResponse {
 		return msg
