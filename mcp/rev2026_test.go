@@ -241,3 +241,23 @@ func TestMRTRExchangeBoundedByMaxCallDuration(t *testing.T) {
 		t.Errorf("events %+v: want the exchange released at --max-call-duration, then the late retry charged as a call of its own", ev)
 	}
 }
+
+// A lost upstream is answered in the 2026 shape, and the restarted
+// upstream serves the next 2026 call with no handshake repeated.
+func TestUpstreamLost2026(t *testing.T) {
+	m := newFakeMeter("1")
+	spec, methods := fake2026(t, false)
+	spec.Name = "fake"
+	h := startHost(t, Options{Meter: m}, spec)
+	r := h.call2026("1", "crash", "")
+	if gjson.GetBytes(r, "result.resultType").String() != "complete" || gjson.GetBytes(r, "result.structuredContent.code").String() != "upstream_lost" {
+		t.Fatalf("crash answered with %s", r)
+	}
+	r = h.call2026("2", "echo", "")
+	if gjson.GetBytes(r, "result.isError").Bool() || gjson.GetBytes(r, "result.resultType").String() != "complete" {
+		t.Fatalf("call after restart: %s", r)
+	}
+	if got := readLines(methods); !slices.Equal(got, []string{"tools/call true", "tools/call true"}) {
+		t.Errorf("upstream received %q, want the two calls and no initialize", got)
+	}
+}
