@@ -77,3 +77,21 @@ func TestGatewayAnswersDiscover2026(t *testing.T) {
 		t.Errorf("beta__echo: %s", r)
 	}
 }
+
+// A 2026 host behind the gateway reaches an upstream of an earlier
+// revision too: the gateway initialises it itself.
+func TestGatewayInitialisesLegacyUpstreamFor2026Host(t *testing.T) {
+	m := newFakeMeter("1")
+	dir := t.TempDir()
+	legacy := fakeSpec("beta", filepath.Join(dir, "b.log"))
+	legacy.Env["CARACAL_FAKE_NO_DISCOVER"] = "1"
+	h := startHost(t, Options{Meter: m}, fakeSpec("alpha", filepath.Join(dir, "a.log")), legacy)
+	r := h.call("1", "tools/list", `{`+env2026+`}`)
+	if n := len(gjson.GetBytes(r, "result.tools").Array()); n != 18 {
+		t.Errorf("merged tools/list has %d tools, want both upstreams' 18: %s", n, r)
+	}
+	r = h.call("2", "tools/call", fmt.Sprintf(`{"name":"beta__echo","arguments":{},%s}`, env2026))
+	if gjson.GetBytes(r, "result.isError").Bool() || gjson.GetBytes(r, "result.resultType").String() != "complete" {
+		t.Errorf("beta__echo through the gateway: %s", r)
+	}
+}

@@ -70,7 +70,12 @@ func (s *Session) gatewayDiscover(ctx context.Context, env []byte) *gatewayDisco
 				defer cancel()
 				raw, err := s.request(cctx, u, "server/discover", withEnvelope(nil, env))
 				if err != nil {
-					s.log.Error("gateway: server/discover failed", "upstream", u.resName(), "err", err)
+					// An upstream of an earlier revision: the gateway opens
+					// its session itself, as the host's initialize would.
+					raw, err = s.initLegacy(cctx, u, env)
+				}
+				if err != nil {
+					s.log.Error("gateway: the upstream answered neither server/discover nor initialize", "upstream", u.resName(), "err", err)
 					return
 				}
 				results[i] = raw
@@ -94,4 +99,37 @@ func (s *Session) gatewayDiscover(ctx context.Context, env []byte) *gatewayDisco
 		}
 	})
 	return d
+}
+
+// legacyRevision is the revision the gateway asks of an upstream that
+// does not speak 2026-07-28.
+const legacyRevision = "2025-11-25"
+
+// initLegacy opens a 2025 session with an upstream for a 2026 host, with
+// the client info and capabilities of the host's envelope. The host's
+// later requests reach it with their envelope, which earlier revisions
+// ignore as unknown _meta; its results get resultType from the relay.
+func (s *Session) initLegacy(ctx context.Context, u *upstream, env []byte) ([]byte, error) {
+	e := gjson.ParseBytes(env)
+	params := map[string]any{
+		"protocolVersion": legacyRevision,
+		"capabilities":    json.RawMessage(orEmpty(e.Get(gjsonKey(metaClientCapabilities)).Raw)),
+		"clientInfo":      json.RawMessage(orEmpty(e.Get(gjsonKey(metaClientInfo)).Raw)),
+	}
+	b, _ := json.Marshal(params)
+	raw, err := s.request(ctx, u, "initialize", b)
+	if err != nil {
+		return nil, err
+	}
+	if err := u.conn.send(ctx, notificationBytes("notifications/initialized", nil)); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+func orEmpty(raw string) string {
+	if raw == "" {
+		return "{}"
+	}
+	return raw
 }
