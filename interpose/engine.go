@@ -365,6 +365,9 @@ type Result struct {
 	ToolError bool
 	Quantity  string
 	Unit      string
+	// Note is recorded as the event's reason when the charge itself gives
+	// none (an MCP call's "mrtr: 3 rounds").
+	Note string
 }
 
 // charge works out what a finished call costs.
@@ -394,6 +397,9 @@ func (e *Engine) settle(ctx context.Context, t *Ticket, r Result) (ledger.Event,
 		// The call ran but cannot be priced: charge what was reserved.
 		e.log.Error("pricing the result failed; charging the reservation", "request_id", t.RequestID, "err", err)
 		amount, reason = t.Reserved, "result could not be priced: "+err.Error()
+	}
+	if reason == "" {
+		reason = r.Note
 	}
 	sr := ledger.SettleRequest{
 		RequestID: t.RequestID, Amount: amount, Outcome: policy.OutcomeCharged,

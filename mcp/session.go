@@ -62,6 +62,10 @@ type upstream struct {
 	listing  chan struct{}                // closed when a tools/list read under way ends
 	named    chan struct{}                // closed once name is known
 	caps     gjson.Result                 // gateway: capabilities from initialize
+
+	listFailedAt time.Time     // when reading the declared prices last failed
+	discoverAt   time.Time     // when a server/discover last failed to name it
+	discovering  chan struct{} // closed when a server/discover under way ends
 }
 
 // waitNamed waits until the upstream's resource name is known: a single
@@ -161,6 +165,13 @@ type pending struct {
 	timer     *time.Timer
 	hardStop  time.Time
 	cancelled bool
+	// MRTR: the tool's name within its upstream, the call's identity for
+	// matching a retry, the round this is, and whether it answers a
+	// declined or cancelled input request.
+	tool     string
+	callKey  string
+	rounds   int
+	declined bool
 	// sent is set (under Session.mu) once the request was handed to the
 	// upstream: a request still waiting for a restarting upstream was
 	// never delivered, so losing the upstream does not make its outcome
@@ -200,6 +211,13 @@ type Session struct {
 	initReq    []byte
 	initNote   []byte
 	closed     bool
+	// modern holds the ids of host requests of revision 2026-07-28 or
+	// later, until answered; env is the latest such request's envelope.
+	modern    map[string]time.Time
+	env       []byte
+	exchanges map[string]*exchange // MRTR exchanges waiting for the host's retry
+
+	gwDiscovery gatewayDiscovery // gateway: what server/discover told, for 2026 hosts
 
 	// admitting holds the ids of tools/calls being priced and reserved;
 	// true once the host cancelled the call before it was relayed.
@@ -295,6 +313,7 @@ func (s *Session) closeAfter(drain time.Duration) error {
 		}
 	}
 	s.mu.Unlock()
+	s.dropExchanges()
 	for _, p := range lost {
 		s.unconfirmed(p, "the host disconnected before the upstream answered")
 	}
@@ -320,6 +339,7 @@ func (s *Session) callsInFlight() int {
 }
 
 func (s *Session) reply(msg []byte) {
+	msg = s.shapeReply(msg)
 	if err := s.toHost(msg); err != nil {
 		s.log.Debug("write to host failed", "err", err)
 	}
@@ -379,6 +399,11 @@ func (s *Session) handleOne(ctx context.Context, raw []byte) {
 			s.reply(r.resp)
 		}
 		return
+	}
+	if m.kind == kindRequest {
+		s.mu.Lock()
+		s.noteRevision(m)
+		s.mu.Unlock()
 	}
 	switch m.kind {
 	case kindRequest:
@@ -642,7 +667,7 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 		}
 		tool = t
 	}
-	u.waitNamed(ctx)
+	s.ensureNamed(ctx, u, envelope(m.raw))
 	if u.spec.Trusted {
 		s.learnDeclared(ctx, u)
 	}
@@ -650,6 +675,10 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 	var args []byte
 	if params[1].Exists() {
 		args = []byte(params[1].Raw)
+	}
+	if ex := s.resume(u, tool, m.raw); ex != nil {
+		s.relayRound(ctx, m, ex, tool)
+		return
 	}
 	ticket, dec := s.p.opts.Meter.Begin(ctx, interpose.Call{
 		AgentID:   s.agentID,
@@ -667,9 +696,17 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 		s.reply(resultResponse(m.id, metering.RefusalResult(resource, dec)))
 		return
 	}
-	p := &pending{id: m.id, method: m.method, up: u, ticket: ticket, token: params[2].Raw}
+	p := &pending{id: m.id, method: m.method, up: u, ticket: ticket, token: params[2].Raw, tool: tool, rounds: 1, callKey: callKey(tool, m.raw)}
+	s.admitCall(ctx, m, p, tool)
+}
+
+// admitCall tracks an admitted tools/call (a first round, or a later round
+// of an MRTR exchange) and relays it.
+func (s *Session) admitCall(ctx context.Context, m message, p *pending, tool string) {
 	now := time.Now()
-	p.hardStop = now.Add(s.p.opts.MaxCallDuration)
+	if p.hardStop.IsZero() {
+		p.hardStop = now.Add(s.p.opts.MaxCallDuration)
+	}
 	s.mu.Lock()
 	if _, dup := s.pending[p.id]; dup {
 		s.mu.Unlock()
@@ -684,7 +721,7 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 		s.reply(cancelledEarlyResult(p.id))
 		return
 	}
-	p.timer = time.AfterFunc(s.p.opts.CallTimeout, func() { s.callTimedOut(p) })
+	p.timer = time.AfterFunc(min(s.p.opts.CallTimeout, max(p.hardStop.Sub(now), 0)), func() { s.callTimedOut(p) })
 	s.pending[p.id] = p
 	if p.token != "" {
 		s.byToken[p.token] = p
@@ -809,9 +846,13 @@ func (s *Session) finishCall(p *pending, raw []byte) {
 		s.release(p, fmt.Sprintf("upstream answered with JSON-RPC error %s: %s", res[0].Raw, res[1].String()))
 		return
 	}
-	toolErr := res[2].Bool()
+	if p.declined {
+		s.release(p, fmt.Sprintf("the host declined the tool's request for input; the exchange ended after %d rounds without the tool's work", p.rounds))
+		return
+	}
+	r := interpose.Result{ToolError: res[2].Bool(), Note: roundsNote(p.rounds)}
 	s.async(func(ctx context.Context) {
-		if _, err := s.p.opts.Meter.Settle(ctx, p.ticket, interpose.Result{ToolError: toolErr}); err != nil {
+		if _, err := s.p.opts.Meter.Settle(ctx, p.ticket, r); err != nil {
 			s.log.Error("settle failed", "request", p.ticket.RequestID, "err", err)
 		}
 	})
@@ -887,6 +928,7 @@ func (s *Session) fromUpstream(u *upstream, raw []byte) {
 }
 
 func (s *Session) upstreamResponse(u *upstream, m message) {
+	learnServerInfo(u, m.raw)
 	s.mu.Lock()
 	if w, ok := s.internal[m.id]; ok && w.up == u {
 		delete(s.internal, m.id)
@@ -919,11 +961,19 @@ func (s *Session) upstreamResponse(u *upstream, m message) {
 	case p.ticket != nil:
 		// The host hears first; the settlement's commit is off its path.
 		// The reservation holds the budget until then.
+		// An input_required round is held before the host hears of it,
+		// so that its retry finds the exchange.
+		held := s.holdRound(p, m.raw)
 		s.reply(out)
-		s.finishCall(p, m.raw)
+		if !held {
+			s.finishCall(p, m.raw)
+		}
 		return
 	case p.list:
 		out = s.decorateList(u, m)
+		if s.isModernID(p.id) {
+			out = cacheHints(out)
+		}
 	case p.method == "initialize":
 		u.setName(SanitizeName(gjson.GetBytes(m.raw, "result.serverInfo.name").String()))
 	}
@@ -1016,7 +1066,8 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 // host calling a tool it never listed still pays the declared price.
 func (s *Session) learnDeclared(ctx context.Context, u *upstream) {
 	u.mu.Lock()
-	if u.listed {
+	if u.listed || (!u.listFailedAt.IsZero() && time.Since(u.listFailedAt) < discoverRetry) {
+		// A read that failed a moment ago is not repeated on every call.
 		u.mu.Unlock()
 		return
 	}
@@ -1046,7 +1097,10 @@ func (s *Session) learnDeclared(ctx context.Context, u *upstream) {
 	}
 	u.mu.Lock()
 	u.listing = nil
-	u.listed = err == nil // a failed read is tried again by the next call
+	u.listed = err == nil // a failed read is tried again, a minute later
+	if err != nil {
+		u.listFailedAt = time.Now()
+	}
 	u.mu.Unlock()
 	close(ch)
 }
@@ -1157,6 +1211,11 @@ func (s *Session) reinit(u *upstream) {
 // It does not wait for the upstream to be ready.
 func (s *Session) request(ctx context.Context, u *upstream, method string, params []byte) ([]byte, error) {
 	id := `"caracal-` + strconv.FormatUint(s.seq.Add(1), 10) + `"`
+	if method != "initialize" {
+		// Under 2026-07-28 every request carries the host's envelope; one
+		// without it would be refused, or push the upstream into 2025 mode.
+		params = withEnvelope(params, s.hostEnvelope())
+	}
 	ch := make(chan []byte, 1)
 	s.mu.Lock()
 	s.internal[id] = waiter{ch: ch, up: u}
