@@ -422,11 +422,19 @@ func TestMetering(t *testing.T) {
 		ID        string
 		Code      string
 		Amount    string
-		Remaining []struct{ Remaining string }
+		Remaining []struct{ Limit, Spent, Reserved, Remaining string }
 	}
 	h.must(201, "POST", "/v1/reservations", key, map[string]any{"resource": "http:search/query"}, &res)
 	if !res.Allowed || res.Code != "allowed" || res.Amount != "0.40" || res.ID == "" || len(res.Remaining) != 1 || res.Remaining[0].Remaining != "0.60" {
 		t.Fatalf("reservation %+v", res)
+	}
+	// The figures are the budget's right after the reservation, as
+	// GET /v1/budgets shows it: the reservation just made counts as
+	// reserved, so limit − spent − reserved = remaining.
+	var status []struct{ Limit, Spent, Reserved, Remaining string }
+	h.must(200, "GET", "/v1/budgets", key, nil, &status)
+	if r := res.Remaining[0]; len(status) != 1 || r != status[0] || r.Reserved != "0.40" {
+		t.Fatalf("reservation reports %+v, budget status right after it %+v", res.Remaining, status)
 	}
 	// Another agent cannot settle it, nor learn that it exists.
 	h.fails(404, CodeNotFound, "POST", "/v1/reservations/"+res.ID+"/settle", otherKey, map[string]any{"amount": "0"})

@@ -75,8 +75,8 @@ const NoBudgetReason = "no active budget applies to the agent or its ancestors, 
 // settled and recorded like any other spend.
 //
 // An allowed decision has Code CodeAllowed, and its Remaining gives each
-// policy's remaining budget after this spend; a denial's gives the
-// remaining budget before it. Remaining is never negative. Decide formats
+// policy's budget after this spend, the spend counted as reserved; a
+// denial's gives the budgets before it. Remaining is never negative. Decide formats
 // no text and allocates only the Remaining slice when it allows.
 func Decide(r *Request) Decision {
 	currency := r.Currency
@@ -210,26 +210,36 @@ func fits(pu *PolicyUsage, price money.Amount) bool {
 	return err == nil && used <= pu.Policy.Limit
 }
 
-// remaining lists every policy in evaluation order with what it has left
-// once spend is taken, floored at zero.
+// remaining lists every policy in evaluation order as it stands once spend
+// is reserved: spend counts in Reserved as well as in Remaining, so that
+// limit − spent − reserved = remaining (floored at zero) and the figures
+// are those `caracal budget status` shows right after the decision.
 func remaining(r *Request, order []int, spend money.Amount) []Remaining {
 	if len(order) == 0 {
 		return nil
 	}
 	out := make([]Remaining, len(order))
 	for i, pi := range order {
-		pu := &r.Policies[pi]
-		left := pu.RemainingAfter(spend)
+		after := r.Policies[pi]
+		if spend != 0 {
+			// An allowed spend fits every policy, so the sum cannot
+			// overflow; were it to, the budget reads as fully used.
+			sum, err := after.Reserved.Add(spend)
+			if err != nil {
+				sum = after.Policy.Limit
+			}
+			after.Reserved = sum
+		}
 		out[i] = Remaining{
-			PolicyID:  pu.Policy.ID,
-			AgentID:   pu.Policy.AgentID,
-			AgentName: agentName(r, pu),
-			Window:    pu.Policy.Window,
-			Limit:     pu.Policy.Limit,
-			Spent:     pu.Spent,
-			Reserved:  pu.Reserved,
-			Remaining: left,
-			Currency:  pu.Policy.Currency,
+			PolicyID:  after.Policy.ID,
+			AgentID:   after.Policy.AgentID,
+			AgentName: agentName(r, &after),
+			Window:    after.Policy.Window,
+			Limit:     after.Policy.Limit,
+			Spent:     after.Spent,
+			Reserved:  after.Reserved,
+			Remaining: after.Remaining(),
+			Currency:  after.Policy.Currency,
 		}
 	}
 	return out

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caracal-dev/caracal/internal/money"
 )
@@ -365,9 +366,9 @@ func TestDecideRemainingDetail(t *testing.T) {
 	}
 	d := Decide(&req)
 	want := []Remaining{
-		{PolicyID: "leaf", AgentID: "a-leaf", AgentName: "research", Window: WindowDaily, Limit: amt("5"), Spent: amt("1"), Reserved: amt("0.5"), Remaining: amt("3.25"), Currency: "USD"},
-		{PolicyID: "mid", AgentID: "a-mid", AgentName: "team", Window: WindowWeekly, Limit: amt("20"), Spent: 0, Reserved: 0, Remaining: amt("19.75"), Currency: "USD"},
-		{PolicyID: "root", AgentID: "a-root", AgentName: "org", Window: WindowMonthly, Limit: amt("100"), Spent: amt("40"), Reserved: amt("10"), Remaining: amt("49.75"), Currency: "USD"},
+		{PolicyID: "leaf", AgentID: "a-leaf", AgentName: "research", Window: WindowDaily, Limit: amt("5"), Spent: amt("1"), Reserved: amt("0.75"), Remaining: amt("3.25"), Currency: "USD"},
+		{PolicyID: "mid", AgentID: "a-mid", AgentName: "team", Window: WindowWeekly, Limit: amt("20"), Spent: 0, Reserved: amt("0.25"), Remaining: amt("19.75"), Currency: "USD"},
+		{PolicyID: "root", AgentID: "a-root", AgentName: "org", Window: WindowMonthly, Limit: amt("100"), Spent: amt("40"), Reserved: amt("10.25"), Remaining: amt("49.75"), Currency: "USD"},
 	}
 	if !d.Allow || !reflect.DeepEqual(d.Remaining, want) {
 		t.Fatalf("Decide = %+v\nwant remaining %+v", d, want)
@@ -375,6 +376,48 @@ func TestDecideRemainingDetail(t *testing.T) {
 	// The request is not modified.
 	if req.Policies[0].Policy.ID != "root" || req.Price != amt("0.25") {
 		t.Fatal("Decide modified its request")
+	}
+}
+
+// TestDecideRemainingIsBudgetAfter: the figures of a decision are those
+// PolicyUsage.Budget gives for the state it leaves (the price reserved
+// when allowed, nothing when denied), so limit − spent − reserved =
+// remaining in both.
+func TestDecideRemainingIsBudgetAfter(t *testing.T) {
+	for _, tt := range []struct {
+		name, limit, spent, reserved, price string
+		allow                               bool
+	}{
+		{"first reservation", "1", "0", "0", "0.4", true},
+		{"on top of others", "1", "0.1", "0.2", "0.4", true},
+		{"to the limit", "1", "0.5", "0.1", "0.4", true},
+		{"free call", "1", "0.5", "0", "0", true},
+		{"denied", "1", "0.5", "0.2", "0.4", false},
+		{"overspent", "1", "1.5", "0", "0", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pu := use("p", leaf, WindowTotal, tt.limit, tt.spent, tt.reserved)
+			d := Decide(&Request{Chain: []Agent{leaf}, Resource: "r", Price: amt(tt.price), Currency: "USD", Policies: []PolicyUsage{pu}})
+			if d.Allow != tt.allow || len(d.Remaining) != 1 {
+				t.Fatalf("Decide = %+v, want allow %v", d, tt.allow)
+			}
+			after := pu
+			if d.Allow {
+				after.Reserved += amt(tt.price)
+			}
+			b, err := after.Budget(time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := d.Remaining[0]
+			if r.Limit != b.Limit || r.Spent != b.Spent || r.Reserved != b.Reserved || r.Remaining != b.Remaining {
+				t.Fatalf("Decide reports limit %s spent %s reserved %s remaining %s; budget status after it: %s %s %s %s",
+					r.Limit, r.Spent, r.Reserved, r.Remaining, b.Limit, b.Spent, b.Reserved, b.Remaining)
+			}
+			if left, _ := money.Sum(r.Spent, r.Reserved, r.Remaining); r.Remaining > 0 && left != r.Limit {
+				t.Fatalf("spent %s + reserved %s + remaining %s ≠ limit %s", r.Spent, r.Reserved, r.Remaining, r.Limit)
+			}
+		})
 	}
 }
 
