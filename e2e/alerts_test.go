@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -143,13 +141,92 @@ func (r *alertReceiver) waitUntil(what string, cond func() bool) {
 	}
 }
 
-// alertProxy is one `caracal proxy` process of the test.
-type alertProxy struct {
-	cmd    *exec.Cmd
-	url    string
-	stderr *syncBuffer
-	done   chan struct{} // closed when the process has exited
-	err    error         // its exit status, once done is closed
+// newAlertReceiver serves a receiver checking signatures with secret
+// until the test ends, answering 503 while down; url is where it listens.
+func newAlertReceiver(t *testing.T, secret string, down bool) (r *alertReceiver, url string) {
+	r = &alertReceiver{t: t, secret: secret, down: down, attempts: map[string]int{}, accepted: map[string]int{}, payloads: map[string]alertIn{}, changed: make(chan struct{}, 1)}
+	hook := httptest.NewServer(r)
+	t.Cleanup(hook.Close)
+	return r, hook.URL
+}
+
+// deliverAcrossRestart checks that want alerts, tried while the receiver
+// was down, survive a crash: once the outbox in the SQLite database db
+// records a failed attempt of each, p is killed with SIGKILL, the receiver
+// comes up, and the process restart starts must deliver every one. It
+// returns that process.
+func (r *alertReceiver) deliverAcrossRestart(db string, p *served, want int, restart func() *served) *served {
+	r.t.Helper()
+	r.waitUntil(fmt.Sprintf("%d alerts attempted", want), func() bool { return len(r.attempts) == want })
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		r.mu.Lock()
+		ids := make([]string, 0, len(r.attempts))
+		for id := range r.attempts {
+			ids = append(ids, id)
+		}
+		r.mu.Unlock()
+		ok := true
+		for _, id := range ids {
+			if al, err := s.GetAlert(ctx, id); err != nil || al.Attempts < 1 || al.DeliveredAt != nil {
+				ok = false
+			}
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("failed attempts not recorded in the outbox\n%s", p.stderr.String())
+		}
+	}
+	_ = s.Close()
+	p.kill()
+	r.mu.Lock()
+	if n := len(r.accepted); n != 0 {
+		r.mu.Unlock()
+		r.t.Fatalf("%d alerts accepted while the receiver was down", n)
+	}
+	r.down = false
+	r.mu.Unlock()
+	next := restart()
+	r.waitUntil(fmt.Sprintf("%d alerts accepted", want), func() bool { return len(r.accepted) == want })
+	return next
+}
+
+// received checks every alert accepted: once each, about agent's policy
+// of limit USD over window, a denial with its request and reason. It
+// returns them sorted as "threshold/50" and "denied/<code>".
+func (r *alertReceiver) received(agent, limit, window string) []string {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var got []string
+	for id, n := range r.accepted {
+		if n != 1 {
+			r.t.Errorf("alert %s accepted %d times, want once", id, n)
+		}
+		p := r.payloads[id]
+		if p.AgentName != agent || p.PolicyID == "" || p.Limit != limit || p.Currency != "USD" || p.Window != window || p.CreatedAt.IsZero() {
+			r.t.Errorf("alert %s: %+v", id, p)
+		}
+		switch p.Kind {
+		case "threshold":
+			got = append(got, fmt.Sprintf("threshold/%d", p.Threshold))
+		case "denied":
+			got = append(got, "denied/"+p.Code)
+			if p.RequestID == "" || p.Reason == "" {
+				r.t.Errorf("denial alert without request id or reason: %+v", p)
+			}
+		default:
+			r.t.Errorf("alert %s of kind %q", id, p.Kind)
+		}
+	}
+	slices.Sort(got)
+	return got
 }
 
 // TestProxyBudgetAlerts drives `caracal proxy` with an alerts webhook:
@@ -180,9 +257,7 @@ func TestProxyBudgetAlerts(t *testing.T) {
 
 	fake := httptest.NewServer(fakeprovider.New(fakeprovider.Options{OpenAIKey: providerOpenAIKey, OutputTokens: 100000}))
 	t.Cleanup(fake.Close)
-	rcv := &alertReceiver{t: t, secret: "whsec-e2e", down: true, attempts: map[string]int{}, accepted: map[string]int{}, payloads: map[string]alertIn{}, changed: make(chan struct{}, 1)}
-	hook := httptest.NewServer(rcv)
-	t.Cleanup(hook.Close)
+	rcv, hookURL := newAlertReceiver(t, "whsec-e2e", true)
 	thresholds := []int{20, 50, 70, 90}
 	cfgPath := filepath.Join(home, "proxy.yaml")
 	cfg := fmt.Sprintf(`proxy:
@@ -196,44 +271,20 @@ alerts:
     thresholds: [20, 50, 70, 90]
     denied: true
     agents: [bot]
-`, fake.URL, hook.URL)
+`, fake.URL, hookURL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start := func() *alertProxy {
+	start := func() *served {
 		t.Helper()
-		p := &alertProxy{stderr: &syncBuffer{}, done: make(chan struct{})}
-		p.cmd = exec.Command(binary, "proxy", "--config", cfgPath, "--listen", "127.0.0.1:0")
-		p.cmd.Env = append(os.Environ(), "CARACAL_HOME="+home, "E2E_OPENAI_KEY="+providerOpenAIKey, "E2E_ALERT_SECRET=whsec-e2e")
-		p.cmd.Stderr = p.stderr
-		stdout, err := p.cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			p.err = p.cmd.Wait()
-			close(p.done)
-		}()
+		p := launch(t, append(os.Environ(), "CARACAL_HOME="+home, "E2E_OPENAI_KEY="+providerOpenAIKey, "E2E_ALERT_SECRET=whsec-e2e"),
+			"proxy", "--config", cfgPath, "--listen", "127.0.0.1:0")
 		t.Cleanup(func() {
-			_ = p.cmd.Process.Kill()
-			<-p.done
+			p.kill()
 			if strings.Contains(p.stderr.String(), "whsec-e2e") {
 				t.Error("the proxy logged the alert secret")
 			}
 		})
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		if err != nil {
-			t.Fatalf("caracal proxy did not start: %v\n%s", err, p.stderr.String())
-		}
-		go func() { _, _ = io.Copy(io.Discard, stdout) }()
-		_, rest, ok := strings.Cut(line, "listening on ")
-		if !ok {
-			t.Fatalf("unexpected first line %q", line)
-		}
-		p.url, _, _ = strings.Cut(strings.TrimSpace(rest), " ")
 		return p
 	}
 
@@ -275,53 +326,9 @@ alerts:
 	}
 	want := len(before) + 1 // and the denial
 
-	// Every alert was tried against the receiver while it was down, and the
-	// failed attempt is recorded in the outbox; then the process dies.
-	rcv.waitUntil(fmt.Sprintf("%d alerts attempted", want), func() bool { return len(rcv.attempts) == want })
-	db := filepath.Join(home, "caracal.db")
-	waitRecorded := func() {
-		ctx := context.Background()
-		s, err := sqlite.Open(ctx, db, sqlite.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			rcv.mu.Lock()
-			ids := make([]string, 0, len(rcv.attempts))
-			for id := range rcv.attempts {
-				ids = append(ids, id)
-			}
-			rcv.mu.Unlock()
-			ok := true
-			for _, id := range ids {
-				if al, err := s.GetAlert(ctx, id); err != nil || al.Attempts < 1 || al.DeliveredAt != nil {
-					ok = false
-				}
-			}
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("failed attempts not recorded in the outbox\n%s", a.stderr.String())
-			}
-		}
-	}
-	waitRecorded()
-	if err := a.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-a.done
-	rcv.mu.Lock()
-	if n := len(rcv.accepted); n != 0 {
-		t.Fatalf("%d alerts accepted while the receiver was down", n)
-	}
-	rcv.down = false
-	rcv.mu.Unlock()
-
-	// A new process delivers what the dead one left in the outbox.
-	b := start()
-	rcv.waitUntil(fmt.Sprintf("%d alerts accepted", want), func() bool { return len(rcv.accepted) == want })
+	// Every alert is tried while the receiver is down, then the process
+	// dies; a new one delivers what the dead one left in the outbox.
+	b := rcv.deliverAcrossRestart(filepath.Join(home, "caracal.db"), a, want, start)
 
 	// A further charge crosses 90%: its check finds every earlier
 	// threshold again, and only the new one is sent.
@@ -334,45 +341,13 @@ alerts:
 	}
 	rcv.waitUntil("the new threshold's alert", func() bool { return len(rcv.accepted) == want+1 })
 	// Stop the process cleanly: nothing more can arrive after this.
-	_ = b.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-b.done:
-		if b.err != nil {
-			t.Errorf("caracal proxy exited with %v\n%s", b.err, b.stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("caracal proxy did not stop on SIGINT\n%s", b.stderr.String())
-	}
-
-	rcv.mu.Lock()
-	defer rcv.mu.Unlock()
-	var got []string
-	for id, n := range rcv.accepted {
-		if n != 1 {
-			t.Errorf("alert %s accepted %d times, want once", id, n)
-		}
-		p := rcv.payloads[id]
-		if p.AgentName != "bot" || p.PolicyID == "" || p.Limit != "0.04" || p.Currency != "USD" || p.Window != "total" || p.CreatedAt.IsZero() {
-			t.Errorf("alert %s: %+v", id, p)
-		}
-		switch p.Kind {
-		case "threshold":
-			got = append(got, fmt.Sprintf("threshold/%d", p.Threshold))
-		case "denied":
-			got = append(got, "denied/"+p.Code)
-			if p.RequestID == "" || p.Reason == "" {
-				t.Errorf("denial alert without request id or reason: %+v", p)
-			}
-		default:
-			t.Errorf("alert %s of kind %q", id, p.Kind)
-		}
-	}
+	b.stop()
+	got := rcv.received("bot", "0.04", "total")
 	var wantList []string
 	for _, th := range after {
 		wantList = append(wantList, fmt.Sprintf("threshold/%d", th))
 	}
 	wantList = append(wantList, "denied/budget_exceeded")
-	slices.Sort(got)
 	slices.Sort(wantList)
 	if !slices.Equal(got, wantList) {
 		t.Errorf("alerts received %v, want %v", got, wantList)
@@ -383,10 +358,8 @@ alerts:
 // threshold and denial alerts before it exits.
 func TestMCPBudgetAlerts(t *testing.T) {
 	h := newHome(t, "0.05", map[string]string{"mcp:everything/echo": "0.01"})
-	rcv := &alertReceiver{t: t, secret: "whsec-mcp", attempts: map[string]int{}, accepted: map[string]int{}, payloads: map[string]alertIn{}, changed: make(chan struct{}, 1)}
-	hook := httptest.NewServer(rcv)
-	t.Cleanup(hook.Close)
-	cfg := fmt.Sprintf("alerts:\n  - url: %s\n    secret: whsec-mcp\n    thresholds: [40, 100]\n    denied: true\n", hook.URL)
+	rcv, hookURL := newAlertReceiver(t, "whsec-mcp", false)
+	cfg := fmt.Sprintf("alerts:\n  - url: %s\n    secret: whsec-mcp\n    thresholds: [40, 100]\n    denied: true\n", hookURL)
 	if err := os.WriteFile(filepath.Join(h.dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -397,18 +370,71 @@ func TestMCPBudgetAlerts(t *testing.T) {
 		t.Fatalf("%d results, want 6", n)
 	}
 	rcv.waitUntil("3 alerts", func() bool { return len(rcv.accepted) == 3 })
-	rcv.mu.Lock()
-	defer rcv.mu.Unlock()
-	var got []string
-	for id, n := range rcv.accepted {
-		p := rcv.payloads[id]
-		if n != 1 || p.AgentName != "claude" || p.Limit != "0.05" {
-			t.Errorf("alert %s accepted %d times: %+v", id, n, p)
-		}
-		got = append(got, fmt.Sprintf("%s/%d/%s", p.Kind, p.Threshold, p.Code))
-	}
-	slices.Sort(got)
-	if want := []string{"denied/0/budget_exceeded", "threshold/100/", "threshold/40/"}; !slices.Equal(got, want) {
+	if got, want := rcv.received("claude", "0.05", "total"), []string{"denied/budget_exceeded", "threshold/100", "threshold/40"}; !slices.Equal(got, want) {
 		t.Errorf("alerts %v, want %v", got, want)
+	}
+}
+
+// TestServeBudgetAlerts: metering through `caracal serve`'s API crosses
+// thresholds and is denied; each alert reaches the receiver once, signed,
+// though the receiver was down when they were enqueued and the process
+// was killed and restarted before delivering them. Each reservation's
+// figures are those of GET /v1/budgets right after it.
+func TestServeBudgetAlerts(t *testing.T) {
+	const secret = "whsec-serve"
+	h := newHomeEnv(t, "1.00", nil, "E2E_ALERT_SECRET="+secret)
+	rcv, hookURL := newAlertReceiver(t, secret, true)
+	cfg := fmt.Sprintf("alerts:\n  - url: %s/caracal\n    secret_env: E2E_ALERT_SECRET\n    thresholds: [50, 80, 100]\n    denied: true\n", hookURL)
+	if err := os.WriteFile(filepath.Join(h.dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Fields(h.key())[1]
+	start := func() *served {
+		t.Helper()
+		p := launchServe(t, h)
+		t.Cleanup(func() {
+			p.kill()
+			if strings.Contains(p.stderr.String(), secret) {
+				t.Error("caracal serve logged the alert secret")
+			}
+		})
+		return p
+	}
+	type figures struct{ Limit, Spent, Reserved, Remaining string }
+	// spend reserves amount and settles it at that amount.
+	spend := func(p *served, amount string) {
+		t.Helper()
+		agent := client{t: t, base: p.url, token: key}
+		var res struct {
+			ID        string
+			Remaining []figures
+		}
+		agent.ok(201, "POST", "/v1/reservations", map[string]any{"resource": "http:search/query", "amount": amount}, &res)
+		var status []figures
+		agent.ok(200, "GET", "/v1/budgets", nil, &status)
+		if len(res.Remaining) != 1 || len(status) != 1 || res.Remaining[0] != status[0] {
+			t.Fatalf("reservation of %s reports %+v, budget status right after it %+v", amount, res.Remaining, status)
+		}
+		agent.ok(200, "POST", "/v1/reservations/"+res.ID+"/settle", nil, nil)
+	}
+
+	a := start()
+	spend(a, "0.30") // 30%
+	spend(a, "0.25") // 55%: 50 crossed
+	spend(a, "0.30") // 85%: 80 crossed
+	over := client{t: t, base: a.url, token: key}
+	over.problem(402, "budget_exceeded", "POST", "/v1/reservations", map[string]any{"resource": "http:search/query", "amount": "0.20"})
+
+	// Two thresholds and the denial, tried while the receiver is down;
+	// a new process delivers them after the first is killed.
+	b := rcv.deliverAcrossRestart(filepath.Join(h.dir, "caracal.db"), a, 3, start)
+
+	// The last 0.15 uses the whole budget: only the new threshold is sent.
+	spend(b, "0.15")
+	rcv.waitUntil("the 100% alert", func() bool { return len(rcv.accepted) == 4 })
+	b.stop()
+	got := rcv.received("claude", "1.00", "total")
+	if want := []string{"denied/budget_exceeded", "threshold/100", "threshold/50", "threshold/80"}; !slices.Equal(got, want) {
+		t.Errorf("alerts received %v, want %v", got, want)
 	}
 }

@@ -19,46 +19,86 @@ import (
 	"github.com/caracal-dev/caracal/internal/pgtest"
 )
 
-// startServe runs `caracal serve` in h until the test ends and returns its
-// base URL.
-func startServe(t *testing.T, h *home, args ...string) string {
+// served is one server process of a test (caracal serve, caracal proxy),
+// which prints "listening on <url>" as its first line.
+type served struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	url    string
+	stderr *syncBuffer
+	done   chan struct{} // closed when the process has exited
+	err    error         // its exit status, once done is closed
+}
+
+// launch starts the binary with args and env, waits for its first line
+// and returns the process; it is killed when the test ends if still
+// running.
+func launch(t *testing.T, env []string, args ...string) *served {
 	t.Helper()
-	stderr := &syncBuffer{}
-	cmd := exec.Command(binary, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
-	cmd.Env = h.env()
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
+	p := &served{t: t, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(binary, args...)
+	p.cmd.Env = env
+	p.cmd.Stderr = p.stderr
+	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("caracal serve exited with %v\n%s", err, stderr.String())
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("caracal serve did not stop on SIGINT\n%s", stderr.String())
-		}
-	})
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(p.kill)
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		t.Fatalf("caracal serve did not start: %v\n%s", err, stderr.String())
+		t.Fatalf("caracal %s did not start: %v\n%s", args[0], err, p.stderr.String())
 	}
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 	_, rest, ok := strings.Cut(line, "listening on ")
 	if !ok {
 		t.Fatalf("unexpected first line %q", line)
 	}
-	url, _, _ := strings.Cut(strings.TrimSpace(rest), " ")
-	return url
+	p.url, _, _ = strings.Cut(strings.TrimSpace(rest), " ")
+	return p
+}
+
+// kill ends the process with SIGKILL, as a crash would, and waits for it.
+func (p *served) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// stop ends the process with SIGINT and fails the test unless it exits
+// cleanly.
+func (p *served) stop() {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			p.t.Errorf("caracal %s exited with %v\n%s", p.cmd.Args[1], p.err, p.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		p.kill()
+		p.t.Errorf("caracal %s did not stop on SIGINT\n%s", p.cmd.Args[1], p.stderr.String())
+	}
+}
+
+// launchServe starts `caracal serve` in h on a free port.
+func launchServe(t *testing.T, h *home, args ...string) *served {
+	t.Helper()
+	return launch(t, h.env(), append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+}
+
+// startServe runs `caracal serve` in h until the test ends, when it must
+// stop cleanly on SIGINT, and returns its base URL.
+func startServe(t *testing.T, h *home, args ...string) string {
+	t.Helper()
+	p := launchServe(t, h, args...)
+	t.Cleanup(p.stop)
+	return p.url
 }
 
 // adminToken creates an admin token with the CLI.
