@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -68,7 +69,8 @@ func lintChart(t *testing.T, vals map[string]any) {
 	}
 }
 
-func render(t *testing.T, vals map[string]any) *rendered {
+// renderFiles renders the chart with vals: template name → text.
+func renderFiles(t *testing.T, vals map[string]any) (map[string]string, error) {
 	t.Helper()
 	ch, err := loader.Load(chartDir)
 	if err != nil {
@@ -78,7 +80,12 @@ func render(t *testing.T, vals map[string]any) *rendered {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := engine.Render(ch, rv)
+	return engine.Render(ch, rv)
+}
+
+func render(t *testing.T, vals map[string]any) *rendered {
+	t.Helper()
+	files, err := renderFiles(t, vals)
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
@@ -244,10 +251,18 @@ func checkPod(t *testing.T, name string, d *appsv1.Deployment, tls bool) {
 	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 {
 		t.Errorf("%s: pod security context %+v", name, psc)
 	}
-	if spec.TerminationGracePeriodSeconds == nil || *spec.TerminationGracePeriodSeconds <= 25 {
-		t.Errorf("%s: terminationGracePeriodSeconds %v, want above the 25 s shutdown timeout", name, spec.TerminationGracePeriodSeconds)
-	}
 	c := spec.Containers[0]
+	// The endpoint is removed during the preStop sleep, before caracal
+	// closes its listener; the grace period covers the sleep and the drain.
+	var sleep int64
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds != 5 {
+		t.Errorf("%s: lifecycle %+v, want a 5 s preStop sleep", name, c.Lifecycle)
+	} else {
+		sleep = c.Lifecycle.PreStop.Sleep.Seconds
+	}
+	if spec.TerminationGracePeriodSeconds == nil || *spec.TerminationGracePeriodSeconds <= sleep+25 {
+		t.Errorf("%s: terminationGracePeriodSeconds %v, want above the %d s preStop sleep + 25 s shutdown timeout", name, spec.TerminationGracePeriodSeconds, sleep)
+	}
 	for _, ic := range append(append([]corev1.Container{}, spec.InitContainers...), c) {
 		sc := ic.SecurityContext
 		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
@@ -311,4 +326,43 @@ func keys[T any](m map[string]T) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestHelmGraceBudget: values whose grace period does not cover the preStop
+// sleep and the shutdown timeout do not render, naming the values; a
+// preStop sleep of 0 renders no lifecycle hook.
+func TestHelmGraceBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name, values, wantErr string
+	}{
+		{"grace equals the shutdown timeout", "terminationGracePeriodSeconds: 25\npreStopSleepSeconds: 0\n", "terminationGracePeriodSeconds (25) must be greater than preStopSleepSeconds (0) + shutdownTimeoutSeconds (25)"},
+		{"grace below the shutdown timeout", "terminationGracePeriodSeconds: 20\n", "terminationGracePeriodSeconds (20)"},
+		{"sleep not in the budget", "terminationGracePeriodSeconds: 30\n", "preStopSleepSeconds (5) + shutdownTimeoutSeconds (25)"},
+		{"longer drain, default grace", "shutdownTimeoutSeconds: 60\n", "shutdownTimeoutSeconds (60)"},
+		{"negative sleep", "preStopSleepSeconds: -1\n", "preStopSleepSeconds is -1"},
+		{"mcp only, bad budget", "proxy: {replicas: 0}\nsigner: {enabled: false}\nmcp: {enabled: true}\nterminationGracePeriodSeconds: 10\n", "terminationGracePeriodSeconds (10)"},
+		{"enough grace", "terminationGracePeriodSeconds: 31\n", ""},
+		{"no sleep", "preStopSleepSeconds: 0\nterminationGracePeriodSeconds: 26\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "values.yaml")
+			if err := os.WriteFile(file, []byte(tc.values), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			files, err := renderFiles(t, loadValues(t, file))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("render error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("render: %v", err)
+			}
+			hasHook := strings.Contains(files["caracal/templates/deployments.yaml"], "preStop:")
+			if want := !strings.Contains(tc.values, "preStopSleepSeconds: 0"); hasHook != want {
+				t.Errorf("preStop hook rendered = %v, want %v", hasHook, want)
+			}
+		})
+	}
 }

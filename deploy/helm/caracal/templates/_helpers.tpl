@@ -43,12 +43,30 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/*
+The pod's grace period must cover the preStop sleep and then the whole
+drain: the kubelet kills the container when it runs out, and what is still
+in flight is then left to the expiry sweep of another process.
+*/}}
+{{- define "caracal.checkGrace" -}}
+{{- $sleep := int .preStopSleepSeconds -}}
+{{- $drain := int .shutdownTimeoutSeconds -}}
+{{- $grace := int .terminationGracePeriodSeconds -}}
+{{- if lt $sleep 0 -}}
+{{- fail (printf "preStopSleepSeconds is %d: it must be 0 or more" $sleep) -}}
+{{- end -}}
+{{- if le $grace (add $sleep $drain) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be greater than preStopSleepSeconds (%d) + shutdownTimeoutSeconds (%d): the pod would be killed before caracal finishes draining" $grace $sleep $drain) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 A serving pod. Arguments: dict root, role (signer|replica), component
 (proxy|mcp), port, sign (auto|never), replicas, resources, extraArgs.
 */}}
 {{- define "caracal.deployment" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
+{{- include "caracal.checkGrace" $v -}}
 {{- $scheme := ternary "HTTPS" "HTTP" (ne $v.tls.existingSecret "") -}}
 apiVersion: apps/v1
 kind: Deployment
@@ -132,6 +150,11 @@ spec:
               value: /etc/caracal/config.yaml
             - name: CARACAL_MERKLE_SIGN
               value: {{ .sign }}
+          {{- if gt (int $v.preStopSleepSeconds) 0 }}
+          lifecycle:
+            preStop:
+              sleep: {seconds: {{ int $v.preStopSleepSeconds }}}
+          {{- end }}
           ports:
             - name: http
               containerPort: {{ .port }}
