@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 	"golang.org/x/sync/errgroup"
@@ -24,12 +25,15 @@ type LeafRecord struct {
 	Err error
 }
 
-// CheckpointRecord is a stored checkpoint row.
+// CheckpointRecord is a stored checkpoint row; ledger.Checkpoint is the
+// same type. Verification reads Size, Root, Note and KeyID; CreatedAt is
+// when the row was written, outside what the signature covers.
 type CheckpointRecord struct {
-	Size  int64
-	Root  []byte
-	Note  string
-	KeyID string
+	Size      int64     `json:"size"`
+	Root      []byte    `json:"root"`
+	Note      string    `json:"note"` // the signed note, verbatim
+	KeyID     string    `json:"key_id"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // LeafScanner streams the stored leaves.
