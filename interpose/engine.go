@@ -109,13 +109,6 @@ var (
 	ErrAgentSuspended = errors.New("agent is suspended")
 )
 
-// GenerateKey makes a new agent API key (see package internal/apikey):
-// "crk_" followed by 32 random bytes in unpadded base64url. It returns the
-// secret (to show once), its SHA-256 hash (to store) and its display prefix.
-func GenerateKey() (secret string, hash []byte, prefix string, err error) {
-	return apikey.Generate()
-}
-
 // Authenticate resolves an agent API key (crk_…) to its agent. Unknown,
 // expired and revoked keys and suspended agents are errors that say which
 // (ErrUnknownKey, ErrKeyExpired, ErrKeyRevoked, ErrAgentSuspended); a store

@@ -385,13 +385,8 @@ func (s *Store) PolicyHistory(ctx context.Context, id string) ([]policy.Policy, 
 	return out, nil
 }
 
-// activePoliciesTx returns the active policies (current versions) of the
-// given agents, read inside tx and ordered by policy ID: the order in which
-// reserve must lock them so that overlapping chains never deadlock.
-func (s *Store) activePoliciesTx(ctx context.Context, tx *sql.Tx, agentIDs []string) ([]policy.Policy, error) {
-	return s.activePolicies(ctx, tx, agentIDs)
-}
-
+// activePolicies returns the active policies (current versions) of the
+// given agents, read through q and ordered by policy ID.
 func (s *Store) activePolicies(ctx context.Context, q querier, agentIDs []string) ([]policy.Policy, error) {
 	ids := sortedIDs(agentIDs)
 	if len(ids) == 0 {
