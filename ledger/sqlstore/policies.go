@@ -103,21 +103,7 @@ func (s *Store) CreatePolicy(ctx context.Context, in ledger.NewPolicy) (policy.P
 	if err != nil {
 		return policy.Policy{}, err
 	}
-	p := policy.Policy{
-		ID:         uuid.Must(uuid.NewV7()).String(),
-		Version:    1,
-		Limit:      in.Limit,
-		Currency:   in.Currency,
-		Window:     in.Window,
-		WindowType: in.WindowType,
-		Timezone:   in.Timezone,
-		Allow:      append([]string(nil), in.Allow...),
-		Active:     true,
-		CreatedAt:  fromNS(toNS(now())),
-	}
-	if len(p.Allow) == 0 {
-		p.Allow = nil
-	}
+	p := firstVersion(in)
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		if in.AgentID == "" {
 			return errorf(ledger.ErrInvalid, "agent is required")
@@ -146,6 +132,33 @@ func (s *Store) CreatePolicy(ctx context.Context, in ledger.NewPolicy) (policy.P
 		return policy.Policy{}, err
 	}
 	return p, nil
+}
+
+// firstVersion is version 1 of a new, active policy shaped by in (already
+// normalised); policies and delegations both create policies through it.
+func firstVersion(in ledger.NewPolicy) policy.Policy {
+	p := policy.Policy{
+		ID:         uuid.Must(uuid.NewV7()).String(),
+		Version:    1,
+		Limit:      in.Limit,
+		Currency:   in.Currency,
+		Window:     in.Window,
+		WindowType: in.WindowType,
+		Timezone:   in.Timezone,
+		Allow:      ownAllow(in.Allow),
+		Active:     true,
+		CreatedAt:  fromNS(toNS(now())),
+	}
+	return p
+}
+
+// ownAllow copies an allowlist so the stored policy shares no array with
+// the caller's; an empty list is nil.
+func ownAllow(a []string) []string {
+	if len(a) == 0 {
+		return nil
+	}
+	return append([]string(nil), a...)
 }
 
 // insertPolicyRow writes p into policies or policy_versions, which share
@@ -267,10 +280,7 @@ func (s *Store) UpdatePolicy(ctx context.Context, id string, in ledger.NewPolicy
 		}
 		p.Version = cur.Version + 1
 		p.Limit, p.Currency, p.Window, p.WindowType, p.Timezone = in.Limit, in.Currency, in.Window, in.WindowType, in.Timezone
-		p.Allow = append([]string(nil), in.Allow...)
-		if len(p.Allow) == 0 {
-			p.Allow = nil
-		}
+		p.Allow = ownAllow(in.Allow)
 		p.CreatedAt = fromNS(toNS(now()))
 		return s.writeVersion(ctx, tx, p)
 	})
