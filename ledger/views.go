@@ -144,6 +144,20 @@ type DelegationView struct {
 	Status string `json:"status"`
 }
 
+// ViewDelegations is the delegations among pols, as `delegation list` and
+// GET /v1/delegations show them: every delegated policy, or with agentID
+// only those whose child or parent it is; names maps agent IDs to names.
+func ViewDelegations(pols []policy.Policy, agentID string, names map[string]string) []DelegationView {
+	ds := []DelegationView{}
+	for _, p := range pols {
+		if p.DelegatedFrom == "" || (agentID != "" && p.AgentID != agentID && p.DelegatedFrom != agentID) {
+			continue
+		}
+		ds = append(ds, ViewDelegation(p, names[p.DelegatedFrom], names[p.AgentID]))
+	}
+	return ds
+}
+
 // ViewDelegation is the delegated policy p, from the agent named parent to
 // the agent named child, as a DelegationView.
 func ViewDelegation(p policy.Policy, parent, child string) DelegationView {

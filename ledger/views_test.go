@@ -2,10 +2,12 @@ package ledger_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/caracal-dev/caracal/ledger"
+	"github.com/caracal-dev/caracal/policy"
 )
 
 // The view and the summary embed one checkpoint shape; their JSON must keep
@@ -28,5 +30,40 @@ func TestCheckpointViewJSON(t *testing.T) {
 		if err != nil || string(b) != tc.want {
 			t.Errorf("%s: %s, %v\nwant %s", tc.name, b, err, tc.want)
 		}
+	}
+}
+
+// The API and the CLI list delegations through one filter: every delegated
+// policy, or those whose child or parent the agent is.
+func TestViewDelegations(t *testing.T) {
+	pols := []policy.Policy{
+		{ID: "own", AgentID: "a", Active: true},
+		{ID: "ab", AgentID: "b", DelegatedFrom: "a", Active: true},
+		{ID: "bc", AgentID: "c", DelegatedFrom: "b", Active: true},
+	}
+	names := map[string]string{"a": "alpha", "b": "beta", "c": "gamma"}
+	for _, tc := range []struct {
+		agent string
+		want  []string
+	}{
+		{"", []string{"ab", "bc"}},
+		{"a", []string{"ab"}},
+		{"b", []string{"ab", "bc"}},
+		{"c", []string{"bc"}},
+		{"z", nil},
+	} {
+		var got []string
+		for _, d := range ledger.ViewDelegations(pols, tc.agent, names) {
+			got = append(got, d.PolicyID)
+			if d.Parent != names[d.ParentID] || d.Child != names[d.ChildID] {
+				t.Errorf("agent %q: %s named %q→%q", tc.agent, d.PolicyID, d.Parent, d.Child)
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("agent %q: %v, want %v", tc.agent, got, tc.want)
+		}
+	}
+	if ds := ledger.ViewDelegations(nil, "", nil); ds == nil {
+		t.Error("no delegations: nil, want an empty list (JSON [])")
 	}
 }

@@ -79,10 +79,7 @@ func (s *Store) CreateDelegation(ctx context.Context, d ledger.NewDelegation) (p
 			}
 		}
 		p.AgentID, p.DelegatedFrom = child.ID, parent.ID
-		if err := s.insertPolicyRow(ctx, tx, "policies", p); err != nil {
-			return err
-		}
-		return s.insertPolicyRow(ctx, tx, "policy_versions", p)
+		return s.insertPolicy(ctx, tx, p)
 	})
 	if err != nil {
 		return policy.Policy{}, err

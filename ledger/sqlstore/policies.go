@@ -123,10 +123,7 @@ func (s *Store) CreatePolicy(ctx context.Context, in ledger.NewPolicy) (policy.P
 			}
 			p.DelegatedFrom = d.ID
 		}
-		if err := s.insertPolicyRow(ctx, tx, "policies", p); err != nil {
-			return err
-		}
-		return s.insertPolicyRow(ctx, tx, "policy_versions", p)
+		return s.insertPolicy(ctx, tx, p)
 	})
 	if err != nil {
 		return policy.Policy{}, err
@@ -159,6 +156,14 @@ func ownAllow(a []string) []string {
 		return nil
 	}
 	return append([]string(nil), a...)
+}
+
+// insertPolicy stores p, a first version (firstVersion), in both tables.
+func (s *Store) insertPolicy(ctx context.Context, tx *sql.Tx, p policy.Policy) error {
+	if err := s.insertPolicyRow(ctx, tx, "policies", p); err != nil {
+		return err
+	}
+	return s.insertPolicyRow(ctx, tx, "policy_versions", p)
 }
 
 // insertPolicyRow writes p into policies or policy_versions, which share
