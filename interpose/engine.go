@@ -258,7 +258,9 @@ type Call struct {
 	// generated if empty.
 	RequestID string
 	// WorstCase explains Reserve, for the reason of a refusal it causes.
-	WorstCase *WorstCase
+	// It is called only then: formatting the explanation for every
+	// request cost an LLM request about 19 allocations it never used.
+	WorstCase func() WorstCase
 }
 
 // Ticket is an admitted call holding a reservation. Exactly one of its

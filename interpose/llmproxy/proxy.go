@@ -383,7 +383,8 @@ func (p *Proxy) prepareLLM(w http.ResponseWriter, r *http.Request, c *call, bc *
 		return false
 	}
 	bc.Reserve = &worst
-	bc.WorstCase = explainWorstCase(*q.Rule, c.ep, in, out, c.req.maxOutput > 0)
+	rule, ep, capped := *q.Rule, c.ep, c.req.maxOutput > 0
+	bc.WorstCase = func() interpose.WorstCase { return explainWorstCase(rule, ep, in, out, capped) }
 	return true
 }
 
