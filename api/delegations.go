@@ -73,13 +73,7 @@ func (s *Server) listDelegations(w http.ResponseWriter, r *http.Request, _ princ
 	if err != nil {
 		return err
 	}
-	ds := []ledger.DelegationView{}
-	for _, p := range pols {
-		if p.DelegatedFrom == "" || (agentID != "" && p.AgentID != agentID && p.DelegatedFrom != agentID) {
-			continue
-		}
-		ds = append(ds, ledger.ViewDelegation(p, names[p.DelegatedFrom], names[p.AgentID]))
-	}
+	ds := ledger.ViewDelegations(pols, agentID, names)
 	return writeJSON(w, http.StatusOK, ds)
 }
 

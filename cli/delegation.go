@@ -179,13 +179,7 @@ func runDelegationList(ctx context.Context, opts *delegationListOptions) error {
 	if err != nil {
 		return err
 	}
-	ds := []ledger.DelegationView{}
-	for _, p := range pols {
-		if p.DelegatedFrom == "" || (agentID != "" && p.AgentID != agentID && p.DelegatedFrom != agentID) {
-			continue
-		}
-		ds = append(ds, ledger.ViewDelegation(p, names[p.DelegatedFrom], names[p.AgentID]))
-	}
+	ds := ledger.ViewDelegations(pols, agentID, names)
 	rows := make([][]string, 0, len(ds))
 	for _, d := range ds {
 		rows = append(rows, []string{d.PolicyID, d.Parent, d.Child, d.Limit, d.Currency, string(d.Window), string(d.WindowType), d.Status})

@@ -14,9 +14,6 @@ import (
 //go:embed openapi.yaml
 var openapiYAML []byte
 
-// OpenAPIYAML returns docs/openapi.yaml as checked in.
-func OpenAPIYAML() []byte { return openapiYAML }
-
 // OpenAPIJSON returns the OpenAPI document converted to JSON.
 func OpenAPIJSON() ([]byte, error) {
 	var doc any

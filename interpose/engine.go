@@ -109,13 +109,6 @@ var (
 	ErrAgentSuspended = errors.New("agent is suspended")
 )
 
-// GenerateKey makes a new agent API key (see package internal/apikey):
-// "crk_" followed by 32 random bytes in unpadded base64url. It returns the
-// secret (to show once), its SHA-256 hash (to store) and its display prefix.
-func GenerateKey() (secret string, hash []byte, prefix string, err error) {
-	return apikey.Generate()
-}
-
 // Authenticate resolves an agent API key (crk_…) to its agent. Unknown,
 // expired and revoked keys and suspended agents are errors that say which
 // (ErrUnknownKey, ErrKeyExpired, ErrKeyRevoked, ErrAgentSuspended); a store
@@ -265,7 +258,9 @@ type Call struct {
 	// generated if empty.
 	RequestID string
 	// WorstCase explains Reserve, for the reason of a refusal it causes.
-	WorstCase *WorstCase
+	// It is called only then: formatting the explanation for every
+	// request cost an LLM request about 19 allocations it never used.
+	WorstCase func() WorstCase
 }
 
 // Ticket is an admitted call holding a reservation. Exactly one of its

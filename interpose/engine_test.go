@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caracal-dev/caracal/internal/apikey"
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/internal/pgtest"
 	"github.com/caracal-dev/caracal/interpose"
@@ -114,7 +115,7 @@ func TestAuthenticate(t *testing.T) {
 	e := newEnv(t, nil)
 	mk := func(agentID string, expires *time.Time) string {
 		t.Helper()
-		secret, hash, prefix, err := interpose.GenerateKey()
+		secret, hash, prefix, err := apikey.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +149,7 @@ func TestAuthenticate(t *testing.T) {
 	if _, err := e.store.SetAgentStatus(e.ctx, sus.ID, policy.StatusSuspended); err != nil {
 		t.Fatal(err)
 	}
-	unknown, _, _, _ := interpose.GenerateKey()
+	unknown, _, _, _ := apikey.Generate()
 
 	tests := []struct {
 		name    string
@@ -193,11 +194,11 @@ func flipFirst(key string) string {
 }
 
 func TestGenerateKey(t *testing.T) {
-	s1, h1, p1, err := interpose.GenerateKey()
+	s1, h1, p1, err := apikey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, _, _, _ := interpose.GenerateKey()
+	s2, _, _, _ := apikey.Generate()
 	if !strings.HasPrefix(s1, "crk_") || len(s1) != 47 || s1 == s2 || !strings.HasPrefix(s1, p1) || len(h1) != 32 {
 		t.Fatalf("key %q prefix %q hash %x", s1, p1, h1)
 	}

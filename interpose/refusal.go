@@ -27,10 +27,11 @@ type WorstCase struct {
 // "the worst case of this request (…) is 1.28 USD, above the 0.97 USD left
 // on daily budget …; set max_tokens to reserve less". Other decisions are
 // returned as they are.
-func worstCaseReason(d policy.Decision, amount money.Amount, currency string, w *WorstCase) policy.Decision {
-	if w == nil || d.Code != policy.CodeBudgetExceeded {
+func worstCaseReason(d policy.Decision, amount money.Amount, currency string, explain func() WorstCase) policy.Decision {
+	if explain == nil || d.Code != policy.CodeBudgetExceeded {
 		return d
 	}
+	w := explain()
 	left, where := money.Amount(0), ""
 	for _, r := range d.Remaining {
 		if r.PolicyID == d.PolicyID {

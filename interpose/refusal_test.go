@@ -104,11 +104,24 @@ func TestWorstCaseRefusalSaysSo(t *testing.T) {
 	e := newEnv(t, nil)
 	p := e.budget("0.97")
 	e.price(policy.PriceRule{Resource: "llm:openai/gpt-5", OutputPerMillion: m("10")})
+	explained := 0
+	explain := func() interpose.WorstCase {
+		explained++
+		return interpose.WorstCase{Basis: "max_tokens unset: 128,000 output tokens at 10 USD per million", Hint: "set max_tokens to reserve less"}
+	}
+	// Allowed: the explanation is never formatted.
+	within := m("0.5")
+	tk, d := e.eng.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "llm:openai/gpt-5", Operation: "chat.completions", Reserve: &within, WorstCase: explain})
+	if tk == nil || explained != 0 {
+		t.Fatalf("allowed Begin = %+v, %+v; explanation formatted %d times, want 0", tk, d, explained)
+	}
+	if _, err := e.eng.Release(e.ctx, tk, "test"); err != nil {
+		t.Fatal(err)
+	}
 	worst := m("1.28")
-	tk, d := e.eng.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "llm:openai/gpt-5", Operation: "chat.completions", Reserve: &worst,
-		WorstCase: &interpose.WorstCase{Basis: "max_tokens unset: 128,000 output tokens at 10 USD per million", Hint: "set max_tokens to reserve less"}})
-	if tk != nil || d.Code != policy.CodeBudgetExceeded {
-		t.Fatalf("Begin = %+v, %+v", tk, d)
+	tk, d = e.eng.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "llm:openai/gpt-5", Operation: "chat.completions", Reserve: &worst, WorstCase: explain})
+	if tk != nil || d.Code != policy.CodeBudgetExceeded || explained != 1 {
+		t.Fatalf("Begin = %+v, %+v; explanation formatted %d times, want 1", tk, d, explained)
 	}
 	want := "the worst case of this request (max_tokens unset: 128,000 output tokens at 10 USD per million) is 1.28 USD, above the 0.97 USD left on the daily budget of agent \"agent-a\" (policy " + p.ID + "); set max_tokens to reserve less"
 	if d.Reason != want {

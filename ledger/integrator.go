@@ -40,7 +40,6 @@ type Integrator struct {
 	cfg  IntegratorConfig
 	log  *slog.Logger
 
-	kick chan struct{}
 	// mu serialises Integrate calls from the loop and from Flush.
 	mu sync.Mutex
 	// checked is set once Integrate has run, which also writes the first
@@ -65,7 +64,7 @@ func NewIntegrator(m Merkle, sign Signer, cfg IntegratorConfig) *Integrator {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Integrator{m: m, sign: sign, cfg: cfg, log: log.With("component", "integrator"), kick: make(chan struct{}, 1)}
+	return &Integrator{m: m, sign: sign, cfg: cfg, log: log.With("component", "integrator")}
 }
 
 // StartIntegrator starts an integrator in a goroutine. Stop it with Stop.
@@ -91,14 +90,6 @@ func (i *Integrator) Stop(ctx context.Context) error {
 	return err
 }
 
-// Trigger asks the loop to integrate now instead of at the next tick.
-func (i *Integrator) Trigger() {
-	select {
-	case i.kick <- struct{}{}:
-	default:
-	}
-}
-
 // Run integrates every Interval until ctx ends. Errors are logged and
 // retried with backoff (up to 5 s); the durable queue means nothing is lost
 // while the store is unavailable.
@@ -111,7 +102,6 @@ func (i *Integrator) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-i.kick:
 		}
 		_, err := i.Flush(ctx)
 		wait := i.cfg.Interval

@@ -91,9 +91,7 @@ func (a merkleAdapter) ReadHashes(ctx context.Context, idx []int64) ([][32]byte,
 }
 
 func (a merkleAdapter) ScanCheckpoints(ctx context.Context, fn func(*merkle.CheckpointRecord) error) error {
-	return a.m.Checkpoints(ctx, func(c Checkpoint) error {
-		return fn(&merkle.CheckpointRecord{Size: c.Size, Root: c.Root, Note: c.Note, KeyID: c.KeyID})
-	})
+	return a.m.Checkpoints(ctx, func(c Checkpoint) error { return fn(&c) })
 }
 
 // KeyRing returns the public keys of every signing key the store knows,
@@ -168,15 +166,14 @@ func VerifyLatest(ctx context.Context, m Merkle, ring merkle.KeyRing) (Checkpoin
 	// and a scan stops early only at the latest, so remember the last seen.
 	err = m.Checkpoints(ctx, func(c Checkpoint) error {
 		if c.Size < latest.Size {
-			prev = &merkle.CheckpointRecord{Size: c.Size, Root: c.Root, Note: c.Note, KeyID: c.KeyID}
+			prev = &c
 		}
 		return nil
 	})
 	if err != nil {
 		return latest, err
 	}
-	cur := &merkle.CheckpointRecord{Size: latest.Size, Root: latest.Root, Note: latest.Note, KeyID: latest.KeyID}
-	return latest, merkle.VerifyCheckpoint(ctx, cur, prev, VerifySource(m), ring)
+	return latest, merkle.VerifyCheckpoint(ctx, &latest, prev, VerifySource(m), ring)
 }
 
 // checkpointFor returns the checkpoint of size, or the latest when size < 0.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/caracal-dev/caracal/merkle"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -347,14 +348,9 @@ type Events interface {
 	Summary(ctx context.Context, f EventFilter, by SummaryBy) ([]SummaryRow, error)
 }
 
-// Checkpoint is a signed tree head as stored.
-type Checkpoint struct {
-	Size      int64     `json:"size"`
-	Root      []byte    `json:"root"`
-	Note      string    `json:"note"` // the signed note, verbatim
-	KeyID     string    `json:"key_id"`
-	CreatedAt time.Time `json:"created_at"`
-}
+// Checkpoint is a signed tree head as stored: one type with the row
+// merkle verification reads, so no copy sits between them.
+type Checkpoint = merkle.CheckpointRecord
 
 // SigningKey is a checkpoint signing key's public half as stored.
 type SigningKey struct {

@@ -67,13 +67,14 @@ func Budgets(ctx context.Context, st UsageReader, now time.Time, ids []string) (
 }
 
 // CheckpointView is one stored checkpoint as `merkle checkpoint -o json`
-// and the API show it; Note is the signed note verbatim.
+// and the API show it: the root in hex; Note is the signed note verbatim
+// (empty only in a CheckpointSummary).
 type CheckpointView struct {
 	Size      int64     `json:"size"`
 	Root      string    `json:"root"` // hex
 	KeyID     string    `json:"key_id"`
 	CreatedAt time.Time `json:"created_at"`
-	Note      string    `json:"note"`
+	Note      string    `json:"note,omitempty"`
 }
 
 // ViewCheckpoint is cp as a CheckpointView.
@@ -91,12 +92,10 @@ type MerkleStatus struct {
 }
 
 // CheckpointSummary is the latest checkpoint in a MerkleStatus.
+// It leaves out the note.
 type CheckpointSummary struct {
-	Size       int64     `json:"size"`
-	Root       string    `json:"root"` // hex
-	KeyID      string    `json:"key_id"`
-	CreatedAt  time.Time `json:"created_at"`
-	AgeSeconds float64   `json:"age_seconds"`
+	CheckpointView
+	AgeSeconds float64 `json:"age_seconds"`
 }
 
 // StatusOfMerkle reads the tree size, the latest checkpoint and the
@@ -110,7 +109,9 @@ func StatusOfMerkle(ctx context.Context, m Merkle, now time.Time) (MerkleStatus,
 	cp, err := m.LatestCheckpoint(ctx)
 	switch {
 	case err == nil:
-		st.Checkpoint = &CheckpointSummary{Size: cp.Size, Root: hex.EncodeToString(cp.Root), KeyID: cp.KeyID, CreatedAt: cp.CreatedAt, AgeSeconds: now.Sub(cp.CreatedAt).Seconds()}
+		v := ViewCheckpoint(cp)
+		v.Note = ""
+		st.Checkpoint = &CheckpointSummary{CheckpointView: v, AgeSeconds: now.Sub(cp.CreatedAt).Seconds()}
 	case !errors.Is(err, ErrNotFound):
 		return st, err
 	}
@@ -141,6 +142,20 @@ type DelegationView struct {
 	Version    int               `json:"version"`
 	// Status is active, revoked (limit set to zero) or inactive.
 	Status string `json:"status"`
+}
+
+// ViewDelegations is the delegations among pols, as `delegation list` and
+// GET /v1/delegations show them: every delegated policy, or with agentID
+// only those whose child or parent it is; names maps agent IDs to names.
+func ViewDelegations(pols []policy.Policy, agentID string, names map[string]string) []DelegationView {
+	ds := []DelegationView{}
+	for _, p := range pols {
+		if p.DelegatedFrom == "" || (agentID != "" && p.AgentID != agentID && p.DelegatedFrom != agentID) {
+			continue
+		}
+		ds = append(ds, ViewDelegation(p, names[p.DelegatedFrom], names[p.AgentID]))
+	}
+	return ds
 }
 
 // ViewDelegation is the delegated policy p, from the agent named parent to

@@ -19,27 +19,10 @@ const (
 // epoch is the single bucket of a total window.
 var epoch = time.Unix(0, 0).UTC()
 
-// BucketStart returns the start of the usage bucket that a spend at t is
-// recorded in for p: the start of the calendar window containing t (in p's
-// time zone), the epoch for a total window, or t truncated to the minute for
-// a rolling window.
-//
-// An empty WindowType means calendar and an empty Timezone means UTC.
-// BucketStart loads p's time zone with LoadLocation on every call, which
-// reads the time zone database; a caller deciding often keeps a Zones and
-// calls its BucketStart instead.
-func BucketStart(p Policy, t time.Time) (time.Time, error) {
-	loc, err := policyLocation(p)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return BucketStartIn(p, loc, t)
-}
-
 // WindowStart returns the earliest bucket start that counts towards p at
 // time now: usage is the sum of every bucket with start ≥ WindowStart.
 //
-// For calendar and total windows that is BucketStart(p, now). For a rolling
+// For calendar and total windows that is the bucket start of now. For a rolling
 // window it is now truncated to the minute, minus the window's duration,
 // plus one minute (see "Windows" in the package documentation).
 func WindowStart(p Policy, now time.Time) (time.Time, error) {
@@ -50,8 +33,11 @@ func WindowStart(p Policy, now time.Time) (time.Time, error) {
 	return WindowStartIn(p, loc, now)
 }
 
-// BucketStartIn is BucketStart with p's time zone already loaded; loc is
-// used in place of p.Timezone.
+// BucketStartIn returns the start of the usage bucket that a spend at t is
+// recorded in for p: the start of the calendar window containing t (in
+// loc, which stands for p.Timezone), the epoch for a total window, or t
+// truncated to the minute for a rolling window. An empty WindowType means
+// calendar. Zones.BucketStart loads loc from p.
 func BucketStartIn(p Policy, loc *time.Location, t time.Time) (time.Time, error) {
 	if p.Window == WindowTotal {
 		if err := checkWindowType(p.WindowType); err != nil {
@@ -222,7 +208,9 @@ func (z *Zones) Load(name string) (*time.Location, error) {
 	return loc, nil
 }
 
-// BucketStart is the package's BucketStart with p's zone loaded through z.
+// BucketStart is BucketStartIn with p's zone (empty: UTC) loaded through
+// z, so a caller deciding often does not read the time zone database on
+// every call.
 func (z *Zones) BucketStart(p Policy, t time.Time) (time.Time, error) {
 	loc, err := z.policyLocation(p)
 	if err != nil {

@@ -236,7 +236,7 @@ func worstCase(r policy.PriceRule, in, out int64) (money.Amount, error) {
 // explainWorstCase says what worstCase assumed for a refusal's reason:
 // the output bound (the request's own cap, or the model's limit when it
 // sets none), the input bound and the rates, and how to reserve less.
-func explainWorstCase(r policy.PriceRule, ep endpoint, in, out int64, capped bool) *interpose.WorstCase {
+func explainWorstCase(r policy.PriceRule, ep endpoint, in, out int64, capped bool) interpose.WorstCase {
 	field := "max_tokens"
 	switch ep {
 	case epChat:
@@ -262,7 +262,7 @@ func explainWorstCase(r policy.PriceRule, ep endpoint, in, out int64, capped boo
 		basis += ", plus "
 	}
 	basis += fmt.Sprintf("up to %s input tokens at %s %s per million", groupDigits(in), inRate, cur)
-	return &interpose.WorstCase{Basis: basis, Hint: hint}
+	return interpose.WorstCase{Basis: basis, Hint: hint}
 }
 
 // groupDigits writes n with thousands separators: 128000 → "128,000".

@@ -8,15 +8,12 @@
 package llmproxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
-	"mime"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
@@ -31,7 +28,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/tidwall/gjson"
 
-	"github.com/caracal-dev/caracal/internal/httpserver"
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/policy"
@@ -387,7 +383,8 @@ func (p *Proxy) prepareLLM(w http.ResponseWriter, r *http.Request, c *call, bc *
 		return false
 	}
 	bc.Reserve = &worst
-	bc.WorstCase = explainWorstCase(*q.Rule, c.ep, in, out, c.req.maxOutput > 0)
+	rule, ep, capped := *q.Rule, c.ep, c.req.maxOutput > 0
+	bc.WorstCase = func() interpose.WorstCase { return explainWorstCase(rule, ep, in, out, capped) }
 	return true
 }
 
@@ -414,239 +411,3 @@ func credential(r *http.Request) string {
 	k, _ := interpose.BearerToken(r.Header.Get("Authorization"))
 	return k
 }
-
-// credentialHeaders are removed from every relayed request: the agent's
-// key must never reach the provider.
-var credentialHeaders = []string{"Authorization", "X-Api-Key", "Api-Key", "Proxy-Authorization", "Cookie"}
-
-func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
-	c := pr.In.Context().Value(callKey{}).(*call)
-	out := pr.Out.WithContext(c.upCtx)
-	t := c.prov.target
-	out.URL.Scheme, out.URL.Host = t.Scheme, t.Host
-	out.URL.Path = strings.TrimRight(t.Path, "/") + c.rest
-	out.URL.RawPath = ""
-	out.Host = ""
-	h := out.Header
-	for _, k := range credentialHeaders {
-		h.Del(k)
-	}
-	// The transport then asks for gzip itself and decompresses, so the
-	// proxy can read usage from the body.
-	h.Del("Accept-Encoding")
-	if c.prov.Kind == KindAnthropic {
-		h.Set("X-Api-Key", c.prov.APIKey)
-	} else {
-		h.Set("Authorization", "Bearer "+c.prov.APIKey)
-	}
-	if c.body != nil {
-		body := c.body
-		out.Body = io.NopCloser(bytes.NewReader(body))
-		out.ContentLength = int64(len(body))
-		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-		h.Del("Content-Length")
-	}
-	pr.Out = out
-}
-
-func (p *Proxy) modifyResponse(resp *http.Response) error {
-	c := resp.Request.Context().Value(callKey{}).(*call)
-	c.status = resp.StatusCode
-	scrubResponse(resp, c.prov.keyForms)
-	c.decisionHeaders(resp.Header)
-	if c.ep == epOther {
-		// Priced per request: the request ran unless the provider refused.
-		if resp.StatusCode < 400 {
-			c.settle(nil)
-		} else {
-			c.release(fmt.Sprintf("upstream status %d", resp.StatusCode))
-		}
-		resp.Body = &closeBody{ReadCloser: resp.Body, c: c}
-		return nil
-	}
-	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if resp.StatusCode < 300 && ct == "text/event-stream" {
-		st := streamState{kind: c.prov.Kind, ep: c.ep}
-		st.stripUsage = c.req.stream && (c.ep == epChat || c.ep == epCompletions) && !c.req.wantsUsage
-		if st.stripUsage {
-			resp.Header.Del("Content-Length")
-			resp.ContentLength = -1
-		}
-		resp.Body = &sseBody{src: resp.Body, c: c, st: st, max: c.p.opts.MaxEventBytes}
-		return nil
-	}
-	resp.Body = &jsonBody{src: resp.Body, c: c, scan: newFieldScanner("usage", 1<<16)}
-	return nil
-}
-
-func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	c := r.Context().Value(callKey{}).(*call)
-	var ne net.Error
-	timeout := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-	var slow *httpserver.BodyTimeoutError
-	switch {
-	case errors.As(err, &slow):
-		// The client's body, streamed to the provider as it came, was cut
-		// off: the provider never received a whole request to run.
-		c.release("request body cut off by the read timeout: " + err.Error())
-	case c.wrote.Load():
-		// The provider may have run the request: never refund silently.
-		c.unconfirmed("upstream failed after the request was sent: " + err.Error())
-	default:
-		c.release("upstream unreachable: " + err.Error())
-	}
-	c.done()
-	c.decisionHeaders(w.Header())
-	if cutOff(w, c.prov.Kind, err) {
-		return
-	}
-	if timeout {
-		writeError(w, c.prov.Kind, http.StatusGatewayTimeout, "upstream_timeout", fmt.Sprintf("provider %s did not answer in time", c.prov.Name))
-		return
-	}
-	p.log.Warn("upstream error", "provider", c.prov.Name, "request_id", c.ticket.RequestID, "err", err)
-	writeError(w, c.prov.Kind, http.StatusBadGateway, "upstream_unreachable", fmt.Sprintf("provider %s could not be reached", c.prov.Name))
-}
-
-// cutOff answers 408 when err is the listener's read timeout cutting a
-// trickling request body off (see internal/httpserver).
-func cutOff(w http.ResponseWriter, k Kind, err error) bool {
-	var slow *httpserver.BodyTimeoutError
-	if !errors.As(err, &slow) {
-		return false
-	}
-	writeError(w, k, http.StatusRequestTimeout, "request_timeout", slow.Error())
-	return true
-}
-
-func (c *call) decisionHeaders(h http.Header) {
-	h.Set(HeaderRequestID, c.ticket.RequestID)
-	h.Set(HeaderDecision, string(policy.CodeAllowed))
-	if rem, ok := minRemaining(c.ticket.Decision); ok {
-		h.Set(HeaderRemaining, rem)
-	}
-}
-
-// minRemaining is the binding budget: the least any policy has left.
-func minRemaining(d policy.Decision) (string, bool) {
-	if len(d.Remaining) == 0 {
-		return "", false
-	}
-	m := d.Remaining[0]
-	for _, r := range d.Remaining[1:] {
-		if r.Remaining < m.Remaining {
-			m = r
-		}
-	}
-	return m.Remaining.String() + " " + m.Currency, true
-}
-
-func (p *Proxy) refuse(w http.ResponseWriter, k Kind, d policy.Decision) {
-	status := http.StatusPaymentRequired
-	if d.Code == policy.CodeUnavailable {
-		status = http.StatusServiceUnavailable
-	} else {
-		// A refusal is final until the budget changes: SDKs must not retry.
-		w.Header().Set("X-Should-Retry", "false")
-	}
-	w.Header().Set(HeaderDecision, string(d.Code))
-	if rem, ok := minRemaining(d); ok {
-		w.Header().Set(HeaderRemaining, rem)
-	}
-	reason := d.Reason
-	if reason == "" {
-		reason = string(d.Code)
-	}
-	writeErrorCode(w, k, status, d.Code, string(d.Code), "Caracal refused this request ("+string(d.Code)+"): "+reason)
-}
-
-func writeError(w http.ResponseWriter, k Kind, status int, code, msg string) {
-	writeErrorCode(w, k, status, "", code, msg)
-}
-
-func writeErrorCode(w http.ResponseWriter, k Kind, status int, pc policy.Code, code, msg string) {
-	b := errorBody(k, status, errorType(k, status, pc), code, msg)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-}
-
-// settleCtx returns the context settlement runs in, detached from the
-// client: the outcome must be recorded even when the client has gone.
-func (c *call) settleCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(c.upCtx), 30*time.Second)
-}
-
-// settle charges the call from reported usage (nil: the quoted price).
-func (c *call) settle(t *policy.Tokens) {
-	if !c.finished.CompareAndSwap(false, true) {
-		return
-	}
-	ctx, cancel := c.settleCtx()
-	defer cancel()
-	r := interpose.Result{Tokens: t}
-	switch rule := c.ticket.Quote.Rule; {
-	case rule == nil || t == nil:
-		// Unpriced or per-request: the quoted price, stated explicitly.
-		price := c.ticket.Quote.Price
-		r.Amount = &price
-	default:
-		if amount, err := policy.Cost(*rule, nil, billable(*rule, *t)); err == nil {
-			r.Amount = &amount
-		}
-	}
-	if _, err := c.p.opts.Engine.Settle(ctx, c.ticket, r); err != nil {
-		c.p.log.Error("settle", "request_id", c.ticket.RequestID, "err", err)
-	}
-}
-
-func (c *call) release(reason string) {
-	if !c.finished.CompareAndSwap(false, true) {
-		return
-	}
-	ctx, cancel := c.settleCtx()
-	defer cancel()
-	if _, err := c.p.opts.Engine.Release(ctx, c.ticket, reason); err != nil {
-		c.p.log.Error("release", "request_id", c.ticket.RequestID, "err", err)
-	}
-}
-
-func (c *call) unconfirmed(reason string) {
-	if !c.finished.CompareAndSwap(false, true) {
-		return
-	}
-	ctx, cancel := c.settleCtx()
-	defer cancel()
-	c.p.log.Warn("charged unconfirmed", "request_id", c.ticket.RequestID, "reason", reason)
-	if _, err := c.p.opts.Engine.Unconfirmed(ctx, c.ticket, reason); err != nil {
-		c.p.log.Error("unconfirmed", "request_id", c.ticket.RequestID, "err", err)
-	}
-}
-
-// done releases the exchange's resources once the response is finished.
-func (c *call) done() {
-	c.stopWatch()
-	c.cancel()
-}
-
-// closeBody ends the exchange when a passed-through body is closed.
-type closeBody struct {
-	io.ReadCloser
-	c *call
-}
-
-func (b *closeBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.c.done()
-	return err
-}
-
-// bufPool recycles the 32 KiB buffers responses are copied and read
-// through, so a busy proxy does not allocate two per request.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-type copyBuffers struct{}
-
-func (copyBuffers) Get() []byte  { return *bufPool.Get().(*[]byte) }
-func (copyBuffers) Put(b []byte) { bufPool.Put(&b) }

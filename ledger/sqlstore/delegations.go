@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 
-	"github.com/google/uuid"
-
 	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
@@ -24,21 +22,7 @@ func (s *Store) CreateDelegation(ctx context.Context, d ledger.NewDelegation) (p
 	if d.MaxDepth > 0 && d.MaxDepth < limit {
 		limit = d.MaxDepth
 	}
-	p := policy.Policy{
-		ID:         uuid.Must(uuid.NewV7()).String(),
-		Version:    1,
-		Limit:      in.Limit,
-		Currency:   in.Currency,
-		Window:     in.Window,
-		WindowType: in.WindowType,
-		Timezone:   in.Timezone,
-		Allow:      append([]string(nil), in.Allow...),
-		Active:     true,
-		CreatedAt:  fromNS(toNS(now())),
-	}
-	if len(p.Allow) == 0 {
-		p.Allow = nil
-	}
+	p := firstVersion(in)
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.lockHierarchy(ctx, tx); err != nil {
 			return err
@@ -95,10 +79,7 @@ func (s *Store) CreateDelegation(ctx context.Context, d ledger.NewDelegation) (p
 			}
 		}
 		p.AgentID, p.DelegatedFrom = child.ID, parent.ID
-		if err := s.insertPolicyRow(ctx, tx, "policies", p); err != nil {
-			return err
-		}
-		return s.insertPolicyRow(ctx, tx, "policy_versions", p)
+		return s.insertPolicy(ctx, tx, p)
 	})
 	if err != nil {
 		return policy.Policy{}, err

@@ -16,10 +16,10 @@ func (s *Store) ChainInTx(ctx context.Context, agentID string) (chain []policy.A
 	return chain, err
 }
 
-// ActivePoliciesInTx runs activePoliciesTx in a transaction of its own, for the tests.
+// ActivePoliciesInTx runs activePolicies in a transaction of its own, for the tests.
 func (s *Store) ActivePoliciesInTx(ctx context.Context, agentIDs []string) (ps []policy.Policy, err error) {
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		ps, err = s.activePoliciesTx(ctx, tx, agentIDs)
+		ps, err = s.activePolicies(ctx, tx, agentIDs)
 		return err
 	})
 	return ps, err

@@ -156,9 +156,7 @@ func (s *Store) SeqOf(ctx context.Context, eventID string) (int64, error) {
 
 // ScanCheckpoints implements merkle.CheckpointScanner.
 func (s *Store) ScanCheckpoints(ctx context.Context, fn func(*merkle.CheckpointRecord) error) error {
-	return s.Checkpoints(ctx, func(c ledger.Checkpoint) error {
-		return fn(&merkle.CheckpointRecord{Size: c.Size, Root: c.Root, Note: c.Note, KeyID: c.KeyID})
-	})
+	return s.Checkpoints(ctx, func(c ledger.Checkpoint) error { return fn(&c) })
 }
 
 const checkpointColumns = `size, root, note, key_id, created_ns`

@@ -103,21 +103,7 @@ func (s *Store) CreatePolicy(ctx context.Context, in ledger.NewPolicy) (policy.P
 	if err != nil {
 		return policy.Policy{}, err
 	}
-	p := policy.Policy{
-		ID:         uuid.Must(uuid.NewV7()).String(),
-		Version:    1,
-		Limit:      in.Limit,
-		Currency:   in.Currency,
-		Window:     in.Window,
-		WindowType: in.WindowType,
-		Timezone:   in.Timezone,
-		Allow:      append([]string(nil), in.Allow...),
-		Active:     true,
-		CreatedAt:  fromNS(toNS(now())),
-	}
-	if len(p.Allow) == 0 {
-		p.Allow = nil
-	}
+	p := firstVersion(in)
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		if in.AgentID == "" {
 			return errorf(ledger.ErrInvalid, "agent is required")
@@ -137,15 +123,47 @@ func (s *Store) CreatePolicy(ctx context.Context, in ledger.NewPolicy) (policy.P
 			}
 			p.DelegatedFrom = d.ID
 		}
-		if err := s.insertPolicyRow(ctx, tx, "policies", p); err != nil {
-			return err
-		}
-		return s.insertPolicyRow(ctx, tx, "policy_versions", p)
+		return s.insertPolicy(ctx, tx, p)
 	})
 	if err != nil {
 		return policy.Policy{}, err
 	}
 	return p, nil
+}
+
+// firstVersion is version 1 of a new, active policy shaped by in (already
+// normalised); policies and delegations both create policies through it.
+func firstVersion(in ledger.NewPolicy) policy.Policy {
+	p := policy.Policy{
+		ID:         uuid.Must(uuid.NewV7()).String(),
+		Version:    1,
+		Limit:      in.Limit,
+		Currency:   in.Currency,
+		Window:     in.Window,
+		WindowType: in.WindowType,
+		Timezone:   in.Timezone,
+		Allow:      ownAllow(in.Allow),
+		Active:     true,
+		CreatedAt:  fromNS(toNS(now())),
+	}
+	return p
+}
+
+// ownAllow copies an allowlist so the stored policy shares no array with
+// the caller's; an empty list is nil.
+func ownAllow(a []string) []string {
+	if len(a) == 0 {
+		return nil
+	}
+	return append([]string(nil), a...)
+}
+
+// insertPolicy stores p, a first version (firstVersion), in both tables.
+func (s *Store) insertPolicy(ctx context.Context, tx *sql.Tx, p policy.Policy) error {
+	if err := s.insertPolicyRow(ctx, tx, "policies", p); err != nil {
+		return err
+	}
+	return s.insertPolicyRow(ctx, tx, "policy_versions", p)
 }
 
 // insertPolicyRow writes p into policies or policy_versions, which share
@@ -267,10 +285,7 @@ func (s *Store) UpdatePolicy(ctx context.Context, id string, in ledger.NewPolicy
 		}
 		p.Version = cur.Version + 1
 		p.Limit, p.Currency, p.Window, p.WindowType, p.Timezone = in.Limit, in.Currency, in.Window, in.WindowType, in.Timezone
-		p.Allow = append([]string(nil), in.Allow...)
-		if len(p.Allow) == 0 {
-			p.Allow = nil
-		}
+		p.Allow = ownAllow(in.Allow)
 		p.CreatedAt = fromNS(toNS(now()))
 		return s.writeVersion(ctx, tx, p)
 	})
@@ -385,13 +400,8 @@ func (s *Store) PolicyHistory(ctx context.Context, id string) ([]policy.Policy, 
 	return out, nil
 }
 
-// activePoliciesTx returns the active policies (current versions) of the
-// given agents, read inside tx and ordered by policy ID: the order in which
-// reserve must lock them so that overlapping chains never deadlock.
-func (s *Store) activePoliciesTx(ctx context.Context, tx *sql.Tx, agentIDs []string) ([]policy.Policy, error) {
-	return s.activePolicies(ctx, tx, agentIDs)
-}
-
+// activePolicies returns the active policies (current versions) of the
+// given agents, read through q and ordered by policy ID.
 func (s *Store) activePolicies(ctx context.Context, q querier, agentIDs []string) ([]policy.Policy, error) {
 	ids := sortedIDs(agentIDs)
 	if len(ids) == 0 {

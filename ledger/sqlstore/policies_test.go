@@ -12,7 +12,7 @@ import (
 	"github.com/caracal-dev/caracal/policy"
 )
 
-func TestActivePoliciesTx(t *testing.T) {
+func TestActivePolicies(t *testing.T) {
 	ctx := context.Background()
 	s := storetest.OpenSQLite(t)
 	a := mustAgent(t, s, "a", "")
@@ -42,12 +42,12 @@ func TestActivePoliciesTx(t *testing.T) {
 	want := []policy.Policy{pa1, pa2, pb}
 	sort.Slice(want, func(i, j int) bool { return want[i].ID < want[j].ID })
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("activePoliciesTx\n got %+v\nwant %+v (active, current versions, by ID)", got, want)
+		t.Errorf("activePolicies\n got %+v\nwant %+v (active, current versions, by ID)", got, want)
 	}
 	if got, err := s.ActivePoliciesInTx(ctx, nil); err != nil || len(got) != 0 {
-		t.Errorf("activePoliciesTx(nil) = %v, %v", got, err)
+		t.Errorf("activePolicies(nil) = %v, %v", got, err)
 	}
 	if got, err := s.ActivePoliciesInTx(ctx, []string{"nobody"}); err != nil || len(got) != 0 {
-		t.Errorf("activePoliciesTx(unknown) = %v, %v", got, err)
+		t.Errorf("activePolicies(unknown) = %v, %v", got, err)
 	}
 }

@@ -61,7 +61,7 @@ func validateReserve(r *ledger.ReserveRequest) error {
 //  3. sum each policy's usage buckets inside its window and call
 //     policy.Decide;
 //  4. allowed: add the amount to the reserved column of each policy's
-//     current bucket (policy.BucketStart) and insert the reservation with
+//     current bucket (policy.Zones.BucketStart) and insert the reservation with
 //     the buckets it holds; denied: insert a denied event of amount zero.
 //
 // A chain without any active policy is refused with code no_budget unless

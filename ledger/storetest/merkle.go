@@ -15,9 +15,6 @@ import (
 	"github.com/caracal-dev/caracal/merkle"
 )
 
-// RunMerkle runs only the Merkle part of the suite.
-func RunMerkle(t *testing.T, newStore Factory) { testMerkle(t, newStore) }
-
 func testMerkle(t *testing.T, newStore Factory) {
 	t.Run("IntegrateBatches", func(t *testing.T) { testIntegrateBatches(t, newStore) })
 	t.Run("ProofsAndLeaves", func(t *testing.T) { testMerkleProofs(t, newStore) })
@@ -419,7 +416,6 @@ func testIntegrator(t *testing.T, newStore Factory) {
 	in := ledger.StartIntegrator(ctx, s, sign, ledger.IntegratorConfig{Interval: 5 * time.Millisecond, Batch: 7,
 		OnCheckpoint: func(c ledger.Checkpoint) { mu.Lock(); seen = append(seen, c.Size); mu.Unlock() }})
 	d.InsertEvents(t, 0, 30)
-	in.Trigger()
 	cp, err := in.Flush(ctx)
 	if err != nil || cp.Size != 30 {
 		t.Fatalf("Flush = %+v, %v", cp, err)
