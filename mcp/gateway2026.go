@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -132,4 +133,28 @@ func orEmpty(raw string) string {
 		return "{}"
 	}
 	return raw
+}
+
+// codeNoHostChannel answers an upstream's request that a 2026 host cannot
+// receive. It is the JSON-RPC "method not found" code: from the upstream's
+// side, the client does not serve that method.
+const codeNoHostChannel = codeMethodNotFound
+
+// refuseToModernHost answers, in place of a 2026 host, a request an
+// upstream of an earlier revision sends to its client (elicitation/create,
+// sampling/createMessage, roots/list, ping). Revision 2026-07-28 has no
+// server-to-client requests, so the host could never answer and the
+// upstream's tool would wait until its timeout. The upstream gets a
+// JSON-RPC error naming why at once; its SDK ends the tool call with an
+// error result carrying that message, which the host reads. It reports
+// whether m was answered.
+func (s *Session) refuseToModernHost(u *upstream, m message) bool {
+	if s.hostEnvelope() == nil {
+		return false // a 2025 host: the request is relayed to it
+	}
+	msg := "caracal gateway: the host speaks MCP " + rev2026 + ", which has no server-to-client requests, so " +
+		m.method + " from upstream " + strconv.Quote(u.resName()) + " cannot reach it"
+	s.log.Warn("gateway: refused a server-to-client request for a 2026 host", "upstream", u.resName(), "method", m.method)
+	s.sendAside(u, errorResponse(m.id, codeNoHostChannel, msg))
+	return true
 }

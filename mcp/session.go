@@ -880,6 +880,9 @@ func (s *Session) fromUpstream(u *upstream, raw []byte) {
 		s.upstreamResponse(u, m)
 	case kindRequest:
 		if s.gateway {
+			if s.refuseToModernHost(u, m) {
+				return
+			}
 			n := s.seq.Add(1)
 			pid := `"caracal-s-` + strconv.FormatUint(n, 10) + `"`
 			out, err := setPath(m.raw, []string{"id"}, []byte(pid))
