@@ -48,7 +48,7 @@ func TestGateway2026TwoV2(t *testing.T) {
 	h := newHome(t, "0.03", map[string]string{"mcp:alpha/*": "0.01", "mcp:beta/*": "0.01"})
 	cfg := gatewayConfig(t, []string{"alpha", "node", v2Server(), "stdio"}, []string{"beta", "node", v2Server(), "stdio"})
 	res := v2Client(t, h.env(), map[string]any{"transport": "stdio", "command": binary, "discover": true,
-		"args": []string{"mcp", "--agent", "claude", "--config", cfg},
+		"args":  []string{"mcp", "--agent", "claude", "--config", cfg},
 		"calls": []map[string]any{{"tool": "alpha__echo"}, {"tool": "beta__ask"}, {"tool": "beta__echo"}, {"tool": "alpha__echo"}}})
 	if res["protocolVersion"] != "2026-07-28" || res["serverName"] != "caracal" {
 		t.Errorf("negotiated %v with %v: want 2026-07-28 with caracal", res["protocolVersion"], res["serverName"])

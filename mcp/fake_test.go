@@ -74,6 +74,7 @@ func fakeServer() {
 			Method string          `json:"method"`
 			Params json.RawMessage `json:"params"`
 			Result json.RawMessage `json:"result"`
+			Error  json.RawMessage `json:"error"`
 		}
 		if json.Unmarshal(line, &msg) != nil {
 			continue
@@ -92,7 +93,9 @@ func fakeServer() {
 			mu.Lock()
 			ch := waiting[id]
 			mu.Unlock()
-			if ch != nil {
+			if ch != nil && msg.Result == nil {
+				ch <- msg.Error // the client refused: sample echoes why
+			} else if ch != nil {
 				ch <- msg.Result
 			}
 			continue
