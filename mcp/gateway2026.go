@@ -18,6 +18,10 @@ type gatewayDiscovery struct {
 	caps         map[string]map[string]json.RawMessage
 	instructions []string
 	ok           int
+	// modern marks the upstreams that answered server/discover: only they
+	// serve subscriptions/listen.
+	modern map[*upstream]bool
+	listen listenRoutes
 }
 
 // gatewayModern serves the gateway requests of a 2026 host that need
@@ -30,6 +34,10 @@ func (s *Session) gatewayModern(ctx context.Context, m message) bool {
 		return false
 	}
 	d := s.gatewayDiscover(ctx, env)
+	if m.method == "subscriptions/listen" {
+		s.gatewayListen(ctx, m, d)
+		return true
+	}
 	if m.method != "server/discover" {
 		return false
 	}
@@ -62,6 +70,7 @@ func (s *Session) gatewayDiscover(ctx context.Context, env []byte) *gatewayDisco
 	d.once.Do(func() {
 		d.caps = map[string]map[string]json.RawMessage{}
 		results := make([][]byte, len(s.ups))
+		modern := make([]bool, len(s.ups))
 		var wg sync.WaitGroup
 		for i, u := range s.ups {
 			wg.Add(1)
@@ -70,6 +79,7 @@ func (s *Session) gatewayDiscover(ctx context.Context, env []byte) *gatewayDisco
 				cctx, cancel := context.WithTimeout(ctx, gatewayTimeout)
 				defer cancel()
 				raw, err := s.request(cctx, u, "server/discover", withEnvelope(nil, env))
+				modern[i] = err == nil
 				if err != nil {
 					// An upstream of an earlier revision: the gateway opens
 					// its session itself, as the host's initialize would.
@@ -83,11 +93,13 @@ func (s *Session) gatewayDiscover(ctx context.Context, env []byte) *gatewayDisco
 			}()
 		}
 		wg.Wait()
+		d.modern = map[*upstream]bool{}
 		for i, raw := range results {
 			if raw == nil {
 				continue
 			}
 			u := s.ups[i]
+			d.modern[u] = modern[i]
 			result := gjson.GetBytes(raw, "result")
 			u.mu.Lock()
 			u.caps = result.Get("capabilities")
