@@ -127,3 +127,26 @@ func TestGateway2026MixedUpstreams(t *testing.T) {
 		t.Errorf("ledger %v", got)
 	}
 }
+
+// A pinned client's subscriptions/listen through the gateway: both v2
+// servers' tool list changes reach the client under its subscription.
+func TestGateway2026Listen(t *testing.T) {
+	h := newHome(t, "1", map[string]string{"mcp:alpha/*": "0.01", "mcp:beta/*": "0.01"})
+	cfg := gatewayConfig(t, []string{"alpha", "node", v2Server(), "stdio"}, []string{"beta", "node", v2Server(), "stdio"})
+	res := v2Client(t, append(h.env(), "V2_LISTEN=1"), map[string]any{"transport": "stdio", "command": binary,
+		"args":   []string{"mcp", "--agent", "claude", "--config", cfg},
+		"listen": map[string]any{"toolsListChanged": true}, "expectChanges": 2, "skipList": true,
+		"calls": []map[string]any{{"tool": "alpha__change"}, {"tool": "beta__change"}}})
+	if honored, _ := res["honored"].(map[string]any); honored["toolsListChanged"] != true {
+		t.Errorf("honoured filter %v: want toolsListChanged", res["honored"])
+	}
+	if r := results(res); len(r) != 2 || r[0]["text"] != "changed" || r[1]["text"] != "changed" {
+		t.Fatalf("results %v", r)
+	}
+	if res["changes"] != float64(2) {
+		t.Errorf("%v tool list changes reached the client: want one from each upstream", res["changes"])
+	}
+	if res["closed"] != "local" {
+		t.Errorf("subscription closed %v: want local", res["closed"])
+	}
+}

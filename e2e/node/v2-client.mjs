@@ -9,6 +9,8 @@
 //   skipList:  call without listing tools first
 //   calls:     [{tool, toolArgs}] called in order instead of tool/n
 //   discover:  record server/discover's serverInfo name and capabilities
+//   listen:    a subscriptions/listen filter opened before the calls; then
+//              wait for expectChanges notifications/tools/list_changed
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 
@@ -49,6 +51,17 @@ try {
     out.serverName = client.getServerVersion?.()?.name ?? null;
     out.capabilities = client.getServerCapabilities?.() ?? null;
   }
+  let sub;
+  let changes = 0;
+  let changed;
+  const enough = new Promise((resolve) => (changed = resolve));
+  if (cfg.listen) {
+    client.setNotificationHandler("notifications/tools/list_changed", () => {
+      if (++changes >= (cfg.expectChanges ?? 1)) changed();
+    });
+    sub = await client.listen(cfg.listen);
+    out.honored = sub.honoredFilter;
+  }
   const calls = cfg.calls ?? Array.from({ length: cfg.n ?? 1 }, () => ({ tool: cfg.tool, toolArgs: cfg.toolArgs }));
   for (const c of calls) {
     try {
@@ -57,6 +70,12 @@ try {
     } catch (e) {
       out.results.push({ thrown: String(e?.message ?? e) });
     }
+  }
+  if (sub) {
+    await Promise.race([enough, new Promise((r) => setTimeout(r, 20000))]);
+    out.changes = changes;
+    await sub.close();
+    out.closed = await Promise.race([sub.closed, new Promise((r) => setTimeout(() => r("timeout"), 5000))]);
   }
 } catch (e) {
   out.error = String(e?.stack ?? e);
