@@ -74,6 +74,7 @@ func fakeServer() {
 			Method string          `json:"method"`
 			Params json.RawMessage `json:"params"`
 			Result json.RawMessage `json:"result"`
+			Error  json.RawMessage `json:"error"`
 		}
 		if json.Unmarshal(line, &msg) != nil {
 			continue
@@ -92,7 +93,9 @@ func fakeServer() {
 			mu.Lock()
 			ch := waiting[id]
 			mu.Unlock()
-			if ch != nil {
+			if ch != nil && msg.Result == nil {
+				ch <- msg.Error // the client refused: sample echoes why
+			} else if ch != nil {
 				ch <- msg.Result
 			}
 			continue
@@ -135,6 +138,17 @@ func fakeServer() {
 				continue
 			}
 			resp(`{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"ttlMs":0,"cacheScope":"public"}`)
+		case "subscriptions/listen":
+			// Acknowledge the filter, then send one change if any was
+			// asked for, or end the subscription at once if none was.
+			stamp := `"_meta":{"io.modelcontextprotocol/subscriptionId":` + id + `}`
+			filter := gjson.GetBytes(msg.Params, "notifications").Raw
+			write(`{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"notifications":` + filter + `,` + stamp + `}}`)
+			if strings.Contains(filter, "true") {
+				write(`{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{` + stamp + `}}`)
+			} else {
+				resp(`{` + stamp + `}`)
+			}
 		case "tools/list":
 			var p struct {
 				Cursor string `json:"cursor"`

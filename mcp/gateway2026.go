@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -17,6 +18,10 @@ type gatewayDiscovery struct {
 	caps         map[string]map[string]json.RawMessage
 	instructions []string
 	ok           int
+	// modern marks the upstreams that answered server/discover: only they
+	// serve subscriptions/listen.
+	modern map[*upstream]bool
+	listen listenRoutes
 }
 
 // gatewayModern serves the gateway requests of a 2026 host that need
@@ -29,6 +34,10 @@ func (s *Session) gatewayModern(ctx context.Context, m message) bool {
 		return false
 	}
 	d := s.gatewayDiscover(ctx, env)
+	if m.method == "subscriptions/listen" {
+		s.gatewayListen(ctx, m, d)
+		return true
+	}
 	if m.method != "server/discover" {
 		return false
 	}
@@ -61,6 +70,7 @@ func (s *Session) gatewayDiscover(ctx context.Context, env []byte) *gatewayDisco
 	d.once.Do(func() {
 		d.caps = map[string]map[string]json.RawMessage{}
 		results := make([][]byte, len(s.ups))
+		modern := make([]bool, len(s.ups))
 		var wg sync.WaitGroup
 		for i, u := range s.ups {
 			wg.Add(1)
@@ -69,6 +79,7 @@ func (s *Session) gatewayDiscover(ctx context.Context, env []byte) *gatewayDisco
 				cctx, cancel := context.WithTimeout(ctx, gatewayTimeout)
 				defer cancel()
 				raw, err := s.request(cctx, u, "server/discover", withEnvelope(nil, env))
+				modern[i] = err == nil
 				if err != nil {
 					// An upstream of an earlier revision: the gateway opens
 					// its session itself, as the host's initialize would.
@@ -82,11 +93,13 @@ func (s *Session) gatewayDiscover(ctx context.Context, env []byte) *gatewayDisco
 			}()
 		}
 		wg.Wait()
+		d.modern = map[*upstream]bool{}
 		for i, raw := range results {
 			if raw == nil {
 				continue
 			}
 			u := s.ups[i]
+			d.modern[u] = modern[i]
 			result := gjson.GetBytes(raw, "result")
 			u.mu.Lock()
 			u.caps = result.Get("capabilities")
@@ -132,4 +145,28 @@ func orEmpty(raw string) string {
 		return "{}"
 	}
 	return raw
+}
+
+// codeNoHostChannel answers an upstream's request that a 2026 host cannot
+// receive. It is the JSON-RPC "method not found" code: from the upstream's
+// side, the client does not serve that method.
+const codeNoHostChannel = codeMethodNotFound
+
+// refuseToModernHost answers, in place of a 2026 host, a request an
+// upstream of an earlier revision sends to its client (elicitation/create,
+// sampling/createMessage, roots/list, ping). Revision 2026-07-28 has no
+// server-to-client requests, so the host could never answer and the
+// upstream's tool would wait until its timeout. The upstream gets a
+// JSON-RPC error naming why at once; its SDK ends the tool call with an
+// error result carrying that message, which the host reads. It reports
+// whether m was answered.
+func (s *Session) refuseToModernHost(u *upstream, m message) bool {
+	if s.hostEnvelope() == nil {
+		return false // a 2025 host: the request is relayed to it
+	}
+	msg := "caracal gateway: the host speaks MCP " + rev2026 + ", which has no server-to-client requests, so " +
+		m.method + " from upstream " + strconv.Quote(u.resName()) + " cannot reach it"
+	s.log.Warn("gateway: refused a server-to-client request for a 2026 host", "upstream", u.resName(), "method", m.method)
+	s.sendAside(u, errorResponse(m.id, codeNoHostChannel, msg))
+	return true
 }

@@ -567,6 +567,9 @@ func (s *Session) hostNotification(ctx context.Context, m message) {
 		s.mu.Unlock()
 	case "notifications/cancelled":
 		rid := canonicalID(gjson.GetBytes(m.raw, "params.requestId"))
+		if s.gateway && s.cancelListen(rid, m.raw) {
+			return
+		}
 		s.mu.Lock()
 		p := s.pending[rid]
 		if p != nil && p.ticket != nil && !p.cancelled {
@@ -877,9 +880,15 @@ func (s *Session) fromUpstream(u *upstream, raw []byte) {
 	}
 	switch m.kind {
 	case kindResponse:
+		if s.gateway && s.listenResponse(u, m) {
+			return
+		}
 		s.upstreamResponse(u, m)
 	case kindRequest:
 		if s.gateway {
+			if s.refuseToModernHost(u, m) {
+				return
+			}
 			n := s.seq.Add(1)
 			pid := `"caracal-s-` + strconv.FormatUint(n, 10) + `"`
 			out, err := setPath(m.raw, []string{"id"}, []byte(pid))
@@ -894,6 +903,9 @@ func (s *Session) fromUpstream(u *upstream, raw []byte) {
 		}
 		s.reply(m.raw)
 	case kindNotification:
+		if s.gateway && s.listenNotification(u, m) {
+			return
+		}
 		switch m.method {
 		case "notifications/progress":
 			if t := gjson.GetBytes(m.raw, "params.progressToken"); t.Exists() {

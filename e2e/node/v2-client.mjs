@@ -7,6 +7,10 @@
 //   tool, toolArgs, n: call tool n times after listing tools
 //   answer:    the elicitation answer for multi-round calls (accept | decline)
 //   skipList:  call without listing tools first
+//   calls:     [{tool, toolArgs}] called in order instead of tool/n
+//   discover:  record server/discover's serverInfo name and capabilities
+//   listen:    a subscriptions/listen filter opened before the calls; then
+//              wait for expectChanges notifications/tools/list_changed
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 
@@ -43,13 +47,35 @@ try {
     const tools = await client.listTools();
     out.tools = tools.tools.map((t) => ({ name: t.name, price: t._meta?.["dev.caracal/price"] ?? null }));
   }
-  for (let i = 0; i < (cfg.n ?? 1); i++) {
+  if (cfg.discover) {
+    out.serverName = client.getServerVersion?.()?.name ?? null;
+    out.capabilities = client.getServerCapabilities?.() ?? null;
+  }
+  let sub;
+  let changes = 0;
+  let changed;
+  const enough = new Promise((resolve) => (changed = resolve));
+  if (cfg.listen) {
+    client.setNotificationHandler("notifications/tools/list_changed", () => {
+      if (++changes >= (cfg.expectChanges ?? 1)) changed();
+    });
+    sub = await client.listen(cfg.listen);
+    out.honored = sub.honoredFilter;
+  }
+  const calls = cfg.calls ?? Array.from({ length: cfg.n ?? 1 }, () => ({ tool: cfg.tool, toolArgs: cfg.toolArgs }));
+  for (const c of calls) {
     try {
-      const r = await client.callTool({ name: cfg.tool ?? "echo", arguments: cfg.toolArgs ?? {} });
+      const r = await client.callTool({ name: c.tool ?? "echo", arguments: c.toolArgs ?? {} });
       out.results.push({ isError: r.isError ?? false, text: r.content?.[0]?.text ?? null, structuredContent: r.structuredContent ?? null });
     } catch (e) {
       out.results.push({ thrown: String(e?.message ?? e) });
     }
+  }
+  if (sub) {
+    await Promise.race([enough, new Promise((r) => setTimeout(r, 20000))]);
+    out.changes = changes;
+    await sub.close();
+    out.closed = await Promise.race([sub.closed, new Promise((r) => setTimeout(() => r("timeout"), 5000))]);
   }
 } catch (e) {
   out.error = String(e?.stack ?? e);

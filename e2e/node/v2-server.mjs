@@ -5,13 +5,23 @@
 //
 // Usage: node v2-server.mjs stdio | http   (http listens on $PORT, path /mcp)
 // Tools: echo (returns its message), ask (asks the client to confirm with an
-// input_required round, then answers "accept" or "decline").
+// input_required round, then answers "accept" or "decline"); change, with
+// V2_LISTEN set.
 import http from "node:http";
 import { McpServer, createMcpHandler, inputRequired } from "@modelcontextprotocol/server";
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
 
 function factory() {
-  const server = new McpServer({ name: "V2 Server", version: "2.4.0" }, { capabilities: { tools: {} } });
+  // With V2_LISTEN set, tools declare listChanged and the tool "change"
+  // announces a change of the tool list (for subscriptions/listen).
+  const listen = !!process.env.V2_LISTEN;
+  const server = new McpServer({ name: "V2 Server", version: "2.4.0" }, { capabilities: { tools: listen ? { listChanged: true } : {} } });
+  if (listen) {
+    server.registerTool("change", { description: "Announces a tool list change" }, async () => {
+      server.sendToolListChanged();
+      return { content: [{ type: "text", text: "changed" }] };
+    });
+  }
   // With V2_PRICED set, echo declares its price for trusted proxies.
   const echoMeta = process.env.V2_PRICED ? { _meta: { "dev.caracal/price": { price: "0.03", currency: "USD" } } } : {};
   server.registerTool("echo", { description: "Echoes", ...echoMeta }, async () => ({ content: [{ type: "text", text: "echo" }] }));
