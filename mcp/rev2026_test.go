@@ -227,14 +227,20 @@ func TestHTTPUpstreamSends2026Headers(t *testing.T) {
 // time, so that retry is a new call.
 func TestMRTRExchangeBoundedByMaxCallDuration(t *testing.T) {
 	m := newFakeMeter("1")
-	h := startHost(t, Options{Meter: m, CallTimeout: time.Second, MaxCallDuration: time.Second})
+	// The margins are wide (a second and more either side of the bound) so
+	// a loaded machine's scheduling delays cannot move a round across it.
+	const bound = 3 * time.Second
+	h := startHost(t, Options{Meter: m, CallTimeout: bound, MaxCallDuration: bound})
+	start := time.Now()
 	resp := h.call2026("1", "ask2", "")
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(time.Until(start.Add(bound / 2)))
 	resp = h.call2026("2", "ask2", `"requestState":`+gjson.GetBytes(resp, "result.requestState").Raw+`,"inputResponses":{"q":{"action":"accept"}}`)
 	if gjson.GetBytes(resp, "result.resultType").String() != "input_required" {
 		t.Fatalf("second round = %s, want input_required", resp)
 	}
-	time.Sleep(700 * time.Millisecond) // 1.3 s after the first round
+	// Past the bound counted from the first round, but within one counted
+	// from the second: the exchange must have ended at the bound.
+	time.Sleep(time.Until(start.Add(bound + bound/6)))
 	h.call2026("3", "ask2", `"requestState":`+gjson.GetBytes(resp, "result.requestState").Raw+`,"inputResponses":{"q":{"action":"accept"}}`)
 	ev := m.waitEvents(t, 2)
 	if ev[0].Outcome != policy.OutcomeRefunded || ev[1].Outcome != policy.OutcomeCharged || ev[1].Note != "" {
