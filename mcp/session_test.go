@@ -412,8 +412,10 @@ func TestCallTimeouts(t *testing.T) {
 		wantTimeout bool
 	}{
 		{"no answer", `{}`, "hang", Options{CallTimeout: 150 * time.Millisecond}, true},
-		{"progress extends the timeout", `{"ms":600,"interval":40}`, "slow", Options{CallTimeout: 150 * time.Millisecond, MaxCallDuration: 5 * time.Second}, false},
-		{"hard cap despite progress", `{"ms":3000,"interval":40}`, "slow", Options{CallTimeout: 150 * time.Millisecond, MaxCallDuration: 400 * time.Millisecond}, true},
+		// Progress every 40 ms against a 1 s call timeout: a loaded machine
+		// may delay a notification, but not by 25 intervals.
+		{"progress extends the timeout", `{"ms":2500,"interval":40}`, "slow", Options{CallTimeout: time.Second, MaxCallDuration: 10 * time.Second}, false},
+		{"hard cap despite progress", `{"ms":8000,"interval":40}`, "slow", Options{CallTimeout: time.Second, MaxCallDuration: 2 * time.Second}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
