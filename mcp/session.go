@@ -112,8 +112,5 @@ func (s *Session) upstreamSessionID() string {
 	if len(s.ups) != 1 {
 		return ""
 	}
-	if c, ok := s.ups[0].conn.(*httpConn); ok {
-		return c.SessionID()
-	}
-	return ""
+	return s.ups[0].conn.sessionID()
 }

@@ -21,6 +21,9 @@ var errUpstreamDown = errors.New("upstream server is not running")
 type upstreamConn interface {
 	send(ctx context.Context, msg []byte) error
 	close() error
+	// sessionID is the session id the upstream assigned (Mcp-Session-Id
+	// of an HTTP upstream), or "" if it has none.
+	sessionID() string
 }
 
 // connEvents are the callbacks an upstreamConn reports to.
