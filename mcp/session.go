@@ -48,6 +48,10 @@ type Session struct {
 	settles   sync.WaitGroup
 	begins    chan struct{} // bounds tools/calls being admitted at once
 	beginning sync.WaitGroup
+	// callLeft is signalled (without blocking; it holds one signal) each
+	// time a tools/call leaves pending, so that a draining Close wakes
+	// when the last one is answered instead of polling.
+	callLeft chan struct{}
 }
 
 // NewSession starts the upstreams for one host connection. toHost writes
@@ -61,7 +65,7 @@ func (p *Proxy) NewSession(ctx context.Context, agentID string, toHost func([]by
 		pending: map[string]*pending{}, byToken: map[string]*pending{},
 		late: map[string]time.Time{}, internal: map[string]waiter{}, admitting: map[string]bool{},
 		serverReqs: map[string]serverReq{}, resOwner: map[string]*upstream{},
-		begins: make(chan struct{}, 64),
+		begins: make(chan struct{}, 64), callLeft: make(chan struct{}, 1),
 	}
 	for _, spec := range p.opts.Upstreams {
 		u := &upstream{spec: spec, name: spec.Name, ready: true, readyCh: make(chan struct{}), declared: map[string]*policy.PriceRule{}, named: make(chan struct{})}

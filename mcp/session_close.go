@@ -18,10 +18,7 @@ func (s *Session) closeAfter(drain time.Duration) error {
 	s.closed = true
 	s.mu.Unlock()
 	s.beginning.Wait()
-	deadline := time.Now().Add(drain)
-	for time.Now().Before(deadline) && s.callsInFlight() > 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	s.drain(drain)
 	s.mu.Lock()
 	var lost, unsent []*pending
 	for id, p := range s.pending {
@@ -47,6 +44,22 @@ func (s *Session) closeAfter(drain time.Duration) error {
 	s.cancel()
 	s.settles.Wait()
 	return nil
+}
+
+// drain waits until no tools/call is in flight, or for at most d.
+func (s *Session) drain(d time.Duration) {
+	if d <= 0 || s.callsInFlight() == 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for s.callsInFlight() > 0 {
+		select {
+		case <-s.callLeft:
+		case <-t.C:
+			return
+		}
+	}
 }
 
 func (s *Session) callsInFlight() int {

@@ -98,13 +98,20 @@ func (s *Session) untrack(p *pending) bool {
 	return true
 }
 
-// stopCall stops p's timer and forgets its progress token; s.mu is held.
+// stopCall stops p's timer, forgets its progress token and wakes a
+// draining Close; p has just left s.pending and s.mu is held.
 func (s *Session) stopCall(p *pending) {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
 	if p.token != "" && s.byToken[p.token] == p {
 		delete(s.byToken, p.token)
+	}
+	if p.ticket != nil {
+		select {
+		case s.callLeft <- struct{}{}:
+		default: // a signal is already waiting to be read
+		}
 	}
 }
 
