@@ -127,6 +127,11 @@ func cancelledEarlyResult(id string) []byte {
 	return toolErrorResult(id, "The host cancelled this call before Caracal relayed it, so it was not made and not charged.", map[string]any{"code": "cancelled", "reason": "cancelled by the host before it was relayed"})
 }
 
+// closingResult answers a call that arrived while its session was closing.
+func closingResult(id string) []byte {
+	return toolErrorResult(id, "Caracal is closing this session, so the call was not made and not charged.", map[string]any{"code": "closing", "reason": "the session was closing"})
+}
+
 func (s *Session) settleCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 }

@@ -73,3 +73,18 @@ func (s *Session) callsInFlight() int {
 	}
 	return n
 }
+
+// beginCall counts a tools/call's admission in for Close to wait for,
+// unless the session is closing. Checking closed under s.mu orders every
+// Add before Close's Wait (an Add from zero concurrent with Wait is a
+// misuse of the WaitGroup), and no call is admitted after Close swept the
+// pending table, where its reservation would never be settled.
+func (s *Session) beginCall() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.beginning.Add(1)
+	return true
+}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"io"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/policy"
@@ -102,5 +105,58 @@ func TestCloseEndsWhenLastCallIsAnswered(t *testing.T) {
 	ev := m.snapshot()
 	if len(ev) != 1 || ev[0].Outcome != policy.OutcomeCharged {
 		t.Fatalf("events %+v; want the call settled as charged from its answer", ev)
+	}
+}
+
+// Calls that arrive while the session closes are either admitted before
+// Close's drain (and then settled by it) or refused without a charge:
+// none is left holding a reservation, and none is admitted behind
+// Close's back (which the race detector reports as a WaitGroup misuse).
+func TestCloseRacingAdmissions(t *testing.T) {
+	m := newFakeMeter("1000")
+	s, _, toHost := connSession(t, m, 0)
+	const callers, each = 8, 25
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for g := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := range each {
+				id := g*each + i
+				s.HandleHost(context.Background(), []byte(`{"jsonrpc":"2.0","id":`+strconv.Itoa(id)+`,"method":"tools/call","params":{"name":"echo","arguments":{}}}`))
+			}
+		}()
+	}
+	closed := make(chan error, 1)
+	// No drain: the calls admitted are settled at once, as by Abort.
+	go func() { <-start; closed <- s.closeAfter(0) }()
+	close(start)
+	wg.Wait()
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// Close has returned and no HandleHost is running: every call that
+	// was admitted is settled, and no call is answered twice.
+	m.mu.Lock()
+	begun, reserved := m.n, m.reserved
+	m.mu.Unlock()
+	if reserved != 0 {
+		t.Fatalf("%d calls begun, %s still reserved after Close", begun, reserved)
+	}
+	if ev := m.snapshot(); len(ev) != begun {
+		t.Fatalf("%d calls begun, %d settled: %+v", begun, len(ev), ev)
+	}
+	answered := map[string]int{}
+	for len(toHost) > 0 {
+		msg := <-toHost
+		answered[gjson.GetBytes(msg, "id").Raw]++
+	}
+	// A call Close settled has no answer: its host is gone.
+	for id := range callers * each {
+		if n := answered[strconv.Itoa(id)]; n > 1 {
+			t.Errorf("call %d answered %d times, want at most once", id, n)
+		}
 	}
 }

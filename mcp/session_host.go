@@ -101,7 +101,12 @@ func (s *Session) hostRequest(ctx context.Context, m message) {
 		}
 		s.expectCalls(m.id)
 		s.begins <- struct{}{}
-		s.beginning.Add(1)
+		if !s.beginCall() {
+			<-s.begins
+			s.admitted(m.id)
+			s.reply(closingResult(m.id))
+			return
+		}
 		go func() {
 			defer func() { <-s.begins; s.beginning.Done() }()
 			s.toolsCall(ctx, m)
