@@ -86,6 +86,12 @@ func (h *httpSession) closeAfter(drain time.Duration) {
 	}
 }
 
+// hostWriteTimeout is how long a message waits for a host's HTTP stream to
+// take it once the stream's buffer is full, that is once the host has
+// stopped reading: 30 s rides out a slow client without holding the
+// upstream's reader, and every message behind it, for good.
+const hostWriteTimeout = 30 * time.Second
+
 func (h *httpSession) toHost(msg []byte) error {
 	m, _ := parseMessage(msg)
 	h.mu.Lock()
@@ -118,7 +124,7 @@ func (h *httpSession) toHost(msg []byte) error {
 	}
 	select {
 	case st.ch <- msg:
-	case <-time.After(30 * time.Second):
+	case <-time.After(hostWriteTimeout):
 		return errors.New("host stream is not reading")
 	}
 	return nil

@@ -132,8 +132,14 @@ func closingResult(id string) []byte {
 	return toolErrorResult(id, "Caracal is closing this session, so the call was not made and not charged.", map[string]any{"code": "closing", "reason": "the session was closing"})
 }
 
+// settleTimeout bounds one store operation off the host's path: a
+// settlement, a release, or pricing a tools/list. 30 s is far beyond a
+// healthy commit; a store slower than that is failing, and a reservation
+// left unsettled expires and is settled by the sweep.
+const settleTimeout = 30 * time.Second
+
 func (s *Session) settleCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+	return context.WithTimeout(context.WithoutCancel(s.ctx), settleTimeout)
 }
 
 func (s *Session) async(fn func(ctx context.Context)) {

@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"context"
-	"time"
 
 	"github.com/tidwall/gjson"
 )
@@ -83,6 +82,11 @@ func (s *Session) upstreamDown(u *upstream, err error) {
 	}
 }
 
+// reinitTimeout bounds repeating the initialize handshake with a restarted
+// upstream: the messages waiting for it give up after upstreamReadyWait,
+// so a longer handshake would serve none of them.
+const reinitTimeout = upstreamReadyWait
+
 // reinit repeats the host's initialize handshake with a restarted upstream.
 func (s *Session) reinit(u *upstream) {
 	defer u.setReady(true)
@@ -92,7 +96,7 @@ func (s *Session) reinit(u *upstream) {
 	if initReq == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, reinitTimeout)
 	defer cancel()
 	params := gjson.GetBytes(initReq, "params").Raw
 	if _, err := s.request(ctx, u, "initialize", []byte(params)); err != nil {

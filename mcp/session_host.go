@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"context"
-	"time"
 
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
 	"github.com/tidwall/gjson"
@@ -129,7 +128,7 @@ func (s *Session) hostRequest(ctx context.Context, m message) {
 // forward sends a tracked request upstream, answering it with an error if
 // it cannot be delivered.
 func (s *Session) forward(ctx context.Context, p *pending, msg []byte) {
-	err := p.up.waitReady(ctx, 30*time.Second)
+	err := p.up.waitReady(ctx, upstreamReadyWait)
 	if err == nil {
 		err = p.up.conn.send(ctx, msg)
 	}
@@ -197,7 +196,7 @@ func (s *Session) hostNotification(ctx context.Context, m message) {
 
 // send delivers a message that expects no answer.
 func (s *Session) send(ctx context.Context, u *upstream, msg []byte) {
-	err := u.waitReady(ctx, 30*time.Second)
+	err := u.waitReady(ctx, upstreamReadyWait)
 	if err == nil {
 		err = u.conn.send(ctx, msg)
 	}

@@ -15,6 +15,20 @@ import (
 // is not running.
 var errUpstreamDown = errors.New("upstream server is not running")
 
+const (
+	// upstreamReadyWait is how long a message waits for a restarting
+	// upstream before it is answered as undeliverable. A stdio restart
+	// backs off at most restartMax (10 s) and then repeats the initialize
+	// handshake; 30 s covers both with room, and still answers the host
+	// well before common hosts give up on a request (60 s).
+	upstreamReadyWait = 30 * time.Second
+	// upstreamNameWait is how long a tools/call waits for the initialize
+	// result that names a single upstream run without --name. That result
+	// answers the host's own first request, so a running server gives it
+	// at once; the bound is upstreamReadyWait's, for one still starting.
+	upstreamNameWait = upstreamReadyWait
+)
+
 // upstreamConn is one connection to an upstream server, carrying whole
 // JSON-RPC messages. Incoming messages and state changes are reported
 // through the connEvents it was created with.
@@ -65,7 +79,7 @@ type upstream struct {
 // waitNamed waits until the upstream's resource name is known: a single
 // upstream without --name is named by its initialize result.
 func (u *upstream) waitNamed(ctx context.Context) {
-	t := time.NewTimer(30 * time.Second)
+	t := time.NewTimer(upstreamNameWait)
 	defer t.Stop()
 	select {
 	case <-u.named:
