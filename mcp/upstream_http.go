@@ -31,7 +31,7 @@ type httpConn struct {
 	wg     sync.WaitGroup
 
 	mu         sync.Mutex
-	sessionID  string
+	sid        string
 	protocol   string
 	getRunning bool
 	legacy     *legacySSE
@@ -51,11 +51,11 @@ func dialHTTP(ctx context.Context, spec UpstreamSpec, ev connEvents, max int64, 
 	}, nil
 }
 
-// SessionID is the session id the upstream assigned, if any.
-func (c *httpConn) SessionID() string {
+// sessionID is the session id the upstream assigned, if any.
+func (c *httpConn) sessionID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sessionID
+	return c.sid
 }
 
 func (c *httpConn) headers(h http.Header) {
@@ -63,8 +63,8 @@ func (c *httpConn) headers(h http.Header) {
 		h.Set(k, v)
 	}
 	c.mu.Lock()
-	if c.sessionID != "" {
-		h.Set("Mcp-Session-Id", c.sessionID)
+	if c.sid != "" {
+		h.Set("Mcp-Session-Id", c.sid)
 	}
 	if c.protocol != "" {
 		h.Set("Mcp-Protocol-Version", c.protocol)
@@ -136,7 +136,7 @@ func (c *httpConn) post(ctx context.Context, m message, msg []byte) error {
 	if m.method == "initialize" {
 		if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" {
 			c.mu.Lock()
-			c.sessionID = sid
+			c.sid = sid
 			c.mu.Unlock()
 		}
 		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
@@ -150,11 +150,11 @@ func (c *httpConn) post(ctx context.Context, m message, msg []byte) error {
 			return l.post(ctx, msg)
 		}
 	}
-	if resp.StatusCode == http.StatusNotFound && c.SessionID() != "" {
+	if resp.StatusCode == http.StatusNotFound && c.sessionID() != "" {
 		// The upstream forgot the session: start a new one.
 		err := fmt.Errorf("upstream session expired (HTTP 404)")
 		c.mu.Lock()
-		c.sessionID = ""
+		c.sid = ""
 		c.mu.Unlock()
 		if m.kind == kindRequest {
 			c.ev.failed(m.id, err, false)
@@ -293,7 +293,7 @@ func (c *httpConn) startGet() {
 }
 
 func (c *httpConn) close() error {
-	sid := c.SessionID()
+	sid := c.sessionID()
 	if sid != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.spec.URL, nil)

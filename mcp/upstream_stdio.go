@@ -199,6 +199,9 @@ func (c *stdioConn) send(_ context.Context, msg []byte) error {
 	return nil
 }
 
+// sessionID is empty: a stdio upstream has no session id.
+func (c *stdioConn) sessionID() string { return "" }
+
 // close ends the child: stdin is closed (the MCP stdio shutdown), then
 // after a grace period the process group is killed.
 func (c *stdioConn) close() error {
