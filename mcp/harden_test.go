@@ -186,7 +186,7 @@ func TestHTTPFrontRefusesInvalidMessages(t *testing.T) {
 		{"tools/call with id null", `{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"echo","arguments":{}}}`, 400, "error.code"},
 		{"missing jsonrpc", `{"id":3,"method":"tools/call","params":{"name":"echo","arguments":{}}}`, 400, "error.code"},
 		{"object id", `{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call","params":{"name":"echo","arguments":{}}}`, 400, "error.code"},
-		{"empty batch", `[]`, 400, "0.error.code"},
+		{"empty batch", `[]`, 400, "error.code"},
 		{"non-object batch element", `[1]`, 400, "0.error.code"},
 		{"batch with calls without id", `[{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo","arguments":{}}},{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"echo","arguments":{}}}]`, 400, "1.error.code"},
 	}
