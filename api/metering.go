@@ -45,7 +45,7 @@ type reservation struct {
 // reserve decides and reserves one call through interpose.Engine.Begin, as
 // the proxies do. Admitted: 201 with the reservation. Denied: 402 Payment
 // Required, a problem whose code is the decision code (budget_exceeded,
-// not_allowed, unpriced, no_policy, currency_mismatch, …) with
+// not_allowed, unpriced, no_budget, currency_mismatch, …) with
 // allowed: false and what each policy has left; the denial is in the
 // ledger. A ledger that cannot be reached denies (fail closed) with 503
 // and code unavailable.

@@ -413,10 +413,19 @@ func runAgentStatus(ctx context.Context, opts *agentStatusOptions) error {
 	return nil
 }
 
+// commandPath is cmd's path without the root's name: every error is
+// printed after a "caracal: " prefix already.
+func commandPath(cmd *cobra.Command) string {
+	if root := cmd.Root(); root != cmd {
+		return strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ")
+	}
+	return cmd.CommandPath()
+}
+
 // noArgs refuses positional arguments with a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return Usagef("%s: unexpected argument %q", cmd.CommandPath(), args[0])
+		return Usagef("%s: unexpected argument %q", commandPath(cmd), args[0])
 	}
 	return nil
 }
@@ -426,9 +435,9 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		switch {
 		case len(args) < n:
-			return Usagef("%s: missing argument %s", cmd.CommandPath(), what)
+			return Usagef("%s: missing argument %s", commandPath(cmd), what)
 		case len(args) > n:
-			return Usagef("%s: unexpected argument %q", cmd.CommandPath(), args[n])
+			return Usagef("%s: unexpected argument %q", commandPath(cmd), args[n])
 		}
 		return nil
 	}

@@ -241,7 +241,7 @@ signed-note verifiers accept. Publish it with your checkpoints.`,
   caracal keys export-public -o json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
-				return Usagef("%s: unexpected argument %q", cmd.CommandPath(), args[1])
+				return Usagef("%s: unexpected argument %q", commandPath(cmd), args[1])
 			}
 			return nil
 		},

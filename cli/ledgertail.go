@@ -49,8 +49,9 @@ func newLedgerTailCmd(f *Factory) *cobra.Command {
 -f it then waits and prints every new matching event as it enters the ledger,
 whichever process wrote it (every process sharing the database), until
 interrupted. New events are read by sequence number: they show once a
-running caracal mcp or caracal proxy (or caracal merkle integrate) has added
-them to the Merkle tree, normally within a fraction of a second.`,
+signing process (a caracal mcp, proxy or serve whose home holds the active
+checkpoint signing key) or caracal merkle integrate has added them to the
+Merkle tree, normally within a fraction of a second while one runs.`,
 		Example: `  caracal ledger tail
   caracal ledger tail -f --agent research-bot
   caracal ledger tail -f --outcome denied -o json | jq .reason`,

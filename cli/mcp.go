@@ -214,7 +214,9 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	defer cancel()
 	// The sweep and the integrator outlive the signal that starts the
 	// shutdown: they settle and log what the drain finishes.
-	bg := startBackground(context.WithoutCancel(ctx), cfg, engine, store, cfg.Home, log)
+	// The base logger: the integrator adds its own component attribute,
+	// and a line must not carry the key twice.
+	bg := startBackground(context.WithoutCancel(ctx), cfg, engine, store, cfg.Home, obs.log)
 	defer bg.stop()
 
 	if listen == "" {

@@ -147,7 +147,7 @@ func TestMerkleUsageErrors(t *testing.T) {
 	e.fails(2, "--seq -1: must be 0 or more", "merkle", "prove", "--seq", "-1")
 	e.fails(2, "--from is required", "merkle", "consistency")
 	e.fails(2, "--key is required: the public key the checkpoint must be signed with", "merkle", "verify-proof", "proof.json")
-	e.fails(2, "caracal merkle verify-proof: missing argument FILE", "merkle", "verify-proof")
+	e.fails(2, "merkle verify-proof: missing argument FILE", "merkle", "verify-proof")
 	e.fails(2, "--name: key name \"../x\": use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", "keys", "rotate", "--name", "../x")
 	e.fails(1, "no checkpoint yet: nothing to verify (run caracal merkle integrate)", "merkle", "verify")
 	e.fails(1, "--size 3: no checkpoint of that size (see caracal merkle status)", "merkle", "checkpoint", "--size", "3")

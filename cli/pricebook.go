@@ -104,8 +104,8 @@ func newPricebookSetCmd(f *Factory) *cobra.Command {
 }
 
 func runPricebookSet(ctx context.Context, opts *pricebookSetOptions) error {
-	res := strings.TrimSpace(opts.Resource)
-	if res == "" || res != opts.Resource || strings.ContainsAny(res, " \t\n") {
+	res := opts.Resource
+	if err := policy.ValidateResourcePattern(res); err != nil {
 		return Usagef("RESOURCE: invalid pattern %q: want a resource pattern without spaces such as 'mcp:fs/*'", opts.Resource)
 	}
 	cur := opts.Currency

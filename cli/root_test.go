@@ -121,8 +121,8 @@ func TestUsageErrorsFromCobra(t *testing.T) {
 	e.fails(2, `unknown command "frob" for "caracal agent"`, "agent", "frob")
 	e.fails(2, `unknown command "frob" for "caracal agent key"`, "agent", "key", "frob")
 	e.fails(2, `unknown flag: --nope`, "agent", "list", "--nope")
-	e.fails(2, `caracal agent get: missing argument NAME|ID`, "agent", "get")
-	e.fails(2, `caracal agent list: unexpected argument "extra"`, "agent", "list", "extra")
+	e.fails(2, `agent get: missing argument NAME|ID`, "agent", "get")
+	e.fails(2, `agent list: unexpected argument "extra"`, "agent", "list", "extra")
 	e.fails(2, `invalid argument "xml" for "-o, --output" flag: unknown format "xml": want table or json`, "agent", "list", "-o", "xml")
 	e.fails(2, `invalid argument "xml" for "-o, --output" flag: unknown format "xml": want table, json or csv`, "ledger", "query", "-o", "xml")
 	if out, _, code := e.run("agent"); code != 0 || !strings.Contains(out, "Available Commands") {

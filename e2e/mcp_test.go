@@ -384,6 +384,8 @@ type stdioSession struct {
 	cmd   *exec.Cmd
 	once  sync.Once
 	stop  func()
+	// errOut is caracal's stderr; read it only after stop.
+	errOut *bytes.Buffer
 }
 
 func startStdio(t *testing.T, h *home, args ...string) *stdioSession {
@@ -397,7 +399,7 @@ func startStdio(t *testing.T, h *home, args ...string) *stdioSession {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &stdioSession{t: t, in: in, lines: make(chan string, 64), cmd: cmd}
+	s := &stdioSession{t: t, in: in, lines: make(chan string, 64), cmd: cmd, errOut: &errOut}
 	go func() {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 1<<20), 1<<26)

@@ -174,6 +174,11 @@ func (e *Engine) observeFinish(ctx context.Context, outcome string, t *Ticket, s
 		Resource: t.obs.resource, Kind: Kind(t.obs.resource), Duration: time.Since(start),
 		Amount: ev.Amount, Currency: ev.Currency, Code: string(ev.Outcome),
 	}
+	if ev.Code != "" {
+		// A charge above its reservation is flagged on the event: show
+		// that, not a plain "charged", in the log and metrics.
+		r.Code = string(ev.Code)
+	}
 	if !t.obs.admitted.IsZero() {
 		r.Upstream = start.Sub(t.obs.admitted)
 	}

@@ -206,3 +206,42 @@ func TestObserverSeesSweep(t *testing.T) {
 		t.Fatalf("records %+v", rs)
 	}
 }
+
+// TestObserverSeesOverrunCode: a settlement above the reservation is
+// recorded with code usage_overrun, not charged, so the decision log and
+// caracal_decisions_total show it; one within it keeps code charged.
+func TestObserverSeesOverrunCode(t *testing.T) {
+	tests := []struct {
+		name   string
+		amount string
+		code   string
+	}{
+		{"within the reservation", "0.005", string(policy.OutcomeCharged)},
+		{"above the reservation", "0.02", string(policy.CodeUsageOverrun)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			e := newEnv(t, func(o *interpose.Options) { o.Observer = rec })
+			e.budget("1.00")
+			e.price(policy.PriceRule{Resource: "llm:openai/gpt-4o", Currency: "USD", InputPerMillion: m("2.50"), OutputPerMillion: m("10.00")})
+			worst := m("0.01")
+			tk, d := e.eng.Begin(e.ctx, interpose.Call{AgentID: e.agent.ID, Resource: "llm:openai/gpt-4o", Reserve: &worst})
+			if tk == nil {
+				t.Fatalf("Begin = %+v", d)
+			}
+			if _, err := e.eng.Settle(e.ctx, tk, interpose.Result{Amount: new(m(tt.amount))}); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range rec.take() {
+				if r.Outcome == interpose.Settled {
+					got = append(got, r.Code)
+				}
+			}
+			if len(got) != 1 || got[0] != tt.code {
+				t.Fatalf("settled records' codes = %v, want [%s]", got, tt.code)
+			}
+		})
+	}
+}

@@ -158,8 +158,7 @@ func VerifyLatest(ctx context.Context, m Merkle, ring merkle.KeyRing) (Checkpoin
 		return Checkpoint{}, err
 	}
 	if size < latest.Size {
-		return latest, &merkle.VerifyError{Seq: -1, CheckpointSize: latest.Size,
-			Msg: fmt.Sprintf("ledger has %d events but checkpoint size %d covers more: events were deleted or truncated", size, latest.Size)}
+		return latest, merkle.TruncatedError(size, latest.Size)
 	}
 	var prev *merkle.CheckpointRecord
 	// The checkpoint before the latest; stores have no "previous" query,

@@ -180,6 +180,9 @@ func fakeServer() {
 					MS       int `json:"ms"`
 					Interval int `json:"interval"`
 					N        int `json:"n"`
+					// Until, for slow, is a file whose creation ends the
+					// call instead of ms: a test releases it on an event.
+					Until string `json:"until"`
 				}
 				_ = json.Unmarshal(p.Args, &a)
 				switch p.Name {
@@ -193,6 +196,13 @@ func fakeServer() {
 				case "crash":
 					os.Exit(3)
 				case "slow":
+					if a.Until != "" {
+						for _, err := os.Stat(a.Until); err != nil; _, err = os.Stat(a.Until) {
+							time.Sleep(5 * time.Millisecond)
+						}
+						resp(`{"content":[{"type":"text","text":"done"}]}`)
+						return
+					}
 					deadline := time.Now().Add(time.Duration(a.MS) * time.Millisecond)
 					for i := 1; time.Now().Before(deadline); i++ {
 						time.Sleep(time.Duration(a.Interval) * time.Millisecond)

@@ -46,6 +46,9 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 	case '[':
 		arr := gjson.ParseBytes(body).Array()
 		if len(arr) == 0 {
+			// JSON-RPC 2.0 answers an empty batch with one error object,
+			// not an array, as the stdio session does.
+			batch = false
 			refused = append(refused, errorResponse("", codeInvalidRequest, "Invalid Request: empty batch"))
 		}
 		for _, e := range arr {

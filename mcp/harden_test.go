@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -186,7 +187,7 @@ func TestHTTPFrontRefusesInvalidMessages(t *testing.T) {
 		{"tools/call with id null", `{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"echo","arguments":{}}}`, 400, "error.code"},
 		{"missing jsonrpc", `{"id":3,"method":"tools/call","params":{"name":"echo","arguments":{}}}`, 400, "error.code"},
 		{"object id", `{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call","params":{"name":"echo","arguments":{}}}`, 400, "error.code"},
-		{"empty batch", `[]`, 400, "0.error.code"},
+		{"empty batch", `[]`, 400, "error.code"},
 		{"non-object batch element", `[1]`, 400, "0.error.code"},
 		{"batch with calls without id", `[{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo","arguments":{}}},{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"echo","arguments":{}}}]`, 400, "1.error.code"},
 	}
@@ -227,12 +228,15 @@ func TestHTTPFrontDuplicateIDKeepsFirstResponse(t *testing.T) {
 	resp, _ := do(t, url, httpReq{body: initLine})
 	sid := resp.Header.Get("Mcp-Session-Id")
 	do(t, url, httpReq{session: sid, body: initializedLine})
+	// The first call lasts until release exists, which the test creates
+	// only once the second POST is answered: no timing window.
+	release := t.TempDir() + "/release"
 	var wg sync.WaitGroup
 	var first []byte
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_, first = doTimeout(t, url, httpReq{session: sid, body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{"ms":300,"interval":50}}}`}, 15*time.Second)
+		_, first = doTimeout(t, url, httpReq{session: sid, body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{"until":` + strconv.Quote(release) + `}}}`}, 15*time.Second)
 	}()
 	// Wait until the first call has reached the upstream.
 	deadline := time.Now().Add(10 * time.Second)
@@ -245,6 +249,9 @@ func TestHTTPFrontDuplicateIDKeepsFirstResponse(t *testing.T) {
 	resp, second := doTimeout(t, url, httpReq{session: sid, body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}`}, 15*time.Second)
 	if resp == nil || resp.StatusCode != 400 || gjson.GetBytes(second, "id").Raw != "1" || gjson.GetBytes(second, "error.code").Int() != codeInvalidRequest {
 		t.Errorf("second POST with the same id: %v %s", resp, second)
+	}
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	wg.Wait()
 	if r := sseData(t, first, "1"); gjson.GetBytes(r, "result.content.0.text").String() != "done" {

@@ -446,6 +446,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			m.leaves = m.leaves[:45]
 			m.hashes = m.hashes[:tlog.StoredHashCount(45)]
 		}, -1, 49, "ledger has 45 events but checkpoint size 49 covers more: events were deleted or truncated"},
+		{"truncated to one event", func(m *memLog, _ *Signer) {
+			m.leaves = m.leaves[:1]
+			m.hashes = m.hashes[:tlog.StoredHashCount(1)]
+		}, -1, 7, "ledger has 1 event but checkpoint size 7 covers more: events were deleted or truncated"},
 		{"stored hash changed", func(m *memLog, _ *Signer) { m.hashes[tlog.StoredHashIndex(1, 6)][0] ^= 1 }, 13, -1, "merkle_hashes was changed"},
 		{"stored leaf hash changed", func(m *memLog, _ *Signer) { m.hashes[tlog.StoredHashIndex(0, 5)][0] ^= 1 }, 5, -1, "merkle_hashes was changed"},
 		{"leaf_hash column changed", func(m *memLog, _ *Signer) { m.leaves[5].LeafHash = make([]byte, 32) }, 5, -1, "the leaf row was changed"},

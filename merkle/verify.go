@@ -100,6 +100,16 @@ func checkpointErr(size int64, err error, format string, a ...any) *VerifyError 
 	return &VerifyError{Seq: -1, CheckpointSize: size, Msg: fmt.Sprintf(format, a...), Err: err}
 }
 
+// TruncatedError reports a ledger of size events that a checkpoint of
+// checkpointSize, larger, covers: events were deleted.
+func TruncatedError(size, checkpointSize int64) *VerifyError {
+	noun := "events"
+	if size == 1 {
+		noun = "event"
+	}
+	return checkpointErr(checkpointSize, nil, "ledger has %d %s but checkpoint size %d covers more: events were deleted or truncated", size, noun, checkpointSize)
+}
+
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
 	// Keys verify checkpoint signatures, looked up by each checkpoint's key ID.
@@ -325,7 +335,7 @@ func (v *verifier) proveConsistency(ctx context.Context, size int64, root tlog.H
 
 func (v *verifier) finish() error {
 	if cp, ok := v.cps.peek(); ok {
-		return checkpointErr(cp.Size, nil, "ledger has %d events but checkpoint size %d covers more: events were deleted or truncated", v.size, cp.Size)
+		return TruncatedError(v.size, cp.Size)
 	}
 	if v.cps.err != nil {
 		return v.cps.err

@@ -167,7 +167,6 @@ const (
 	CodeUnpriced       Code = "unpriced"
 	CodeUnavailable    Code = "unavailable"
 	CodeUnknownAgent   Code = "unknown_agent"
-	CodeNoPolicy       Code = "no_policy"
 	CodeCurrency       Code = "currency_mismatch"
 	// CodeUsageOverrun marks a charged event whose amount exceeds what was
 	// reserved for the call: the upstream reported more usage than the

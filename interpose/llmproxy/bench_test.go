@@ -56,7 +56,7 @@ func newBenchEnv(b *testing.B, engine string) *benchEnv {
 	case "memory":
 		eng = newFakeEngine(money.Max, testRules...)
 	case "sqlite":
-		eng, key = sqliteEngine(b)
+		eng, key = sqliteEngine(b, nil)
 	}
 	px, err := New(Options{Engine: eng, Providers: []Provider{{Name: "openai", BaseURL: up.URL, APIKey: "k"}}})
 	if err != nil {
@@ -69,7 +69,10 @@ func newBenchEnv(b *testing.B, engine string) *benchEnv {
 	return &benchEnv{direct: up.URL, proxied: front.URL + "/openai", key: key, client: &http.Client{Transport: tr}}
 }
 
-func sqliteEngine(b *testing.B) (*interpose.Engine, string) {
+// sqliteEngine is the real engine over a durable SQLite store holding one
+// agent with a key (returned), a policy and testRules; wrap, if not nil,
+// wraps the store the engine uses.
+func sqliteEngine(b testing.TB, wrap func(ledger.Store) ledger.Store) (*interpose.Engine, string) {
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "caracal.db"), sqlite.Options{SkipSchemaCheck: true})
 	if err != nil {
@@ -96,6 +99,9 @@ func sqliteEngine(b *testing.B) (*interpose.Engine, string) {
 	}
 	if err := st.ImportPrices(ctx, testRules); err != nil {
 		b.Fatal(err)
+	}
+	if wrap != nil {
+		st = wrap(st)
 	}
 	return interpose.New(interpose.Options{Store: st}), secret
 }

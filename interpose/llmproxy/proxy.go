@@ -353,7 +353,9 @@ func (p *Proxy) prepareLLM(w http.ResponseWriter, r *http.Request, c *call, bc *
 	bc.Resource = "llm:" + c.prov.Name + "/" + c.req.model
 	q, err := p.opts.Engine.Quote(r.Context(), bc.Resource, nil, nil)
 	if err != nil {
-		p.refuse(w, kind, policy.Decision{Code: policy.CodeUnavailable, Reason: "cannot price " + bc.Resource + ": " + err.Error()})
+		// The error can carry the store's text: it goes to the log only.
+		p.log.Error("pricing failed; request refused", "resource", bc.Resource, "err", err)
+		p.refuse(w, kind, policy.Decision{Code: policy.CodeUnavailable, Reason: "cannot price the call"})
 		return false
 	}
 	if q.Rule == nil {
