@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -216,7 +215,12 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 	// shutdown: they settle and log what the drain finishes.
 	// The base logger: the integrator adds its own component attribute,
 	// and a line must not carry the key twice.
-	bg := startBackground(context.WithoutCancel(ctx), cfg, engine, store, cfg.Home, obs.log)
+	bg, err := startBackground(ctx, cfg, engine, store, cfg.Home, obs.log)
+	if err != nil {
+		// A host starts caracal mcp and waits on it: serve, fail closed
+		// where the store is needed, and leave signing to another process.
+		obs.log.Warn("checkpoints will not be signed by this process; events stay queued for the next integrator", "err", err)
+	}
 	defer bg.stop()
 
 	if listen == "" {
@@ -311,43 +315,4 @@ func mcpUpstreams(cfg *Config, fl mcpFlags, command []string) ([]mcp.UpstreamSpe
 		out = append(out, mcp.UpstreamSpec{Name: u.Name, Command: u.Command, Env: u.Env, URL: u.URL, Headers: u.Headers, Trusted: u.Trusted})
 	}
 	return out, nil
-}
-
-// background is what a serving command runs beside its front: the expiry
-// sweep of reservations and the Merkle integrator.
-type background struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	integ  *ledger.Integrator
-	log    *slog.Logger
-}
-
-func startBackground(ctx context.Context, cfg *Config, engine *interpose.Engine, store ledger.Store, home string, log *slog.Logger) *background {
-	ctx, cancel := context.WithCancel(ctx)
-	b := &background{cancel: cancel, done: make(chan struct{}), log: log}
-	go func() {
-		defer close(b.done)
-		if err := engine.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("reservation sweep stopped", "err", err)
-		}
-	}()
-	integ, err := startIntegrator(ctx, cfg, store, home, log)
-	if err != nil {
-		log.Warn("checkpoints will not be signed by this process; events stay queued for the next integrator", "err", err)
-		return b
-	}
-	b.integ = integ
-	return b
-}
-
-func (b *background) stop() {
-	if b.integ != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := b.integ.Stop(ctx); err != nil {
-			b.log.Warn("integrating the last events failed; the next integrator will", "err", err)
-		}
-		cancel()
-	}
-	b.cancel()
-	<-b.done
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -171,21 +170,11 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 	if err != nil {
 		return err
 	}
-	// The sweep and the integrator outlive the signal that starts the
-	// shutdown: they settle and log what the drain finishes.
-	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	integrator, err := startIntegrator(bgCtx, cfg, store, home, log)
+	bg, err := startBackground(ctx, cfg, engine, store, home, log)
 	if err != nil {
+		bg.stop()
 		return err
 	}
-	sweepDone := make(chan struct{})
-	go func() {
-		defer close(sweepDone)
-		if err := engine.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("reservation sweep stopped", "err", err)
-		}
-	}()
 	names := make([]string, len(providers))
 	for i, p := range providers {
 		names[i] = "/" + p.Name + "/ → " + p.BaseURL
@@ -203,18 +192,8 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		Pending:         px.Wait,
 		Logger:          log,
 	})
-	cancel()
-	<-sweepDone
-	// Stop integrates what the last settlements queued.
-	ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer icancel()
-	if err := stopIntegrator(ictx, integrator); err != nil {
-		log.Warn("final Merkle integration failed; the next process integrates the rest", "err", err)
-	}
-	if serveErr != nil {
-		return serveErr
-	}
-	return nil
+	bg.stop()
+	return serveErr
 }
 
 // providerKey reads a provider's API key from its environment variable or

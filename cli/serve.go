@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -130,21 +129,11 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 	if err != nil {
 		return err
 	}
-	// The sweep and the integrator outlive the signal that starts the
-	// shutdown: they settle and integrate what the drain finishes.
-	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	integrator, err := startIntegrator(bgCtx, cfg, store, home, log)
+	bg, err := startBackground(ctx, cfg, engine, store, home, log)
 	if err != nil {
+		bg.stop()
 		return err
 	}
-	sweepDone := make(chan struct{})
-	go func() {
-		defer close(sweepDone)
-		if err := engine.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("reservation sweep stopped", "err", err)
-		}
-	}()
 	fmt.Fprintf(f.IO.Out, "caracal serve: listening on %s://%s (API under /v1)\n", scheme(cert), ln.Addr())
 
 	serveErr := httpserver.Serve(ctx, srv, ln, httpserver.ServeOptions{
@@ -153,13 +142,6 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 		Draining:        obs.ready.SetDraining,
 		Logger:          log,
 	})
-	cancel()
-	<-sweepDone
-	// Stop integrates what the last settlements queued.
-	ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer icancel()
-	if err := stopIntegrator(ictx, integrator); err != nil {
-		log.Warn("final Merkle integration failed; the next process integrates the rest", "err", err)
-	}
+	bg.stop()
 	return serveErr
 }
