@@ -71,8 +71,10 @@ export function parseNote(text) {
 // parseVerifierKey reads a note verifier key, name+hash+base64(0x01 ‖ key),
 // and checks that its hash is SHA-256(name ‖ "\n" ‖ 0x01 ‖ key)[:4].
 export async function parseVerifierKey(vkey) {
-  const parts = vkey.trim().split("+");
-  if (parts.length !== 3 || !/^[0-9a-f]{8}$/.test(parts[1])) throw new Error("verifier key: want name+hash+key");
+  // The base64 key may itself hold "+": split at the first two only.
+  const m = /^([^+\s]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/=]+)$/.exec(vkey.trim());
+  if (!m) throw new Error("verifier key: want name+hash+key");
+  const parts = m.slice(1);
   const raw = b64ToBytes(parts[2]);
   if (raw.length !== 33 || raw[0] !== 1) throw new Error("verifier key: not an Ed25519 key (0x01 ‖ 32 bytes)");
   const want = (await sha256(concat(enc.encode(parts[0] + "\n"), raw))).slice(0, 4);
