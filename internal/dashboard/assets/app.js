@@ -243,6 +243,7 @@ async function ledger(q) {
     page.next_cursor ? h("a", { class: "button secondary", id: "older", href: `#/ledger?${new URLSearchParams([...filt, ["cursor", page.next_cursor]])}` }, "Older →") : "",
     h("a", { class: "button secondary", href: `/v1/ledger/export?${csv}`, download: "ledger.csv" }, "Export CSV"));
   setPage("Ledger", form, live, table, nav);
+  performance.mark("ledger-rendered"); // read by the e2e benchmark
   if (!q.get("cursor")) {
     const tbody = $("tbody", table);
     listeners.add((ev) => {
@@ -261,6 +262,22 @@ async function agents() {
   setPage("Agents", list.length ? h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Owner"), h("th", {}, "Status"), h("th", { class: "opt" }, "Created"))),
     h("tbody", {}, list.map((a) => h("tr", {}, h("td", {}, h("a", { href: `#/agent/${encodeURIComponent(a.name)}` }, a.name)), h("td", {}, a.owner), h("td", {}, a.status), h("td", { class: "opt mono" }, fmtTime(a.created_at))))))) : h("p", { class: "muted" }, "No agents yet."));
 }
+function policyCells(p) {
+  return [h("td", { class: "mono" }, p.id), h("td", {}, p.version), h("td", { class: "num" }, money(p.limit, p.currency)), h("td", {}, `${p.window} ${p.window_type} ${p.timezone}${p.delegated_from ? " (delegated)" : ""}`),
+    h("td", { class: "mono" }, (p.allow || []).join(", ") || "any"), h("td", { class: "mono" }, fmtTime(p.created_at))];
+}
+// policyRow is a policy with a button that shows its earlier versions.
+function policyRow(p) {
+  const btn = h("button", { type: "button", class: "secondary", "aria-expanded": "false", onclick: async () => {
+    const tr = btn.closest("tr");
+    try {
+      const versions = await api(`/v1/policies/${encodeURIComponent(p.id)}/history`);
+      tr.after(...versions.filter((v) => v.version !== p.version).reverse().map((v) => h("tr", { class: "muted" }, ...policyCells(v), h("td", {}, v.active ? "" : "inactive"))));
+      btn.disabled = true; btn.setAttribute("aria-expanded", "true");
+    } catch (e) { tr.after(h("tr", {}, h("td", { colspan: 7 }, failure(e)))); }
+  } }, "History");
+  return h("tr", {}, ...policyCells(p), h("td", {}, btn));
+}
 async function agent(_q, name) {
   const path = `/v1/agents/${encodeURIComponent(name)}`;
   const [a, recent] = await Promise.all([api(path), api(`/v1/ledger/events?agent=${encodeURIComponent(name)}&limit=20`)]);
@@ -277,8 +294,8 @@ async function agent(_q, name) {
     }));
   setPage(`Agent ${a.name}`, h("p", {}, `Owner ${a.owner} · status `, h("strong", { id: "agent-status" }, a.status), ` · ID `, h("code", {}, a.id)), actions, msg,
     h("h2", {}, "Budgets"), a.budgets.length ? h("div", { class: "grid" }, a.budgets.map(budgetCard)) : h("p", { class: "muted" }, "None."),
-    h("h2", {}, "Policies"), a.policies.length ? h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ["Policy", "Version", "Limit", "Window", "Allow", "Since"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, a.policies.map((p) => h("tr", {}, h("td", { class: "mono" }, p.id), h("td", {}, p.version), h("td", { class: "num" }, money(p.limit, p.currency)), h("td", {}, `${p.window} ${p.window_type} ${p.timezone}`), h("td", { class: "mono" }, (p.allow || []).join(", ") || "any"), h("td", { class: "mono" }, fmtTime(p.created_at))))))) : h("p", { class: "muted" }, "None."),
+    h("h2", {}, "Policies"), a.policies.length ? h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ["Policy", "Version", "Limit", "Window", "Allow", "Since", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, a.policies.map(policyRow)))) : h("p", { class: "muted" }, "None."),
     h("h2", {}, "Keys"), a.keys.length ? h("table", {}, h("thead", {}, h("tr", {}, ["Prefix", "Created", "Expires", "Revoked"].map((t) => h("th", {}, t)))),
       h("tbody", {}, a.keys.map((k) => h("tr", {}, h("td", { class: "mono" }, `${k.prefix}…`), h("td", { class: "mono" }, fmtTime(k.created_at)), h("td", { class: "mono" }, fmtTime(k.expires_at)), h("td", { class: "mono" }, fmtTime(k.revoked_at)))))) : h("p", { class: "muted" }, "None."),
     h("h2", {}, "Recent events"), eventTable(recent.events), h("a", { href: `#/ledger?agent=${encodeURIComponent(a.name)}` }, "Full history in the ledger"));
