@@ -406,3 +406,28 @@ func TestStreamResumesAfterLastEventID(t *testing.T) {
 		}
 	}
 }
+
+func TestStreamEndsAtSignOut(t *testing.T) {
+	srv, _ := newServer(t, false)
+	b := newBrowser(t, srv)
+	b.signIn(adminTok)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/ui/events", nil)
+	res, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	rd := bufio.NewReader(res.Body)
+	if line, _ := rd.ReadString('\n'); !strings.HasPrefix(line, "retry:") {
+		t.Fatalf("first line %q", line)
+	}
+	if res, _ := b.do(http.MethodDelete, "/ui/session", "", map[string]string{csrfHeader: b.csrf}); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("sign-out: %d", res.StatusCode)
+	}
+	// The server ends the stream: the body reaches EOF before the deadline.
+	if _, err := io.Copy(io.Discard, rd); err != nil {
+		t.Fatalf("the stream did not end after sign-out: %v", err)
+	}
+}

@@ -15,13 +15,18 @@ import (
 // proxies between the browser and the server.
 const heartbeat = 15 * time.Second
 
+// recheckToken is how often a live stream checks that its session's token
+// is still valid (the API checks it on every request; the stream makes
+// none).
+const recheckToken = 5 * time.Second
+
 // stream is GET /ui/events: server-sent events, one "ledger" event per new
 // ledger event, read by sequence number as `caracal ledger tail -f` reads
 // them (only events already in the Merkle tree, in seq order, so none is
 // missed). Each event's SSE id is its seq: a reconnecting EventSource
 // sends Last-Event-ID and resumes after it.
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request) {
-	_, _, ok := h.fromSession(r)
+	sid, ss, ok := h.fromSession(r)
 	if !ok {
 		problem(w, http.StatusUnauthorized, "unauthorized", "not signed in")
 		return
@@ -62,12 +67,25 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) {
 	}
 	tick := time.NewTicker(h.opts.Poll)
 	defer tick.Stop()
-	lastWrite := time.Now()
+	lastWrite, lastCheck := time.Now(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+		// A stream lasts no longer than its session, nor than its token:
+		// sign-out and expiry end it at the next poll, a revoked token
+		// within recheckToken.
+		if _, ok := h.sessions.get(sid); !ok {
+			return
+		}
+		if time.Since(lastCheck) >= recheckToken {
+			lastCheck = time.Now()
+			if _, err := h.opts.Tokens.CheckAdminToken(ctx, ss.token); errors.Is(err, ErrBadToken) {
+				h.sessions.remove(sid)
+				return
+			}
 		}
 		f := ledger.EventFilter{Integrated: true, FromSeq: next}
 		wrote := false
