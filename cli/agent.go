@@ -326,7 +326,7 @@ func runAgentGet(ctx context.Context, opts *agentGetOptions) error {
 	if opts.Now != nil {
 		now = opts.Now()
 	}
-	budgets, err := budgetsOf(ctx, st, now, []string{a.ID})
+	budgets, err := ledger.Budgets(ctx, st, now, []string{a.ID})
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -65,7 +64,7 @@ func runAgentKeyCreate(ctx context.Context, opts *agentKeyCreateOptions) error {
 	}
 	var expiresAt *time.Time
 	if opts.Expires != "" {
-		d, err := parseDuration(opts.Expires)
+		d, err := policy.ParseDuration(opts.Expires)
 		if err != nil || d <= 0 {
 			return Usagef("--expires: invalid duration %q: want a positive duration such as 720h or 30d", opts.Expires)
 		}
@@ -101,24 +100,6 @@ func runAgentKeyCreate(ctx context.Context, opts *agentKeyCreateOptions) error {
 	}
 	fmt.Fprintln(opts.IO.ErrOut, "Store this key now: it is not shown again.")
 	return nil
-}
-
-// parseDuration is time.ParseDuration that also accepts whole days ("30d")
-// and whole weeks ("1w").
-func parseDuration(s string) (time.Duration, error) {
-	for _, u := range []struct {
-		suffix string
-		days   int
-	}{{"d", 1}, {"w", 7}} {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			k, err := strconv.Atoi(n)
-			if err != nil || k < 0 || k*u.days > 100*365 {
-				return 0, fmt.Errorf("invalid duration %q", s)
-			}
-			return time.Duration(k*u.days) * 24 * time.Hour, nil
-		}
-	}
-	return time.ParseDuration(s)
 }
 
 type agentKeyListOptions struct {

@@ -125,13 +125,13 @@ func TestDBBackupUnderLoadAndRestore(t *testing.T) {
 	tdb.Exec(t, `UPDATE events SET amount_nanos = amount_nanos + 1 WHERE id = ?`, tdb.EventIDAt(t, 3))
 	ts.Close()
 	f.Close() // stop using the live database before restoring over it
-	var before merkleStatus
+	var before ledger.MerkleStatus
 	e.json(&before, "merkle", "status")
 	_, errOut, code := e.run("db", "restore", tampered, "--yes")
 	if code != 1 || !strings.Contains(errOut, "restore refused") || !strings.Contains(errOut, "the Merkle log does not verify") {
 		t.Fatalf("restore of a tampered backup: exit %d, %s", code, errOut)
 	}
-	var after merkleStatus
+	var after ledger.MerkleStatus
 	e.json(&after, "merkle", "status")
 	if after.TreeSize != before.TreeSize || after.Pending != before.Pending {
 		t.Fatalf("a refused restore changed the database: %+v → %+v", before, after)
@@ -156,7 +156,7 @@ func TestDBBackupUnderLoadAndRestore(t *testing.T) {
 	// queued in the copy; integrating them keeps the log verifiable.
 	e.ok("merkle", "integrate")
 	e.ok("merkle", "verify", "--full")
-	var st merkleStatus
+	var st ledger.MerkleStatus
 	e.json(&st, "merkle", "status")
 	if st.Pending != 0 || st.TreeSize < res.TreeSize {
 		t.Errorf("status after restore and integrate: %+v", st)

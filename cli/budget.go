@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -87,7 +86,7 @@ func runBudgetStatus(ctx context.Context, opts *budgetStatusOptions) error {
 			if err != nil {
 				return fmt.Errorf("list agents: %w", err)
 			}
-			ids = descendants(all, a.ID)
+			ids = policy.Descendants(all, a.ID)
 		}
 	} else {
 		all, err := st.ListAgents(ctx)
@@ -98,7 +97,7 @@ func runBudgetStatus(ctx context.Context, opts *budgetStatusOptions) error {
 			ids = append(ids, a.ID)
 		}
 	}
-	budgets, err := budgetsOf(ctx, st, opts.Now(), ids)
+	budgets, err := ledger.Budgets(ctx, st, opts.Now(), ids)
 	if err != nil {
 		return err
 	}
@@ -106,34 +105,6 @@ func runBudgetStatus(ctx context.Context, opts *budgetStatusOptions) error {
 		return printJSON(opts.IO.Out, budgets)
 	}
 	return printBudgetTable(opts.IO.Out, budgets)
-}
-
-// budgetsOf returns the budgets that bind each agent of ids (its own
-// policies, then its ancestors'), each policy once, in the order found.
-func budgetsOf(ctx context.Context, st budgetStore, now time.Time, ids []string) ([]policy.Budget, error) {
-	out := []policy.Budget{}
-	seen := map[string]bool{}
-	for _, id := range ids {
-		us, err := st.Usage(ctx, id, now)
-		if err != nil {
-			if errors.Is(err, ledger.ErrNotFound) {
-				continue // removed between listing and reading
-			}
-			return nil, fmt.Errorf("read usage of agent %s: %w", id, err)
-		}
-		for i := range us {
-			if seen[us[i].Policy.ID] {
-				continue
-			}
-			seen[us[i].Policy.ID] = true
-			b, err := us[i].Budget(now)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, b)
-		}
-	}
-	return out, nil
 }
 
 // printBudgetTable prints budgets one a row. A calendar window shows when

@@ -316,7 +316,7 @@ func TestDelegation(t *testing.T) {
 			}
 			e.ok("agent", "register", "--name", "adopted", "--owner", "ops", "--parent", "other")
 			e.ok("policy", "create", "--agent", "parent", "--limit", "10")
-			var d delegation
+			var d ledger.DelegationView
 			e.json(&d, "delegation", "create", "--parent", "parent", "--child", "a", "--limit", "8")
 			if d.Parent != "parent" || d.Child != "a" || d.Limit != "8.00" || d.Status != "active" || d.Window != policy.WindowDaily {
 				t.Errorf("delegation %+v", d)
@@ -335,7 +335,7 @@ func TestDelegation(t *testing.T) {
 			e.fails(1, `--child: agent "adopted" already has parent "other"; delegate from that parent`,
 				"delegation", "create", "--parent", "parent", "--child", "adopted", "--limit", "1")
 
-			var ds []delegation
+			var ds []ledger.DelegationView
 			e.json(&ds, "delegation", "list")
 			if len(ds) != 2 {
 				t.Fatalf("delegation list: %+v", ds)
@@ -509,7 +509,7 @@ func TestLedgerCommands(t *testing.T) {
 
 			csvOut := e.ok("ledger", "query", "-o", "csv", "--limit", "0")
 			recs, err := csv.NewReader(strings.NewReader(csvOut)).ReadAll()
-			if err != nil || len(recs) != 13 || !reflect.DeepEqual(recs[0], eventCSVHeader) {
+			if err != nil || len(recs) != 13 || !reflect.DeepEqual(recs[0], ledger.EventCSVHeader) {
 				t.Errorf("ledger query -o csv: %v, %d records", err, len(recs))
 			}
 

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caracal-dev/caracal/ledger"
-	"github.com/caracal-dev/caracal/policy"
 )
 
 func newDelegationCmd(f *Factory) *cobra.Command {
@@ -110,7 +109,7 @@ func runDelegationCreate(ctx context.Context, opts *delegationCreateOptions) err
 		return fmt.Errorf("create delegation from %q to %q: %w", parent.Name, child.Name, err)
 	}
 	if opts.Output == FormatJSON {
-		return printJSON(opts.IO.Out, delegationOf(p, parent.Name, child.Name))
+		return printJSON(opts.IO.Out, ledger.ViewDelegation(p, parent.Name, child.Name))
 	}
 	fmt.Fprintf(opts.IO.Out, "Delegated %s %s %s (%s) from %s to %s: policy %s.\n",
 		p.Limit, p.Currency, p.Window, p.WindowType, parent.Name, child.Name, p.ID)
@@ -136,36 +135,6 @@ func depthError(flag string, e *ledger.ChainDepthError, maxDepth int) error {
 		return fmt.Errorf("%s: %w", flag, e)
 	}
 	return fmt.Errorf("%s: the chain would hold %d agents (%s), more than delegation.max_depth %d", flag, e.Agents, e.Path, maxDepth)
-}
-
-// delegation is one delegated policy as `delegation list` shows it.
-type delegation struct {
-	PolicyID   string            `json:"policy_id"`
-	ParentID   string            `json:"parent_id"`
-	Parent     string            `json:"parent"`
-	ChildID    string            `json:"child_id"`
-	Child      string            `json:"child"`
-	Limit      string            `json:"limit"`
-	Currency   string            `json:"currency"`
-	Window     policy.Window     `json:"window"`
-	WindowType policy.WindowType `json:"window_type"`
-	Timezone   string            `json:"timezone"`
-	Version    int               `json:"version"`
-	// Status is active, revoked (limit set to zero) or inactive.
-	Status string `json:"status"`
-}
-
-func delegationOf(p policy.Policy, parent, child string) delegation {
-	status := "active"
-	switch {
-	case !p.Active:
-		status = "inactive"
-	case p.Limit == 0:
-		status = "revoked"
-	}
-	return delegation{PolicyID: p.ID, ParentID: p.DelegatedFrom, Parent: parent, ChildID: p.AgentID, Child: child,
-		Limit: p.Limit.String(), Currency: p.Currency, Window: p.Window, WindowType: p.WindowType,
-		Timezone: p.Timezone, Version: p.Version, Status: status}
 }
 
 type delegationListOptions struct {
@@ -210,12 +179,12 @@ func runDelegationList(ctx context.Context, opts *delegationListOptions) error {
 	if err != nil {
 		return err
 	}
-	ds := []delegation{}
+	ds := []ledger.DelegationView{}
 	for _, p := range pols {
 		if p.DelegatedFrom == "" || (agentID != "" && p.AgentID != agentID && p.DelegatedFrom != agentID) {
 			continue
 		}
-		ds = append(ds, delegationOf(p, names[p.DelegatedFrom], names[p.AgentID]))
+		ds = append(ds, ledger.ViewDelegation(p, names[p.DelegatedFrom], names[p.AgentID]))
 	}
 	rows := make([][]string, 0, len(ds))
 	for _, d := range ds {
@@ -266,7 +235,7 @@ func runDelegationRevoke(ctx context.Context, opts *delegationRevokeOptions) err
 		}
 		return fmt.Errorf("revoke delegation %q: %w", opts.PolicyID, err)
 	}
-	d := delegationOf(p, agentNameOf(ctx, st, p.DelegatedFrom), agentNameOf(ctx, st, p.AgentID))
+	d := ledger.ViewDelegation(p, agentNameOf(ctx, st, p.DelegatedFrom), agentNameOf(ctx, st, p.AgentID))
 	if opts.Output == FormatJSON {
 		return printJSON(opts.IO.Out, d)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caracal-dev/caracal/policy"
 )
 
 // FuzzLoadConfig loads arbitrary configuration files: no panic, every
@@ -80,7 +82,7 @@ func FuzzParseTimeFlag(f *testing.F) {
 			if !strings.Contains(err.Error(), "--since") || !strings.Contains(err.Error(), fmt.Sprintf("%q", s)) {
 				t.Fatalf("parseTimeFlag(%q) error %q does not name the flag and value", s, err)
 			}
-		} else if _, derr := parseDuration(s); derr == nil {
+		} else if _, derr := policy.ParseDuration(s); derr == nil {
 			if got.After(now) {
 				t.Fatalf("duration %q ago is %v, after now %v", s, got, now)
 			}

@@ -76,11 +76,8 @@ func (e *eventFilterFlags) filter(ctx context.Context, now time.Time, st ledger.
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
 		return f, Usagef("--until: %s is not after --since %s", f.Until.Format(time.RFC3339), f.Since.Format(time.RFC3339))
 	}
-	switch o := policy.Outcome(e.Outcome); o {
-	case "", policy.OutcomeCharged, policy.OutcomeDenied, policy.OutcomeUnconfirmed, policy.OutcomeRefunded:
-		f.Outcome = o
-	default:
-		return f, Usagef("--outcome: invalid outcome %q: want charged, denied, unconfirmed or refunded", e.Outcome)
+	if f.Outcome, err = policy.ParseOutcome(e.Outcome); err != nil {
+		return f, Usagef("--outcome: %v", err)
 	}
 	if e.Limit < 0 {
 		return f, Usagef("--limit: invalid limit %d: want 0 or more", e.Limit)
@@ -106,30 +103,9 @@ func (e *eventFilterFlags) filter(ctx context.Context, now time.Time, st ledger.
 		if err != nil {
 			return f, fmt.Errorf("list agents: %w", err)
 		}
-		f.AgentIDs = descendants(all, a.ID)
+		f.AgentIDs = policy.Descendants(all, a.ID)
 	}
 	return f, nil
-}
-
-// descendants returns id and the IDs of every agent below it.
-func descendants(agents []policy.Agent, id string) []string {
-	children := map[string][]string{}
-	for _, a := range agents {
-		if a.ParentID != "" {
-			children[a.ParentID] = append(children[a.ParentID], a.ID)
-		}
-	}
-	out := []string{id}
-	seen := map[string]bool{id: true}
-	for i := 0; i < len(out); i++ {
-		for _, c := range children[out[i]] {
-			if !seen[c] {
-				seen[c] = true
-				out = append(out, c)
-			}
-		}
-	}
-	return out
 }
 
 // parseTimeFlag reads RFC 3339, a date (midnight UTC), a duration ago or
@@ -153,7 +129,7 @@ func parseTimeFlag(flag, s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.DateOnly, s); err == nil {
 		return t, nil
 	}
-	if d, err := parseDuration(s); err == nil && d >= 0 {
+	if d, err := policy.ParseDuration(s); err == nil && d >= 0 {
 		return now.Add(-d), nil
 	}
 	return time.Time{}, Usagef("%s: invalid time %q: want RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), a duration ago (24h, 7d, 1w), today or yesterday", flag, s)
@@ -232,10 +208,10 @@ func runLedgerQuery(ctx context.Context, opts *ledgerQueryOptions) error {
 		}
 	case FormatCSV:
 		cw := csv.NewWriter(w)
-		if err := cw.Write(eventCSVHeader); err != nil {
+		if err := cw.Write(ledger.EventCSVHeader); err != nil {
 			return err
 		}
-		emit = func(ev ledger.Event) error { return cw.Write(eventCSVRow(ev)) }
+		emit = func(ev ledger.Event) error { return cw.Write(ledger.EventCSVRow(ev)) }
 		done = func() error { cw.Flush(); return cw.Error() }
 	default:
 		t := newTable(w, "seq", "time", "agent", "resource", "outcome", "amount", "currency", "code")
@@ -287,21 +263,6 @@ func formatCount(n int64) string {
 		return "-" + b.String()
 	}
 	return b.String()
-}
-
-// eventCSVHeader is the column order of CSV ledger output; the names are
-// the JSON field names, token counts flattened.
-var eventCSVHeader = []string{"seq", "id", "time", "agent_id", "agent_name", "chain", "resource", "operation",
-	"quantity", "unit", "amount", "currency", "request_id", "outcome", "code", "reason",
-	"input_tokens", "output_tokens", "cached_read_tokens", "cache_write_tokens", "reasoning_tokens", "upstream", "unpriced"}
-
-func eventCSVRow(ev ledger.Event) []string {
-	i := func(n int64) string { return strconv.FormatInt(n, 10) }
-	return []string{i(ev.Seq), ev.ID, ev.Time.UTC().Format(time.RFC3339Nano), ev.AgentID, ev.AgentName,
-		strings.Join(ev.Chain, " "), ev.Resource, ev.Operation, ev.Quantity, ev.Unit, ev.Amount.String(), ev.Currency,
-		ev.RequestID, string(ev.Outcome), string(ev.Code), ev.Reason,
-		i(ev.Tokens.Input), i(ev.Tokens.Output), i(ev.Tokens.CachedRead), i(ev.Tokens.CacheWrite), i(ev.Tokens.Reasoning),
-		ev.Upstream, strconv.FormatBool(ev.Unpriced)}
 }
 
 type ledgerSummaryOptions struct {
@@ -401,10 +362,10 @@ func runLedgerExport(ctx context.Context, opts *ledgerExportOptions) error {
 	var cw *csv.Writer
 	if opts.Format == "csv" {
 		cw = csv.NewWriter(w)
-		if err := cw.Write(eventCSVHeader); err != nil {
+		if err := cw.Write(ledger.EventCSVHeader); err != nil {
 			return err
 		}
-		emit = func(ev ledger.Event) error { return cw.Write(eventCSVRow(ev)) }
+		emit = func(ev ledger.Event) error { return cw.Write(ledger.EventCSVRow(ev)) }
 	} else {
 		emit = func(ev ledger.Event) error { return printJSONLine(w, ev) }
 	}

@@ -252,13 +252,13 @@ func TestMerkleCheckpointListAndVerifyText(t *testing.T) {
 	if out := lf.e.ok("merkle", "integrate"); !strings.HasPrefix(out, "Integrated 2 events; ") {
 		t.Errorf("integrate two events: %q", out)
 	}
-	var cps []checkpointJSON
+	var cps []ledger.CheckpointView
 	lf.e.json(&cps, "merkle", "checkpoint", "list")
 	// The empty tree's checkpoint comes first, written by the first run.
 	if n := len(cps); n < 2 || cps[n-2].Size != 1 || cps[n-1].Size != 3 || cps[n-1].Note == "" || len(cps[n-1].Root) != 64 {
 		t.Fatalf("checkpoint list: %+v", cps)
 	}
-	var last checkpointJSON
+	var last ledger.CheckpointView
 	lf.e.json(&last, "merkle", "checkpoint")
 	if last != cps[len(cps)-1] {
 		t.Errorf("merkle checkpoint -o json = %+v, want the last of the list %+v", last, cps[len(cps)-1])

@@ -51,23 +51,6 @@ type merkleStatusOptions struct {
 	Output string
 }
 
-// merkleStatus is `caracal merkle status -o json`.
-type merkleStatus struct {
-	TreeSize      int64              `json:"tree_size"`
-	Checkpoint    *checkpointSummary `json:"checkpoint"` // null before the first integration
-	Pending       int64              `json:"pending_events"`
-	OldestPending *time.Time         `json:"oldest_pending,omitempty"`
-	LagSeconds    float64            `json:"lag_seconds"` // age of the oldest pending event; 0 when none
-}
-
-type checkpointSummary struct {
-	Size       int64     `json:"size"`
-	Root       string    `json:"root"` // hex
-	KeyID      string    `json:"key_id"`
-	CreatedAt  time.Time `json:"created_at"`
-	AgeSeconds float64   `json:"age_seconds"`
-}
-
 func newMerkleStatusCmd(f *Factory) *cobra.Command {
 	opts := &merkleStatusOptions{IO: f.IO, Now: f.now, Store: func(ctx context.Context) (ledger.Merkle, error) { return merkleStore(ctx, f) }}
 	cmd := &cobra.Command{
@@ -87,25 +70,10 @@ func runMerkleStatus(ctx context.Context, opts *merkleStatusOptions) error {
 	if err != nil {
 		return err
 	}
-	var st merkleStatus
-	if st.TreeSize, err = m.TreeSize(ctx); err != nil {
-		return err
-	}
 	now := opts.Now()
-	cp, err := m.LatestCheckpoint(ctx)
-	switch {
-	case err == nil:
-		st.Checkpoint = &checkpointSummary{Size: cp.Size, Root: hex.EncodeToString(cp.Root), KeyID: cp.KeyID, CreatedAt: cp.CreatedAt, AgeSeconds: now.Sub(cp.CreatedAt).Seconds()}
-	case !errors.Is(err, ledger.ErrNotFound):
+	st, err := ledger.StatusOfMerkle(ctx, m, now)
+	if err != nil {
 		return err
-	}
-	var oldest time.Time
-	if st.Pending, oldest, err = m.PendingEvents(ctx); err != nil {
-		return err
-	}
-	if st.Pending > 0 {
-		st.OldestPending = &oldest
-		st.LagSeconds = max(0, now.Sub(oldest).Seconds())
 	}
 	if opts.Output == FormatJSON {
 		return printJSON(opts.IO.Out, st)
@@ -117,7 +85,7 @@ func runMerkleStatus(ctx context.Context, opts *merkleStatusOptions) error {
 	}
 	pending := "0"
 	if st.Pending > 0 {
-		pending = fmt.Sprintf("%d (oldest queued %s ago)", st.Pending, roundAge(now.Sub(oldest)))
+		pending = fmt.Sprintf("%d (oldest queued %s ago)", st.Pending, roundAge(now.Sub(*st.OldestPending)))
 	}
 	return printKV(opts.IO.Out,
 		[2]string{"Tree size", fmt.Sprint(st.TreeSize)},
@@ -202,7 +170,7 @@ func runMerkleCheckpoint(ctx context.Context, opts *merkleCheckpointOptions) err
 		return err
 	}
 	if opts.Output == FormatJSON {
-		return printJSON(opts.IO.Out, toCheckpointJSON(cp))
+		return printJSON(opts.IO.Out, ledger.ViewCheckpoint(cp))
 	}
 	_, err = io.WriteString(opts.IO.Out, cp.Note)
 	return err

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/ledger/storetest"
 	"github.com/caracal-dev/caracal/merkle"
 )
@@ -35,7 +36,7 @@ func TestMerkleCommands(t *testing.T) {
 			db := e.ledgerDB()
 			db.InsertEvents(t, 0, 25)
 
-			var st merkleStatus
+			var st ledger.MerkleStatus
 			e.json(&st, "merkle", "status")
 			if st.TreeSize != 0 || st.Pending != 25 || st.Checkpoint != nil || st.OldestPending == nil {
 				t.Fatalf("status before integration = %+v", st)

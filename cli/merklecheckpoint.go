@@ -2,30 +2,13 @@ package cli
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/caracal-dev/caracal/ledger"
 )
-
-// checkpointJSON is one stored checkpoint as `merkle checkpoint -o json`
-// and `merkle checkpoint list -o json` print it; Note is the signed note
-// verbatim.
-type checkpointJSON struct {
-	Size      int64     `json:"size"`
-	Root      string    `json:"root"` // hex
-	KeyID     string    `json:"key_id"`
-	CreatedAt time.Time `json:"created_at"`
-	Note      string    `json:"note"`
-}
-
-func toCheckpointJSON(cp ledger.Checkpoint) checkpointJSON {
-	return checkpointJSON{Size: cp.Size, Root: hex.EncodeToString(cp.Root), KeyID: cp.KeyID, CreatedAt: cp.CreatedAt, Note: cp.Note}
-}
 
 type merkleCheckpointListOptions struct {
 	IO     *IOStreams
@@ -53,9 +36,9 @@ func runMerkleCheckpointList(ctx context.Context, opts *merkleCheckpointListOpti
 	if err != nil {
 		return err
 	}
-	cps := []checkpointJSON{}
+	cps := []ledger.CheckpointView{}
 	if err := m.Checkpoints(ctx, func(cp ledger.Checkpoint) error {
-		cps = append(cps, toCheckpointJSON(cp))
+		cps = append(cps, ledger.ViewCheckpoint(cp))
 		return nil
 	}); err != nil {
 		return fmt.Errorf("list checkpoints: %w", err)

@@ -48,6 +48,7 @@ type Store interface {
 	Events
 	Merkle
 	Admin
+	AdminTokens
 	Alerts
 	Close() error
 }
@@ -307,6 +308,10 @@ type EventFilter struct {
 	// so a reader that remembers the last seq it saw misses nothing.
 	Integrated bool
 	FromSeq    int64
+	// BeforeID selects only events appended before the event with this ID
+	// (in ledger order), so that a reader paging newest-first resumes
+	// after the last event it saw. An unknown ID selects nothing.
+	BeforeID string
 }
 
 // SummaryBy is a summary's grouping.
@@ -404,6 +409,32 @@ type Status struct {
 	SchemaVersion int64            `json:"schema_version"`
 	LatestVersion int64            `json:"latest_version"`
 	Rows          map[string]int64 `json:"rows"`
+}
+
+// AdminToken describes a token that authenticates an operator of the
+// admin API (`caracal serve`). The secret is never stored; only its hash.
+type AdminToken struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Prefix    string     `json:"prefix"` // first characters of the secret, for recognition
+	ReadOnly  bool       `json:"read_only"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// AdminTokens manages admin API tokens.
+type AdminTokens interface {
+	// CreateAdminToken stores a token's SHA-256 hash under a unique name
+	// (ErrConflict if the name is taken).
+	CreateAdminToken(ctx context.Context, name string, hash []byte, prefix string, readOnly bool) (AdminToken, error)
+	// RevokeAdminToken revokes the token with this ID or name; revoking
+	// twice is ErrConflict.
+	RevokeAdminToken(ctx context.Context, idOrName string) (AdminToken, error)
+	// ListAdminTokens lists every token, revoked ones included, oldest first.
+	ListAdminTokens(ctx context.Context) ([]AdminToken, error)
+	// AdminTokenByHash returns the token with this hash, or ErrNotFound.
+	// Revocation is the caller's to judge.
+	AdminTokenByHash(ctx context.Context, hash []byte) (AdminToken, error)
 }
 
 // Admin is database housekeeping.

@@ -51,3 +51,27 @@ func TestLooksValid(t *testing.T) {
 		}
 	}
 }
+
+func TestAdminScheme(t *testing.T) {
+	tok, hash, prefix, err := GenerateWith(AdminScheme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tok, "cra_") || len(tok) != 47 || prefix != tok[:PrefixLen] || !bytes.Equal(hash, Hash(tok)) {
+		t.Fatalf("admin token %q prefix %q", tok, prefix)
+	}
+	if !LooksValidWith(AdminScheme, tok) {
+		t.Errorf("LooksValidWith(AdminScheme, %q) = false", tok)
+	}
+	// One kind of secret is never taken for the other.
+	if LooksValid(tok) {
+		t.Errorf("LooksValid(%q) = true for an admin token", tok)
+	}
+	key, _, _, err := Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if LooksValidWith(AdminScheme, key) {
+		t.Errorf("LooksValidWith(AdminScheme, %q) = true for an agent key", key)
+	}
+}

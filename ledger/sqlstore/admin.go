@@ -10,7 +10,7 @@ import (
 // StatusTables are the tables whose row counts Status reports.
 var StatusTables = []string{
 	"agents", "api_keys", "policies", "policy_versions", "prices",
-	"reservations", "events", "integration_queue", "leaves", "checkpoints", "signing_keys",
+	"reservations", "events", "integration_queue", "leaves", "checkpoints", "signing_keys", "admin_tokens",
 }
 
 // Status implements ledger.Admin. On a database older than this binary

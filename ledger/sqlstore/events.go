@@ -145,6 +145,10 @@ func (s *Store) where(f ledger.EventFilter) (string, []any) {
 		conds = append(conds, "l.seq >= ?")
 		args = append(args, f.FromSeq)
 	}
+	if f.BeforeID != "" {
+		conds = append(conds, "e.pk < (SELECT b.pk FROM events b WHERE b.id = ?)")
+		args = append(args, f.BeforeID)
+	}
 	if len(conds) == 0 {
 		return "", nil
 	}

@@ -105,6 +105,10 @@ func testEvents(t *testing.T, newStore Factory) {
 	})
 
 	t.Run("Filters", func(t *testing.T) {
+		all := collect(f, ledger.EventFilter{})
+		if len(all) != 5 {
+			t.Fatalf("%d events, want 5", len(all))
+		}
 		tests := []struct {
 			name string
 			flt  ledger.EventFilter
@@ -128,6 +132,10 @@ func testEvents(t *testing.T, newStore Factory) {
 			{"newest first", ledger.EventFilter{NewestFirst: true}, []string{"mcp:fs/read", "llm:openai/gpt-4o", "llm:openai/gpt-4o", "mcp:fs/write", "mcp:fs/read"}},
 			{"newest first keeps the newest under a limit", ledger.EventFilter{NewestFirst: true, Limit: 2, Resource: "mcp:*"}, []string{"mcp:fs/read", "mcp:fs/write"}},
 			{"nothing integrated yet", ledger.EventFilter{Integrated: true}, nil},
+			{"before the third event, newest first", ledger.EventFilter{BeforeID: all[2].ID, NewestFirst: true}, []string{"mcp:fs/write", "mcp:fs/read"}},
+			{"before the last event, paged", ledger.EventFilter{BeforeID: all[4].ID, NewestFirst: true, Limit: 2}, []string{"llm:openai/gpt-4o", "llm:openai/gpt-4o"}},
+			{"before the first event", ledger.EventFilter{BeforeID: all[0].ID}, nil},
+			{"before an unknown event", ledger.EventFilter{BeforeID: uuid.NewString()}, nil},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {

@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("Delegations", func(t *testing.T) { testDelegations(t, newStore) })
 	t.Run("Pricebook", func(t *testing.T) { testPricebook(t, newStore) })
 	t.Run("Admin", func(t *testing.T) { testAdmin(t, newStore) })
+	t.Run("AdminTokens", func(t *testing.T) { testAdminTokens(t, newStore) })
 	t.Run("Enforce", func(t *testing.T) { testEnforce(t, newStore) })
 	t.Run("Events", func(t *testing.T) { testEvents(t, newStore) })
 	t.Run("Merkle", func(t *testing.T) { testMerkle(t, newStore) })
