@@ -290,7 +290,8 @@ async function agent(_q, name) {
       : act("Suspend", "danger", async () => { await api(`${path}/suspend`, { method: "POST" }); route(); }),
     act("Create key", "secondary", async () => {
       const k = await api(`${path}/keys`, { method: "POST", body: {} });
-      msg.replaceChildren(h("div", { class: "secret" }, h("p", {}, "New key (shown once — copy it now):"), h("code", { id: "new-key" }, k.key)));
+      await agent(_q, name); // the key list now holds the new key's prefix
+      $("#agent-msg").replaceChildren(h("div", { class: "secret" }, h("p", {}, "New key (shown once — copy it now):"), h("code", { id: "new-key" }, k.key)));
     }));
   setPage(`Agent ${a.name}`, h("p", {}, `Owner ${a.owner} · status `, h("strong", { id: "agent-status" }, a.status), ` · ID `, h("code", {}, a.id)), actions, msg,
     h("h2", {}, "Budgets"), a.budgets.length ? h("div", { class: "grid" }, a.budgets.map(budgetCard)) : h("p", { class: "muted" }, "None."),
