@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/caracal-dev/caracal/internal/money"
 )
@@ -223,6 +224,19 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("top row %q: want the new event seq %d of %s USD", top, second.Seq, second.Amount)
 	}
 	screenshot(t, ctx, "ledger")
+
+	// The CSV export link works with the session cookie alone.
+	csv := runB(t, ctx, "csv export", chromedp.Evaluate[string](`fetch(document.querySelector("a[download]").href).then((r) => r.text())`, chromedp.EvalAwaitPromise))
+	if !strings.HasPrefix(csv, "seq,id,time,") || strings.Count(csv, "\n") != 3 {
+		t.Errorf("CSV export through the page's link:\n%s", csv)
+	}
+
+	// The keyboard reaches every page: a nav link, Enter.
+	do(t, ctx, "keyboard", chromedp.Focus(chromedp.CSS(`#nav a[href="#/budgets"]`)), chromedp.KeyEvent(kb.Enter),
+		chromedp.WaitVisible(chromedp.CSS(".budget .remaining")))
+	if f := runB(t, ctx, "focus", chromedp.Evaluate[string](`document.activeElement.tagName + ":" + document.activeElement.textContent`)); f != "H1:Budgets" {
+		t.Errorf("after following a nav link with the keyboard the focus is on %q, want the page's heading", f)
+	}
 
 	// Integrity: verify a real event in the page.
 	id := e.eventID(t, first.RequestID)

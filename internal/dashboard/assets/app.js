@@ -61,7 +61,7 @@ const fmtTime = (t) => (t ? new Date(t).toISOString().replace("T", " ").replace(
 
 function setPage(title, ...kids) {
   const page = $("#page");
-  page.replaceChildren(h("h1", {}, title), ...kids);
+  page.replaceChildren(h("h1", { tabindex: "-1" }, title), ...kids);
   document.title = `${title} · Caracal`;
 }
 function failure(e) { return h("p", { class: "error", role: "alert" }, e.message); }
@@ -106,9 +106,11 @@ function route() {
     const target = a.getAttribute("href").slice(2);
     if (target === (name === "agent" ? "agents" : name || "overview")) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
-  fn(new URLSearchParams(query || ""), ...rest.map(decodeURIComponent)).catch((e) => $("#page").append(failure(e)));
+  return fn(new URLSearchParams(query || ""), ...rest.map(decodeURIComponent)).catch((e) => $("#page").append(failure(e)));
 }
-addEventListener("hashchange", route);
+// A page reached by a link takes the focus to its heading, so keyboard and
+// screen-reader users start at the new content.
+addEventListener("hashchange", () => route()?.then(() => $("#page h1")?.focus()));
 
 // ---- Overview ----
 const windows = { today: "Today (UTC)", "7d": "Last 7 days", "30d": "Last 30 days" };
