@@ -223,6 +223,8 @@ func TestSessionReachesAPI(t *testing.T) {
 		{"POST cross-site with CSRF", http.MethodPost, "http://evil.example", "cross-site", nil, 403},
 		{"POST other Origin, no fetch metadata", http.MethodPost, "http://evil.example", "", nil, 403},
 		{"POST without Origin", http.MethodPost, "-", "", nil, 403},
+		{"POST from another port", http.MethodPost, "<other-port>", "", nil, 403},
+		{"POST with Origin null", http.MethodPost, "null", "", nil, 403},
 		{"DELETE with CSRF", http.MethodDelete, srvOrigin, "same-origin", nil, 200},
 	}
 	for _, tt := range tests {
@@ -233,6 +235,8 @@ func TestSessionReachesAPI(t *testing.T) {
 				b.origin = srv.URL
 			case "-":
 				b.origin = ""
+			case "<other-port>":
+				b.origin = srv.URL[:strings.LastIndexByte(srv.URL, ':')] + ":1"
 			}
 			hdr := tt.hdr
 			if hdr == nil && tt.method != http.MethodGet {

@@ -112,14 +112,13 @@ func sameOrigin(r *http.Request) bool {
 		return r.Method == http.MethodGet || r.Method == http.MethodHead
 	}
 	u, err := url.Parse(o)
-	if err != nil {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return false
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return u.Scheme == scheme && strings.EqualFold(u.Host, r.Host)
+	// The host and port must be this server's. The scheme is not compared:
+	// one host and port serve one scheme, and behind a proxy that ends TLS
+	// the page's https origin reaches this server over plain HTTP.
+	return strings.EqualFold(u.Host, r.Host)
 }
 
 // fromSession returns the request's valid session, if any.
