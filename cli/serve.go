@@ -119,7 +119,7 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 	if err != nil {
 		return err
 	}
-	web, err := withDashboard(handler, store, log)
+	web, err := withDashboard(handler, store, log, ctx.Done())
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,8 @@ func (d dashboardTokens) CheckAdminToken(ctx context.Context, tok string) (dashb
 	return dashboard.Identity{Name: t.Name, ReadOnly: t.ReadOnly}, nil
 }
 
-// withDashboard serves the web dashboard at / in front of the API.
-func withDashboard(a *api.Server, store ledger.Store, log *slog.Logger) (http.Handler, error) {
-	return dashboard.New(dashboard.Options{API: a, Tokens: dashboardTokens{a}, Events: store, Logger: log})
+// withDashboard serves the web dashboard at / in front of the API; its
+// live streams end when stop is closed, as the shutdown starts.
+func withDashboard(a *api.Server, store ledger.Store, log *slog.Logger, stop <-chan struct{}) (http.Handler, error) {
+	return dashboard.New(dashboard.Options{API: a, Tokens: dashboardTokens{a}, Events: store, Logger: log, Stop: stop})
 }

@@ -60,6 +60,10 @@ type Options struct {
 	Poll time.Duration
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
+	// Stop, when closed, ends every live stream: the server is shutting
+	// down, and an open stream would otherwise hold the shutdown up until
+	// its timeout.
+	Stop <-chan struct{}
 }
 
 // Handler is the dashboard and the API behind it.

@@ -82,8 +82,13 @@ var stubAPI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 
 func newServer(t *testing.T, tls bool) (*httptest.Server, *stubEvents) {
 	t.Helper()
+	return newServerStop(t, tls, nil)
+}
+
+func newServerStop(t *testing.T, tls bool, stop chan struct{}) (*httptest.Server, *stubEvents) {
+	t.Helper()
 	evs := &stubEvents{}
-	h, err := New(Options{API: stubAPI, Tokens: stubTokens{}, Events: evs, Poll: 10 * time.Millisecond})
+	h, err := New(Options{API: stubAPI, Tokens: stubTokens{}, Events: evs, Poll: 10 * time.Millisecond, Stop: stop})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,5 +438,28 @@ func TestStreamEndsAtSignOut(t *testing.T) {
 	// The server ends the stream: the body reaches EOF before the deadline.
 	if _, err := io.Copy(io.Discard, rd); err != nil {
 		t.Fatalf("the stream did not end after sign-out: %v", err)
+	}
+}
+
+func TestStreamEndsAtStop(t *testing.T) {
+	stop := make(chan struct{})
+	srv, _ := newServerStop(t, false, stop)
+	b := newBrowser(t, srv)
+	b.signIn(adminTok)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/ui/events", nil)
+	res, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	rd := bufio.NewReader(res.Body)
+	if line, _ := rd.ReadString('\n'); !strings.HasPrefix(line, "retry:") {
+		t.Fatalf("first line %q", line)
+	}
+	close(stop)
+	if _, err := io.Copy(io.Discard, rd); err != nil {
+		t.Fatalf("the stream did not end when the server stopped: %v", err)
 	}
 }

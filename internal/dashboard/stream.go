@@ -72,6 +72,8 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-h.opts.Stop:
+			return
 		case <-tick.C:
 		}
 		// A stream lasts no longer than its session, nor than its token:
