@@ -29,7 +29,7 @@ CONTAINER_ENGINE ?= $(shell \
 	elif command -v podman >/dev/null 2>&1 && podman info >/dev/null 2>&1; then echo podman; \
 	fi)
 
-.PHONY: all build install test unit e2e-deps lint bench fuzz fuzz-list fmt clean dist image image-context container-engine
+.PHONY: all build install test test-python unit e2e-deps lint bench fuzz fuzz-list fmt clean dist image image-context container-engine
 
 all: build
 
@@ -77,7 +77,8 @@ image: image-context
 
 # make test runs every test the project has: unit and conformance tests
 # against SQLite and a throwaway PostgreSQL cluster it starts itself, and
-# end-to-end tests that drive the built binary with real clients.
+# end-to-end tests that drive the built binary with real clients, and the
+# Python SDK's tests (test-python).
 # The PostgreSQL backend runs first and verbosely (its output is kept in
 # bin/postgres-test.log) so the log shows which server the conformance suite
 # really ran against; then everything else.
@@ -90,6 +91,17 @@ test: e2e-deps
 	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -timeout 25m $$($(GO) list $(PKGS) | grep -v '/ledger/postgres$$')
 	@echo "go test ./... in deploy/test (Helm chart, compose file, systemd units)"
 	cd deploy/test && $(GO) test -count=1 -timeout 15m ./...
+	@echo "Python SDK (make test-python)"
+	@$(MAKE) --no-print-directory test-python
+
+# make test-python runs the Python SDK's tests (sdk/python/tests) from
+# source with Debian's python3: unit tests, and integration tests against a
+# `caracal serve` of the binary built here. Signature checks need Debian's
+# python3-cryptography; CARACAL_REQUIRE_CRYPTOGRAPHY makes them fail, not
+# skip, without it.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+test-python: build
+	CARACAL_BIN=$(abspath $(BIN)) CARACAL_REQUIRE_CRYPTOGRAPHY=1 $(PYTHON) -m unittest discover -s sdk/python/tests
 
 e2e-deps:
 	@if [ -f $(NODE_DIR)/package-lock.json ]; then \

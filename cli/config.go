@@ -14,12 +14,12 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/spf13/viper"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/caracal-dev/caracal/internal/alerts"
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger/postgres"
+	"github.com/caracal-dev/caracal/policy"
 )
 
 // DefaultMaxDelegationDepth is delegation.max_depth when unset: how many
@@ -176,24 +176,6 @@ type fileConfig struct {
 	Alerts []fileAlert `yaml:"alerts"`
 }
 
-// scalarKeys are the keys that flags and CARACAL_* variables can set.
-var scalarKeys = []string{
-	"database_url",
-	"pricing.default", "pricing.currency", "pricing.strict", "pricing.unpriced_llm",
-	"enforcement.unbudgeted",
-	"delegation.max_depth",
-	"mcp.listen", "proxy.listen",
-	"log.level", "log.format", "metrics.agent_label", "metrics.listen",
-	"tls.cert_file", "tls.key_file",
-	"merkle.sign",
-}
-
-// envName is the environment variable for a key: database_url →
-// CARACAL_DATABASE_URL, pricing.default → CARACAL_PRICING_DEFAULT.
-func envName(key string) string {
-	return "CARACAL_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
-}
-
 // LoadConfig resolves the configuration for home: flags > CARACAL_* >
 // the file (flags.ConfigFile, $CARACAL_CONFIG, or home/config.yaml).
 // Errors are UsageErrors naming the key and where it was set.
@@ -221,124 +203,41 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 		return nil, Usagef("config: %v", err)
 	}
 
-	// viper resolves precedence for the scalar keys; the file's values are
-	// its defaults, so environment variables and flags override them.
-	v := viper.New()
-	v.SetDefault("database_url", fc.DatabaseURL)
-	v.SetDefault("pricing.default", fc.Pricing.Default)
-	v.SetDefault("pricing.currency", fc.Pricing.Currency)
-	v.SetDefault("pricing.strict", fc.Pricing.Strict)
-	v.SetDefault("pricing.unpriced_llm", fc.Pricing.UnpricedLLM)
-	v.SetDefault("enforcement.unbudgeted", fc.Enforcement.Unbudgeted)
-	v.SetDefault("delegation.max_depth", fc.Delegation.MaxDepth)
-	v.SetDefault("mcp.listen", fc.MCP.Listen)
-	v.SetDefault("proxy.listen", fc.Proxy.Listen)
-	setObservabilityDefaults(v, fc)
-	v.SetDefault("tls.cert_file", fc.TLS.CertFile)
-	v.SetDefault("tls.key_file", fc.TLS.KeyFile)
-	v.SetDefault("merkle.sign", fc.Merkle.Sign)
-	v.SetEnvPrefix("CARACAL")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	for _, k := range scalarKeys {
-		if err := v.BindEnv(k); err != nil {
-			return nil, fmt.Errorf("config: bind %s: %w", k, err)
-		}
+	set, err := newSettings(&fc, map[string]flagSetting{"database_url": {"--database-url", flags.DatabaseURL}})
+	if err != nil {
+		return nil, err
 	}
-	if flags.DatabaseURL != "" {
-		v.Set("database_url", flags.DatabaseURL)
-	}
-	src := func(key string) string {
-		if key == "database_url" && flags.DatabaseURL != "" {
-			return "--database-url"
-		}
-		// viper ignores empty variables, so an empty one did not set the key.
-		if os.Getenv(envName(key)) != "" {
-			return envName(key)
-		}
-		return "config: " + key
-	}
-	get := func(key string) string { return expandEnv(v.GetString(key)) }
-
-	cfg.DatabaseURL = strings.TrimSpace(get("database_url"))
-	if cfg.DatabaseURL != "" {
-		if err := validateDatabaseURL(cfg.DatabaseURL); err != nil {
-			return nil, Usagef("%s: %v", src("database_url"), err)
-		}
-	}
-	if s := strings.TrimSpace(get("pricing.default")); s != "" {
-		a, err := money.Parse(s)
-		if err != nil {
-			return nil, Usagef("%s: %v", src("pricing.default"), err)
-		}
-		if a.IsNegative() {
-			return nil, Usagef("%s: invalid amount %q: must not be negative", src("pricing.default"), s)
-		}
-		cfg.Pricing.Default = a
-	}
-	cfg.Pricing.Currency = money.DefaultCurrency
-	if s := strings.TrimSpace(get("pricing.currency")); s != "" {
-		c, err := money.ParseCurrency(s)
-		if err != nil {
-			return nil, Usagef("%s: %v", src("pricing.currency"), err)
-		}
-		cfg.Pricing.Currency = c
-	}
-	if s := strings.TrimSpace(get("pricing.strict")); s != "" {
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return nil, Usagef("%s: invalid boolean %q: want true or false", src("pricing.strict"), s)
-		}
-		cfg.Pricing.Strict = b
-	}
-	cfg.Pricing.UnpricedLLM = UnpricedLLMRefuse
-	if s := strings.TrimSpace(get("pricing.unpriced_llm")); s != "" {
-		if s != UnpricedLLMRefuse && s != UnpricedLLMDefault {
-			return nil, Usagef("%s: invalid value %q: want refuse or default", src("pricing.unpriced_llm"), s)
-		}
-		cfg.Pricing.UnpricedLLM = s
-	}
-	cfg.Enforcement.Unbudgeted = UnbudgetedRefuse
-	if s := strings.TrimSpace(get("enforcement.unbudgeted")); s != "" {
-		if s != UnbudgetedRefuse && s != UnbudgetedAllow {
-			return nil, Usagef("%s: invalid value %q: want refuse or allow", src("enforcement.unbudgeted"), s)
-		}
-		cfg.Enforcement.Unbudgeted = s
-	}
-	cfg.Delegation.MaxDepth = DefaultMaxDelegationDepth
-	if s := strings.TrimSpace(get("delegation.max_depth")); s != "" {
+	cfg.DatabaseURL = setting(set, "database_url", "", checked(validateDatabaseURL))
+	cfg.Pricing.Default = setting(set, "pricing.default", 0, nonNegativeAmount)
+	cfg.Pricing.Currency = setting(set, "pricing.currency", money.DefaultCurrency, money.ParseCurrency)
+	cfg.Pricing.Strict = setting(set, "pricing.strict", false, parseBool)
+	cfg.Pricing.UnpricedLLM = setting(set, "pricing.unpriced_llm", UnpricedLLMRefuse, oneOf(UnpricedLLMRefuse, UnpricedLLMDefault))
+	cfg.Enforcement.Unbudgeted = setting(set, "enforcement.unbudgeted", UnbudgetedRefuse, oneOf(UnbudgetedRefuse, UnbudgetedAllow))
+	cfg.Delegation.MaxDepth = setting(set, "delegation.max_depth", DefaultMaxDelegationDepth, func(s string) (int, error) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 100 {
-			return nil, Usagef("%s: invalid depth %q: want a whole number from 1 to 100", src("delegation.max_depth"), s)
+			return 0, fmt.Errorf("invalid depth %q: want a whole number from 1 to 100", s)
 		}
-		cfg.Delegation.MaxDepth = n
-	}
+		return n, nil
+	})
 	cfg.MCP = fc.MCP
-	cfg.MCP.Listen = strings.TrimSpace(get("mcp.listen"))
-	if err := validateListen(cfg.MCP.Listen); err != nil {
-		return nil, Usagef("%s: %v", src("mcp.listen"), err)
-	}
+	cfg.MCP.Listen = setting(set, "mcp.listen", "", checked(validateListen))
 	cfg.Proxy = fc.Proxy
-	cfg.Proxy.Listen = strings.TrimSpace(get("proxy.listen"))
-	if err := validateListen(cfg.Proxy.Listen); err != nil {
-		return nil, Usagef("%s: %v", src("proxy.listen"), err)
-	}
-	cfg.Merkle.Sign = SignAuto
-	if s := strings.ToLower(strings.TrimSpace(get("merkle.sign"))); s != "" {
-		if s != SignAuto && s != SignNever {
-			return nil, Usagef("%s: invalid value %q: want auto or never", src("merkle.sign"), s)
-		}
-		cfg.Merkle.Sign = s
+	cfg.Proxy.Listen = setting(set, "proxy.listen", "", checked(validateListen))
+	cfg.Merkle.Sign = setting(set, "merkle.sign", SignAuto, lowered(oneOf(SignAuto, SignNever)))
+	if set.err != nil {
+		return nil, set.err
 	}
 	if err := cfg.expandAndValidateSections(); err != nil {
 		return nil, err
 	}
-	if err := cfg.loadObservability(get, src); err != nil {
+	if err := cfg.loadObservability(set); err != nil {
 		return nil, err
 	}
 	// Whether the pair is whole is checked by the serving command, where
 	// --tls-cert and --tls-key may complete or override it.
-	cfg.TLS.CertFile = strings.TrimSpace(get("tls.cert_file"))
-	cfg.TLS.KeyFile = strings.TrimSpace(get("tls.key_file"))
+	cfg.TLS.CertFile = set.text("tls.cert_file")
+	cfg.TLS.KeyFile = set.text("tls.key_file")
 	if cfg.Alerts, err = loadAlerts(fc.Alerts); err != nil {
 		return nil, err
 	}
@@ -421,8 +320,6 @@ func validateListen(addr string) error {
 	return nil
 }
 
-var upstreamName = regexp.MustCompile(`^[a-z0-9_-]+$`)
-
 func (c *Config) expandAndValidateSections() error {
 	seen := map[string]bool{}
 	for i := range c.MCP.Upstreams {
@@ -439,11 +336,12 @@ func (c *Config) expandAndValidateSections() error {
 		for k, val := range u.Env {
 			u.Env[k] = expandEnv(val)
 		}
+		nameErr := policy.ValidateUpstreamName(u.Name)
 		switch {
 		case u.Name == "":
 			return Usagef("%s.name: missing", key)
-		case !upstreamName.MatchString(u.Name):
-			return Usagef("%s.name: invalid name %q: use lower-case letters, digits, _ and -", key, u.Name)
+		case nameErr != nil:
+			return Usagef("%s.name: %v", key, nameErr)
 		case seen[u.Name]:
 			return Usagef("%s.name: duplicate name %q", key, u.Name)
 		case len(u.Command) == 0 && u.URL == "":
@@ -466,11 +364,12 @@ func (c *Config) expandAndValidateSections() error {
 		p.BaseURL = expandEnv(p.BaseURL)
 		p.APIKeyEnv = expandEnv(p.APIKeyEnv)
 		p.APIKeyFile = expandEnv(p.APIKeyFile)
+		nameErr := policy.ValidateUpstreamName(p.Name)
 		switch {
 		case p.Name == "":
 			return Usagef("%s.name: missing", key)
-		case !upstreamName.MatchString(p.Name):
-			return Usagef("%s.name: invalid name %q: use lower-case letters, digits, _ and -", key, p.Name)
+		case nameErr != nil:
+			return Usagef("%s.name: %v", key, nameErr)
 		case seen[p.Name]:
 			return Usagef("%s.name: duplicate name %q", key, p.Name)
 		case p.BaseURL == "":

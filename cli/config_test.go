@@ -211,6 +211,8 @@ func TestLoadConfigErrors(t *testing.T) {
 			`config: mcp.upstreams[0].name: missing`},
 		{"upstream bad name", "mcp:\n  upstreams:\n    - name: File System\n      command: [x]\n", nil,
 			`config: mcp.upstreams[0].name: invalid name "File System": use lower-case letters, digits, _ and -`},
+		{"upstream name ending in _", "mcp:\n  upstreams:\n    - {name: fs_, command: [x]}\n    - {name: git, command: [y]}\n", nil,
+			`config: mcp.upstreams[0].name: invalid name "fs_": must not contain "__" or end in "_", because "__" joins it to tool names`},
 		{"upstream duplicate", "mcp:\n  upstreams:\n    - {name: fs, command: [x]}\n    - {name: fs, url: http://h/mcp}\n", nil,
 			`config: mcp.upstreams[1].name: duplicate name "fs"`},
 		{"upstream both", "mcp:\n  upstreams:\n    - {name: fs, command: [x], url: http://h/mcp}\n", nil,

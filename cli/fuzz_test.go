@@ -53,14 +53,14 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 		names := map[string]bool{}
 		for _, u := range cfg.MCP.Upstreams {
-			if names[u.Name] || !upstreamName.MatchString(u.Name) || (len(u.Command) > 0) == (u.URL != "") {
+			if names[u.Name] || policy.ValidateUpstreamName(u.Name) != nil || (len(u.Command) > 0) == (u.URL != "") {
 				t.Fatalf("accepted upstream %+v", u)
 			}
 			names[u.Name] = true
 		}
 		names = map[string]bool{}
 		for _, p := range cfg.Proxy.Providers {
-			if names[p.Name] || !upstreamName.MatchString(p.Name) || p.BaseURL == "" {
+			if names[p.Name] || policy.ValidateUpstreamName(p.Name) != nil || p.BaseURL == "" {
 				t.Fatalf("accepted provider %+v", p)
 			}
 			names[p.Name] = true

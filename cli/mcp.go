@@ -17,6 +17,7 @@ import (
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/mcp"
+	"github.com/caracal-dev/caracal/policy"
 )
 
 type mcpFlags struct {
@@ -275,8 +276,10 @@ func mcpUpstreams(cfg *Config, fl mcpFlags, command []string) ([]mcp.UpstreamSpe
 	if len(fl.headers) > 0 && fl.upstreamURL == "" {
 		return nil, Usagef("--header: only applies to --upstream-url")
 	}
-	if fl.name != "" && !validUpstreamName(fl.name) {
-		return nil, Usagef("--name: invalid name %q: use lower-case letters, digits, _ and -", fl.name)
+	if fl.name != "" {
+		if err := policy.ValidateUpstreamName(fl.name); err != nil {
+			return nil, Usagef("--name: %v", err)
+		}
 	}
 	switch {
 	case len(command) > 0:
@@ -306,10 +309,6 @@ func mcpUpstreams(cfg *Config, fl mcpFlags, command []string) ([]mcp.UpstreamSpe
 		out = append(out, mcp.UpstreamSpec{Name: u.Name, Command: u.Command, Env: u.Env, URL: u.URL, Headers: u.Headers, Trusted: u.Trusted})
 	}
 	return out, nil
-}
-
-func validUpstreamName(s string) bool {
-	return upstreamName.MatchString(s) && !strings.Contains(s, "__")
 }
 
 // background is what a serving command runs beside its front: the expiry

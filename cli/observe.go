@@ -6,12 +6,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
-	"github.com/spf13/viper"
 
 	"github.com/caracal-dev/caracal/internal/httpserver"
 	"github.com/caracal-dev/caracal/internal/telemetry"
@@ -45,43 +43,16 @@ type fileMetrics struct {
 	Listen     string `yaml:"listen"`
 }
 
-func setObservabilityDefaults(v *viper.Viper, fc fileConfig) {
-	v.SetDefault("log.level", fc.Log.Level)
-	v.SetDefault("log.format", fc.Log.Format)
-	v.SetDefault("metrics.agent_label", fc.Metrics.AgentLabel)
-	v.SetDefault("metrics.listen", fc.Metrics.Listen)
-}
-
 // loadObservability resolves and checks the log and metrics keys.
-func (c *Config) loadObservability(get, src func(string) string) error {
-	c.Log.Level = "info"
-	if s := strings.TrimSpace(get("log.level")); s != "" {
-		if _, err := telemetry.ParseLevel(s); err != nil {
-			return Usagef("%s: %v", src("log.level"), err)
-		}
-		c.Log.Level = strings.ToLower(s)
-	}
-	c.Log.Format = telemetry.FormatText
-	if s := strings.TrimSpace(get("log.format")); s != "" {
-		f, err := telemetry.ParseFormat(s)
-		if err != nil {
-			return Usagef("%s: %v", src("log.format"), err)
-		}
-		c.Log.Format = f
-	}
-	c.Metrics.AgentLabel = true
-	if s := strings.TrimSpace(get("metrics.agent_label")); s != "" {
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return Usagef("%s: invalid boolean %q: want true or false", src("metrics.agent_label"), s)
-		}
-		c.Metrics.AgentLabel = b
-	}
-	c.Metrics.Listen = strings.TrimSpace(get("metrics.listen"))
-	if err := validateListen(c.Metrics.Listen); err != nil {
-		return Usagef("%s: %v", src("metrics.listen"), err)
-	}
-	return nil
+func (c *Config) loadObservability(set *settings) error {
+	c.Log.Level = setting(set, "log.level", "info", func(s string) (string, error) {
+		_, err := telemetry.ParseLevel(s)
+		return strings.ToLower(s), err
+	})
+	c.Log.Format = setting(set, "log.format", telemetry.FormatText, telemetry.ParseFormat)
+	c.Metrics.AgentLabel = setting(set, "metrics.agent_label", true, parseBool)
+	c.Metrics.Listen = setting(set, "metrics.listen", "", checked(validateListen))
+	return set.err
 }
 
 // obsFlags are the observability flags of the serving commands; empty

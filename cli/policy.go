@@ -71,12 +71,21 @@ func addBudgetFlags(cmd *cobra.Command, b *budgetFlags, withAllow bool) {
 
 // parseAmount parses a non-negative decimal amount given in flag.
 func parseAmount(flag, s string) (money.Amount, error) {
-	a, err := money.Parse(strings.TrimSpace(s))
+	a, err := nonNegativeAmount(s)
 	if err != nil {
 		return 0, Usagef("%s: %v", flag, err)
 	}
+	return a, nil
+}
+
+// nonNegativeAmount reads a decimal amount that is not negative.
+func nonNegativeAmount(s string) (money.Amount, error) {
+	a, err := money.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return 0, err
+	}
 	if a.IsNegative() {
-		return 0, Usagef("%s: invalid amount %q: must not be negative", flag, s)
+		return 0, fmt.Errorf("invalid amount %q: must not be negative", s)
 	}
 	return a, nil
 }
@@ -116,7 +125,7 @@ func parseCurrency(flag, s string) (string, error) {
 
 func parsePatterns(flag string, pats []string) ([]string, error) {
 	for _, p := range pats {
-		if p == "" || strings.TrimSpace(p) != p || strings.ContainsAny(p, " \t\n") {
+		if err := policy.ValidateResourcePattern(p); err != nil {
 			return nil, Usagef("%s: invalid pattern %q: want a resource pattern without spaces such as 'mcp:fs/*'", flag, p)
 		}
 	}

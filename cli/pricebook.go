@@ -65,6 +65,7 @@ type pricebookSetOptions struct {
 	UnitPrice    string
 	Currency     string
 	ChargeErrors string
+	ChargeRounds bool
 	Output       string
 }
 
@@ -97,6 +98,7 @@ func newPricebookSetCmd(f *Factory) *cobra.Command {
 	cmd.Flags().StringVar(&opts.UnitPrice, "per-unit-price", "", "price per unit of the --per-unit-path quantity")
 	cmd.Flags().StringVar(&opts.Currency, "currency", money.DefaultCurrency, "three-letter currency code")
 	cmd.Flags().StringVar(&opts.ChargeErrors, "charge-errors", "", "charge tool results with isError: true (true or false; default true)")
+	cmd.Flags().BoolVar(&opts.ChargeRounds, "charge-rounds", false, "charge every round of a multi-round MCP tool call (input_required) as a call of its own")
 	addOutputFlag(cmd, &opts.Output, false)
 	return cmd
 }
@@ -151,6 +153,7 @@ func runPricebookSet(ctx context.Context, opts *pricebookSetOptions) error {
 		}
 		r.ChargeErrors = &b
 	}
+	r.ChargeRounds = opts.ChargeRounds
 	st, err := opts.Store(ctx)
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ import (
 	"github.com/caracal-dev/caracal/interpose"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/mcp"
+	"github.com/caracal-dev/caracal/mcp/metering"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -175,7 +176,7 @@ func runQuickstart(ctx context.Context, opts *quickstartOptions) error {
 		return fmt.Errorf("list prices: %w", err)
 	}
 	for _, r := range all {
-		if strings.HasPrefix(r.Resource, "mcp:"+demoServer+"/") {
+		if strings.HasPrefix(r.Resource, metering.Resource(demoServer, "")) {
 			env.Prices = append(env.Prices, r)
 		}
 	}
@@ -333,7 +334,7 @@ func runDemoSession(ctx context.Context, env *quickstartEnv, cfg *Config, st led
 			// The proxy relays an allowed call's result untouched; its price
 			// is the pricebook's quote for the same arguments.
 			raw, _ := json.Marshal(targs)
-			q, err := eng.Quote(ctx, "mcp:"+demoServer+"/"+tool, raw, nil)
+			q, err := eng.Quote(ctx, metering.Resource(demoServer, tool), raw, nil)
 			if err != nil {
 				return err
 			}

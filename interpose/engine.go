@@ -238,22 +238,9 @@ func (e *Engine) Allowlist(ctx context.Context, agentID string) (func(resource s
 	if err != nil {
 		return nil, fmt.Errorf("allowlist of %s: %w", agentID, err)
 	}
-	var lists [][]string
-	for _, u := range us {
-		if len(u.Policy.Allow) > 0 {
-			lists = append(lists, u.Policy.Allow)
-		}
-	}
 	return func(resource string) bool {
-		for _, l := range lists {
-			ok := false
-			for _, p := range l {
-				if policy.MatchPattern(p, resource) {
-					ok = true
-					break
-				}
-			}
-			if !ok {
+		for _, u := range us {
+			if !policy.Allows(u.Policy, resource) {
 				return false
 			}
 		}
@@ -378,6 +365,9 @@ type Result struct {
 	ToolError bool
 	Quantity  string
 	Unit      string
+	// Note is recorded as the event's reason when the charge itself gives
+	// none (an MCP call's "mrtr: 3 rounds").
+	Note string
 }
 
 // charge works out what a finished call costs.
@@ -407,6 +397,9 @@ func (e *Engine) settle(ctx context.Context, t *Ticket, r Result) (ledger.Event,
 		// The call ran but cannot be priced: charge what was reserved.
 		e.log.Error("pricing the result failed; charging the reservation", "request_id", t.RequestID, "err", err)
 		amount, reason = t.Reserved, "result could not be priced: "+err.Error()
+	}
+	if reason == "" {
+		reason = r.Note
 	}
 	sr := ledger.SettleRequest{
 		RequestID: t.RequestID, Amount: amount, Outcome: policy.OutcomeCharged,
@@ -459,42 +452,10 @@ func (e *Engine) unconfirmed(ctx context.Context, t *Ticket, reason string) (led
 // is the decision's reason and the Decision says why in detail.
 var ErrDenied = errors.New("call denied")
 
-// Do meters fn: it begins the call, runs fn if admitted, and settles with
-// fn's Result, releasing the reservation if fn returns an error. It is the
-// Go API for programs that meter their own spending without a proxy.
-//
-// A refused call does not run fn and returns the Decision with an error
-// wrapping ErrDenied. An error from fn means nothing was spent: the
-// reservation is released and fn's error returned. If fn panics, the call's
-// outcome is unknown, so it is settled as unconfirmed before the panic
-// continues. A settlement failure is returned as the error (the call ran;
-// the expiry sweep will settle it as unconfirmed).
+// Do meters fn with e: see the package function Do. It is the Go API for
+// programs that meter their own spending without a proxy.
 func (e *Engine) Do(ctx context.Context, c Call, fn func(ctx context.Context) (Result, error)) (policy.Decision, error) {
-	t, d := e.Begin(ctx, c)
-	if t == nil {
-		return d, fmt.Errorf("%w: %s", ErrDenied, d.Reason)
-	}
-	finished := false
-	defer func() {
-		if !finished {
-			// fn panicked: its spending is unknown, so nothing is refunded.
-			if _, err := e.Unconfirmed(context.WithoutCancel(ctx), t, "metered function panicked"); err != nil {
-				e.log.Error("settling after a panic failed", "request_id", t.RequestID, "err", err)
-			}
-		}
-	}()
-	res, err := fn(ctx)
-	finished = true
-	if err != nil {
-		if _, rerr := e.Release(context.WithoutCancel(ctx), t, "metered function failed: "+err.Error()); rerr != nil {
-			e.log.Error("releasing a failed call failed", "request_id", t.RequestID, "err", rerr)
-		}
-		return d, err
-	}
-	if _, err := e.Settle(context.WithoutCancel(ctx), t, res); err != nil {
-		return d, err
-	}
-	return d, nil
+	return Do(ctx, e, e.log, c, fn)
 }
 
 // Run sweeps expired reservations every SweepInterval until ctx ends,

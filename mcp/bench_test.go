@@ -172,7 +172,7 @@ func benchSetup(b *testing.B, mode string) *benchClient {
 		b.Cleanup(func() { in.Close(); _ = cmd.Wait() })
 		return newBenchClient(in, out)
 	}
-	var m Meter = newFakeMeter("1000000")
+	var m interpose.Meter = newFakeMeter("1000000")
 	agent := "agent-1"
 	switch mode {
 	case "proxy-sqlite":

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/internal/pgtest"
 	"github.com/caracal-dev/caracal/interpose"
@@ -77,6 +79,15 @@ func fakeServer() {
 			continue
 		}
 		id := string(msg.ID)
+		// Revision 2026-07-28: the request names its revision in _meta and
+		// every result names its type and the server.
+		modern := gjson.GetBytes(msg.Params, `_meta.io\.modelcontextprotocol/protocolVersion`).String() == "2026-07-28"
+		if l := os.Getenv("CARACAL_FAKE_METHODS"); l != "" && msg.Method != "" {
+			if f, err := os.OpenFile(l, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+				fmt.Fprintln(f, msg.Method, modern)
+				f.Close()
+			}
+		}
 		if msg.Method == "" {
 			mu.Lock()
 			ch := waiting[id]
@@ -98,7 +109,17 @@ func fakeServer() {
 		if id == "" || id == "null" {
 			continue // notification
 		}
-		resp := func(result string) { write(`{"jsonrpc":"2.0","id":` + id + `,"result":` + result + `}`) }
+		resp := func(result string) {
+			if modern && !strings.Contains(result, `"resultType"`) {
+				stamp := `{"resultType":"complete","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"Fake Server","version":"1.0"}}`
+				if result == "{}" {
+					result = stamp + "}"
+				} else {
+					result = stamp + "," + result[1:]
+				}
+			}
+			write(`{"jsonrpc":"2.0","id":` + id + `,"result":` + result + `}`)
+		}
 		switch msg.Method {
 		case "initialize":
 			var p struct {
@@ -108,6 +129,12 @@ func fakeServer() {
 			resp(`{"protocolVersion":"` + p.ProtocolVersion + `","capabilities":{"tools":{"listChanged":true},"logging":{}},"serverInfo":{"name":"Fake Server","version":"1.0"},"x-future":{"a":1}}`)
 		case "ping":
 			resp(`{}`)
+		case "server/discover":
+			if !modern || os.Getenv("CARACAL_FAKE_NO_DISCOVER") != "" {
+				write(`{"jsonrpc":"2.0","id":` + id + `,"error":{"code":-32601,"message":"Method not found"}}`)
+				continue
+			}
+			resp(`{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"ttlMs":0,"cacheScope":"public"}`)
 		case "tools/list":
 			var p struct {
 				Cursor string `json:"cursor"`
@@ -119,6 +146,9 @@ func fakeServer() {
 			next := ""
 			if end < len(fakeTools) {
 				next = fmt.Sprintf(`,"nextCursor":"page%d"`, end)
+			}
+			if modern {
+				next += `,"ttlMs":60000,"cacheScope":"public"`
 			}
 			resp(`{"tools":[` + strings.Join(fakeTools[start:end], ",") + `]` + next + `}`)
 		case "tools/call":
@@ -157,6 +187,20 @@ func fakeServer() {
 						}
 					}
 					resp(`{"content":[{"type":"text","text":"done"}]}`)
+				case "ask", "ask2":
+					// MRTR: ask for input, then complete once the host
+					// retries with the answer (ask2 asks twice).
+					st := gjson.GetBytes(msg.Params, "requestState").String()
+					action := gjson.GetBytes(msg.Params, "inputResponses.q.action").String()
+					if st == "" || (p.Name == "ask2" && st == "r1") {
+						next := "r1"
+						if st == "r1" {
+							next = "r2"
+						}
+						resp(`{"resultType":"input_required","requestState":"` + next + `","inputRequests":{"q":{"method":"elicitation/create","params":{"message":"ok?","requestedSchema":{"type":"object","properties":{}}}}}}`)
+						return
+					}
+					resp(`{"content":[{"type":"text","text":"` + action + `"}]}`)
 				case "hang":
 				case "sample":
 					sid := `"s` + strings.Trim(id, `"`) + `"`
@@ -192,6 +236,8 @@ type fakeMeter struct {
 	n        int
 	events   []fakeEvent
 	declared map[string]*policy.PriceRule // resource → declared rule seen by Begin
+	// chargeRounds is the price rule's charge_rounds for every tool.
+	chargeRounds bool
 }
 
 type fakeEvent struct {
@@ -200,6 +246,7 @@ type fakeEvent struct {
 	Amount   money.Amount
 	ToolErr  bool
 	Code     policy.Code
+	Note     string
 }
 
 func newFakeMeter(limit string) *fakeMeter {
@@ -246,7 +293,11 @@ func (f *fakeMeter) Begin(_ context.Context, c interpose.Call) (*interpose.Ticke
 	}
 	f.reserved += p
 	f.n++
-	return &interpose.Ticket{RequestID: fmt.Sprintf("r%d|%s", f.n, c.Resource), Reserved: p, Quote: interpose.Quote{Price: p, Currency: "USD"}}, policy.Decision{Allow: true, Code: policy.CodeAllowed}
+	q := interpose.Quote{Price: p, Currency: "USD"}
+	if f.chargeRounds {
+		q.Rule = &policy.PriceRule{Resource: c.Resource, PerCall: p, ChargeRounds: true}
+	}
+	return &interpose.Ticket{RequestID: fmt.Sprintf("r%d|%s", f.n, c.Resource), Reserved: p, Quote: q}, policy.Decision{Allow: true, Code: policy.CodeAllowed}
 }
 
 func (f *fakeMeter) finish(t *interpose.Ticket, o policy.Outcome, charge bool, toolErr bool) (ledger.Event, error) {
@@ -264,7 +315,11 @@ func (f *fakeMeter) finish(t *interpose.Ticket, o policy.Outcome, charge bool, t
 }
 
 func (f *fakeMeter) Settle(_ context.Context, t *interpose.Ticket, r interpose.Result) (ledger.Event, error) {
-	return f.finish(t, policy.OutcomeCharged, true, r.ToolError)
+	ev, err := f.finish(t, policy.OutcomeCharged, true, r.ToolError)
+	f.mu.Lock()
+	f.events[len(f.events)-1].Note = r.Note
+	f.mu.Unlock()
+	return ev, err
 }
 
 func (f *fakeMeter) Release(_ context.Context, t *interpose.Ticket, _ string) (ledger.Event, error) {

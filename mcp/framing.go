@@ -93,12 +93,19 @@ type lineWriter struct {
 }
 
 func (w *lineWriter) write(msg []byte) error {
-	msg = compactLine(msg)
-	line := make([]byte, len(msg)+1)
-	copy(line, msg)
-	line[len(msg)] = '\n'
+	line := frameLine(msg)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	_, err := w.w.Write(line)
 	return err
+}
+
+// frameLine is msg as one newline-terminated line, the stdio framing in
+// both directions.
+func frameLine(msg []byte) []byte {
+	msg = compactLine(msg)
+	line := make([]byte, len(msg)+1)
+	copy(line, msg)
+	line[len(msg)] = '\n'
+	return line
 }

@@ -80,6 +80,8 @@ type HTTPFront struct {
 	sessions map[string]*httpSession
 	closed   bool
 	starting int // sessions being initialized, not yet in sessions
+
+	modernMu sync.Mutex // serialises opening agents' 2026 sessions
 }
 
 // NewHTTPFront returns the Streamable HTTP front of p.
@@ -175,11 +177,15 @@ type httpSession struct {
 	get      *stream
 	backlog  [][]byte
 	lastUsed time.Time
+	seq      uint64            // 2026: the last id given to a host request
+	byHost   map[string]string // 2026: host request id → the id relayed
 }
 
 type stream struct {
 	ch   chan []byte
 	left int // responses still owed on a POST stream; guarded by httpSession.mu
+	// ids maps the ids relayed for a 2026 POST back to the host's own.
+	ids map[string]string
 }
 
 // used is when the session was last used; a session with an open stream
@@ -218,6 +224,7 @@ func (h *httpSession) toHost(msg []byte) error {
 	if m.kind == kindResponse {
 		st = h.waiters[m.id]
 		delete(h.waiters, m.id)
+		msg = st.hostID(msg, m.id)
 		if st != nil && st != h.get {
 			// A stream that owes nothing more takes no new messages: its
 			// reader is about to stop reading.
@@ -508,7 +515,14 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 		}
 	}
 	var h *httpSession
-	if initialize {
+	var remap map[string]string // 2026: relayed id → the host's
+	if !initialize && isModernPost(r, msgs) {
+		var ok bool
+		if h, ok = f.agentSession(w, r, agentID); !ok {
+			return
+		}
+		msgs, remap = h.remapIDs(msgs)
+	} else if initialize {
 		if r.Header.Get("Mcp-Session-Id") != "" {
 			jsonError(w, http.StatusBadRequest, codeInvalidRequest, "Bad Request: initialize inside an existing session")
 			return
@@ -534,6 +548,7 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 	// the session still waits for is refused here, so the first POST
 	// still gets its own response.
 	st, msgs, dups := h.openPost(msgs)
+	h.setRemap(st, remap)
 	refused = append(refused, dups...)
 	var ids, calls []string
 	kept := make([][]byte, 0, len(msgs))
@@ -548,6 +563,8 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 	}
 	if batch {
 		body = joinArray(kept)
+	} else if len(kept) == 1 {
+		body = kept[0]
 	}
 	if len(ids) == 0 {
 		if len(kept) > 0 {
@@ -577,10 +594,10 @@ func (f *HTTPFront) post(w http.ResponseWriter, r *http.Request, agentID string)
 		return
 	}
 	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
-		streamResponses(w, r, h, st, ids, refused)
+		streamResponses(w, r, h, st, hostIDs(ids, remap), refused)
 		return
 	}
-	jsonResponses(w, r, h, st, ids, batch, refused)
+	jsonResponses(w, r, h, st, hostIDs(ids, remap), batch, refused)
 }
 
 // answerInitialize waits for the initialize response, names the session

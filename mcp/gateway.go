@@ -11,20 +11,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-
-	"github.com/caracal-dev/caracal/internal/money"
 )
-
-// parseAmount reads a price written as a JSON string ("0.01") or number.
-func parseAmount(v gjson.Result) (money.Amount, error) {
-	switch v.Type {
-	case gjson.String:
-		return money.Parse(v.Str)
-	case gjson.Number:
-		return money.Parse(v.Raw)
-	}
-	return 0, fmt.Errorf("price %s is not a decimal", v.Raw)
-}
 
 // Gateway mode: one session fronts several upstreams. The proxy answers
 // initialize and the list methods itself, prefixes tool and prompt names
@@ -72,20 +59,7 @@ func (s *Session) gatewayInitialize(ctx context.Context, m message) {
 		if v := result.Get("protocolVersion").String(); v != "" && v < version {
 			version = v
 		}
-		result.Get("capabilities").ForEach(func(k, v gjson.Result) bool {
-			dst := caps[k.String()]
-			if dst == nil {
-				dst = map[string]json.RawMessage{}
-				caps[k.String()] = dst
-			}
-			v.ForEach(func(sk, sv gjson.Result) bool {
-				if old, ok := dst[sk.String()]; !ok || string(old) == "false" {
-					dst[sk.String()] = json.RawMessage(sv.Raw)
-				}
-				return true
-			})
-			return true
-		})
+		mergeCaps(caps, result.Get("capabilities"))
 		if in := result.Get("instructions").String(); in != "" {
 			instructions = append(instructions, r.u.resName()+": "+in)
 		}
@@ -106,7 +80,28 @@ func (s *Session) gatewayInitialize(ctx context.Context, m message) {
 	s.reply(resultResponse(m.id, b))
 }
 
+// mergeCaps adds one upstream's capabilities to the gateway's merged set.
+func mergeCaps(caps map[string]map[string]json.RawMessage, c gjson.Result) {
+	c.ForEach(func(k, v gjson.Result) bool {
+		dst := caps[k.String()]
+		if dst == nil {
+			dst = map[string]json.RawMessage{}
+			caps[k.String()] = dst
+		}
+		v.ForEach(func(sk, sv gjson.Result) bool {
+			if old, ok := dst[sk.String()]; !ok || string(old) == "false" {
+				dst[sk.String()] = json.RawMessage(sv.Raw)
+			}
+			return true
+		})
+		return true
+	})
+}
+
 func (s *Session) gatewayRequest(ctx context.Context, m message) {
+	if s.gatewayModern(ctx, m) {
+		return
+	}
 	switch m.method {
 	case "ping":
 		s.reply(resultResponse(m.id, []byte("{}")))

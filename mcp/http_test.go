@@ -37,7 +37,7 @@ func (f fakeAuth) Authenticate(_ context.Context, key string) (policy.Agent, err
 	return policy.Agent{}, interpose.ErrUnknownKey
 }
 
-func startFront(t *testing.T, m Meter, fo FrontOptions) (*httptest.Server, *HTTPFront) {
+func startFront(t *testing.T, m interpose.Meter, fo FrontOptions) (*httptest.Server, *HTTPFront) {
 	t.Helper()
 	p, err := New(Options{Meter: m, Stderr: io.Discard, Upstreams: []UpstreamSpec{{Name: "fake", Command: []string{os.Args[0]}, Env: map[string]string{"CARACAL_FAKE_UPSTREAM": "1"}}}})
 	if err != nil {

@@ -9,7 +9,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/caracal-dev/caracal/mcp/metering"
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 )
 
 // JSON-RPC error codes the proxy answers with.
@@ -24,9 +26,9 @@ const (
 // Meta keys Caracal reads and writes.
 const (
 	// PriceMetaKey is the tools/list _meta key holding a tool's price.
-	PriceMetaKey = "dev.caracal/price"
+	PriceMetaKey = metering.PriceMetaKey
 	// DecisionMetaKey is the CallToolResult _meta key holding a refusal's decision.
-	DecisionMetaKey = "dev.caracal/decision"
+	DecisionMetaKey = metering.DecisionMetaKey
 )
 
 type msgKind int
@@ -146,16 +148,7 @@ func resultResponse(id string, result []byte) []byte {
 // only content, and details (if any) as structuredContent and as
 // _meta[DecisionMetaKey].
 func toolErrorResult(id, text string, details any) []byte {
-	body := map[string]any{
-		"content": []map[string]string{{"type": "text", "text": text}},
-		"isError": true,
-	}
-	if details != nil {
-		body["structuredContent"] = details
-		body["_meta"] = map[string]any{DecisionMetaKey: details}
-	}
-	b, _ := json.Marshal(body)
-	return resultResponse(id, b)
+	return resultResponse(id, metering.ToolErrorResult(text, details))
 }
 
 // requestBytes builds a request the proxy sends on its own behalf.
@@ -200,83 +193,24 @@ func replaceAt(src []byte, v gjson.Result, repl []byte) []byte {
 	return append(out, src[v.Index+len(v.Raw):]...)
 }
 
-// setPath sets the value at a gjson path in the JSON object src to the raw
-// JSON val, creating intermediate objects, and returns the new bytes. Keys
-// that already exist keep their position; new keys are appended at the end
-// of their object. Every path component must be a plain object key
-// (escaped with gjsonKey).
+// setPath sets the value at a path in the JSON object src to the raw JSON
+// val, creating intermediate objects, and returns the new bytes; src is
+// not modified. Every other byte of src is kept as it was (the relay
+// forwards what it does not rewrite untouched): keys that already exist
+// keep their position, new keys are appended at the end of their object.
+// Every path component must be a plain object key (escaped with gjsonKey);
+// a component that names something other than an object is an error.
 func setPath(src []byte, path []string, val []byte) ([]byte, error) {
-	if len(path) == 0 {
-		return val, nil
-	}
-	full := strings.Join(path, ".")
-	if v := gjson.GetBytes(src, full); v.Exists() && v.Index > 0 {
-		return replaceAt(src, v, val), nil
-	}
-	// Find the deepest existing object on the path.
-	obj := gjson.ParseBytes(src)
-	objIndex := 0
-	i := 0
-	for ; i < len(path)-1; i++ {
-		v := gjson.GetBytes(src, strings.Join(path[:i+1], "."))
-		if !v.Exists() {
-			break
+	for i := 1; i < len(path); i++ {
+		p := strings.Join(path[:i], ".")
+		if v := gjson.GetBytes(src, p); v.Exists() && !v.IsObject() {
+			return nil, fmt.Errorf("%s is not an object", p)
 		}
-		if !v.IsObject() || v.Index == 0 {
-			return nil, fmt.Errorf("%s is not an object", strings.Join(path[:i+1], "."))
-		}
-		obj, objIndex = v, v.Index
 	}
-	if !obj.IsObject() {
+	if !gjson.ParseBytes(src).IsObject() {
 		return nil, fmt.Errorf("not a JSON object")
 	}
-	// Build the missing tail: "k_i":{"k_i+1":{... val}}.
-	var ins bytes.Buffer
-	rest := path[i:]
-	for j, k := range rest {
-		kb, _ := json.Marshal(unescapeGJSON(k))
-		ins.Write(kb)
-		ins.WriteByte(':')
-		if j < len(rest)-1 {
-			ins.WriteByte('{')
-		}
-	}
-	ins.Write(val)
-	for range len(rest) - 1 {
-		ins.WriteByte('}')
-	}
-	// Insert before the closing brace of obj, with a comma if it has keys.
-	raw := obj.Raw
-	end := strings.LastIndexByte(raw, '}')
-	if end < 0 {
-		return nil, fmt.Errorf("malformed object")
-	}
-	empty := strings.TrimSpace(raw[1:end]) == ""
-	pos := objIndex + end
-	out := make([]byte, 0, len(src)+ins.Len()+1)
-	out = append(out, src[:pos]...)
-	if !empty {
-		out = append(out, ',')
-	}
-	out = append(out, ins.Bytes()...)
-	return append(out, src[pos:]...), nil
-}
-
-func unescapeGJSON(k string) string {
-	if !strings.Contains(k, `\`) {
-		return k
-	}
-	var b strings.Builder
-	esc := false
-	for _, c := range k {
-		if c == '\\' && !esc {
-			esc = true
-			continue
-		}
-		esc = false
-		b.WriteRune(c)
-	}
-	return b.String()
+	return sjson.SetRawBytes(src, strings.Join(path, "."), val)
 }
 
 // compactLine makes msg fit on one line for newline-delimited framing.

@@ -25,10 +25,19 @@ func TestSetPath(t *testing.T) {
 		{"top-level key", `{"id":7,"m":"x"}`, []string{"id"}, `"caracal-s-1"`, `{"id":"caracal-s-1","m":"x"}`, false},
 		{"unicode and escapes kept", `{"d":"é\"\\n","name":"t"}`, []string{"name"}, `"s__t"`, `{"d":"é\"\\n","name":"s__t"}`, false},
 		{"_meta not an object", `{"_meta":[1]}`, price, `1`, ``, true},
+		{"_meta a number", `{"_meta":5}`, price, `1`, ``, true},
+		{"not an object", `[1]`, []string{"id"}, `1`, ``, true},
+		{"whitespace and order kept", "{ \"id\" : 7 ,\n \"params\" : { \"name\" : \"a__b\" , \"arguments\" : {\"x\":1.50} } }", []string{"params", "name"}, `"b"`,
+			"{ \"id\" : 7 ,\n \"params\" : { \"name\" : \"b\" , \"arguments\" : {\"x\":1.50} } }", false},
+		{"new nested key", `{"id":1,"params":{"a":"\u00e9"}}`, []string{"params", "_meta", "k"}, `true`, `{"id":1,"params":{"a":"\u00e9","_meta":{"k":true}}}`, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := setPath([]byte(tc.in), tc.path, []byte(tc.val))
+			src := []byte(tc.in)
+			got, err := setPath(src, tc.path, []byte(tc.val))
+			if string(src) != tc.in {
+				t.Errorf("src changed to %s", src)
+			}
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v", err)
 			}

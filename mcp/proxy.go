@@ -17,35 +17,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/caracal-dev/caracal/interpose"
-	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
 )
 
-// Meter is the budget side of the proxy. *interpose.Engine satisfies it;
-// the proxy holds no budget logic of its own.
-type Meter interface {
-	Allowlist(ctx context.Context, agentID string) (func(resource string) bool, error)
-	Quote(ctx context.Context, resource string, args []byte, declared *policy.PriceRule) (interpose.Quote, error)
-	Begin(ctx context.Context, c interpose.Call) (*interpose.Ticket, policy.Decision)
-	Settle(ctx context.Context, t *interpose.Ticket, r interpose.Result) (ledger.Event, error)
-	Release(ctx context.Context, t *interpose.Ticket, reason string) (ledger.Event, error)
-	Unconfirmed(ctx context.Context, t *interpose.Ticket, reason string) (ledger.Event, error)
-}
-
 // Authenticator resolves an agent key presented on the HTTP front.
-// *interpose.Engine satisfies it.
-type Authenticator interface {
-	Authenticate(ctx context.Context, key string) (policy.Agent, error)
-}
-
-var _ Meter = (*interpose.Engine)(nil)
-var _ Authenticator = (*interpose.Engine)(nil)
+type Authenticator = interpose.Authenticator
 
 // UpstreamSpec describes one upstream MCP server: a command run as a child
 // speaking stdio, or the URL of a Streamable HTTP (or legacy SSE) server.
@@ -68,7 +49,7 @@ type UpstreamSpec struct {
 
 // Options configure a Proxy.
 type Options struct {
-	Meter     Meter
+	Meter     interpose.Meter
 	Upstreams []UpstreamSpec
 	// MaxMessageSize bounds one JSON-RPC message from either side;
 	// DefaultMaxMessageSize if zero.
@@ -123,13 +104,11 @@ func New(o Options) (*Proxy, error) {
 			if u.Name == "" {
 				return nil, fmt.Errorf("mcp: upstream %d: a name is required when there are several upstreams", i)
 			}
-			if strings.Contains(u.Name, "__") || strings.HasSuffix(u.Name, "_") {
-				// "a_" + "__" + "echo" would read back as server "a", tool "_echo".
-				return nil, fmt.Errorf("mcp: upstream %q: the name must not contain \"__\" or end in \"_\", because \"__\" separates it from tool names", u.Name)
-			}
 		}
-		if u.Name != "" && !validName.MatchString(u.Name) {
-			return nil, fmt.Errorf("mcp: upstream name %q: use only a-z, 0-9, _ and -", u.Name)
+		if u.Name != "" {
+			if err := policy.ValidateUpstreamName(u.Name); err != nil {
+				return nil, fmt.Errorf("mcp: upstream %d: %w", i, err)
+			}
 		}
 		if seen[u.Name] && u.Name != "" {
 			return nil, fmt.Errorf("mcp: upstream name %q is used twice", u.Name)
@@ -183,8 +162,6 @@ func (o Options) LongestCall() time.Duration {
 	o.setTimeDefaults()
 	return o.MaxCallDuration + o.CancelGrace + o.DrainTimeout
 }
-
-var validName = regexp.MustCompile(`^[a-z0-9_-]+$`)
 
 // SanitizeName maps a server's advertised name to [a-z0-9_-].
 func SanitizeName(s string) string {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
 	"github.com/caracal-dev/caracal/interpose"
+	"github.com/caracal-dev/caracal/mcp/metering"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -61,6 +62,10 @@ type upstream struct {
 	listing  chan struct{}                // closed when a tools/list read under way ends
 	named    chan struct{}                // closed once name is known
 	caps     gjson.Result                 // gateway: capabilities from initialize
+
+	listFailedAt time.Time     // when reading the declared prices last failed
+	discoverAt   time.Time     // when a server/discover last failed to name it
+	discovering  chan struct{} // closed when a server/discover under way ends
 }
 
 // waitNamed waits until the upstream's resource name is known: a single
@@ -160,6 +165,13 @@ type pending struct {
 	timer     *time.Timer
 	hardStop  time.Time
 	cancelled bool
+	// MRTR: the tool's name within its upstream, the call's identity for
+	// matching a retry, the round this is, and whether it answers a
+	// declined or cancelled input request.
+	tool     string
+	callKey  string
+	rounds   int
+	declined bool
 	// sent is set (under Session.mu) once the request was handed to the
 	// upstream: a request still waiting for a restarting upstream was
 	// never delivered, so losing the upstream does not make its outcome
@@ -199,6 +211,13 @@ type Session struct {
 	initReq    []byte
 	initNote   []byte
 	closed     bool
+	// modern holds the ids of host requests of revision 2026-07-28 or
+	// later, until answered; env is the latest such request's envelope.
+	modern    map[string]time.Time
+	env       []byte
+	exchanges map[string]*exchange // MRTR exchanges waiting for the host's retry
+
+	gwDiscovery gatewayDiscovery // gateway: what server/discover told, for 2026 hosts
 
 	// admitting holds the ids of tools/calls being priced and reserved;
 	// true once the host cancelled the call before it was relayed.
@@ -294,6 +313,7 @@ func (s *Session) closeAfter(drain time.Duration) error {
 		}
 	}
 	s.mu.Unlock()
+	s.dropExchanges()
 	for _, p := range lost {
 		s.unconfirmed(p, "the host disconnected before the upstream answered")
 	}
@@ -319,6 +339,7 @@ func (s *Session) callsInFlight() int {
 }
 
 func (s *Session) reply(msg []byte) {
+	msg = s.shapeReply(msg)
 	if err := s.toHost(msg); err != nil {
 		s.log.Debug("write to host failed", "err", err)
 	}
@@ -378,6 +399,11 @@ func (s *Session) handleOne(ctx context.Context, raw []byte) {
 			s.reply(r.resp)
 		}
 		return
+	}
+	if m.kind == kindRequest {
+		s.mu.Lock()
+		s.noteRevision(m)
+		s.mu.Unlock()
 	}
 	switch m.kind {
 	case kindRequest:
@@ -641,14 +667,18 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 		}
 		tool = t
 	}
-	u.waitNamed(ctx)
+	s.ensureNamed(ctx, u, envelope(m.raw))
 	if u.spec.Trusted {
 		s.learnDeclared(ctx, u)
 	}
-	resource := "mcp:" + u.resName() + "/" + tool
+	resource := metering.Resource(u.resName(), tool)
 	var args []byte
 	if params[1].Exists() {
 		args = []byte(params[1].Raw)
+	}
+	if ex := s.resume(u, tool, m.raw); ex != nil {
+		s.relayRound(ctx, m, ex, tool)
+		return
 	}
 	ticket, dec := s.p.opts.Meter.Begin(ctx, interpose.Call{
 		AgentID:   s.agentID,
@@ -663,12 +693,20 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 			s.reply(errorResponse(m.id, codeInvalidParams, "Unknown tool: "+name))
 			return
 		}
-		s.reply(denial(m.id, resource, dec))
+		s.reply(resultResponse(m.id, metering.RefusalResult(resource, dec)))
 		return
 	}
-	p := &pending{id: m.id, method: m.method, up: u, ticket: ticket, token: params[2].Raw}
+	p := &pending{id: m.id, method: m.method, up: u, ticket: ticket, token: params[2].Raw, tool: tool, rounds: 1, callKey: callKey(tool, m.raw)}
+	s.admitCall(ctx, m, p, tool)
+}
+
+// admitCall tracks an admitted tools/call (a first round, or a later round
+// of an MRTR exchange) and relays it.
+func (s *Session) admitCall(ctx context.Context, m message, p *pending, tool string) {
 	now := time.Now()
-	p.hardStop = now.Add(s.p.opts.MaxCallDuration)
+	if p.hardStop.IsZero() {
+		p.hardStop = now.Add(s.p.opts.MaxCallDuration)
+	}
 	s.mu.Lock()
 	if _, dup := s.pending[p.id]; dup {
 		s.mu.Unlock()
@@ -683,7 +721,7 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 		s.reply(cancelledEarlyResult(p.id))
 		return
 	}
-	p.timer = time.AfterFunc(s.p.opts.CallTimeout, func() { s.callTimedOut(p) })
+	p.timer = time.AfterFunc(min(s.p.opts.CallTimeout, max(p.hardStop.Sub(now), 0)), func() { s.callTimedOut(p) })
 	s.pending[p.id] = p
 	if p.token != "" {
 		s.byToken[p.token] = p
@@ -708,35 +746,6 @@ func (s *Session) toolsCall(ctx context.Context, m message) {
 // waiting for the call's response is closed by it.
 func cancelledEarlyResult(id string) []byte {
 	return toolErrorResult(id, "The host cancelled this call before Caracal relayed it, so it was not made and not charged.", map[string]any{"code": "cancelled", "reason": "cancelled by the host before it was relayed"})
-}
-
-// denial is the CallToolResult for a refused call.
-func denial(id, resource string, dec policy.Decision) []byte {
-	reason := strings.TrimSpace(strings.ReplaceAll(dec.Reason, "\n", " "))
-	if reason == "" {
-		reason = string(dec.Code)
-	}
-	var text string
-	if dec.Code == policy.CodeUnavailable {
-		text = fmt.Sprintf("Caracal could not check this call's budget, so the call was not made (%s): %s. The operator has been told; do not retry this call.", dec.Code, reason)
-	} else {
-		text = fmt.Sprintf("Caracal refused this call (%s): %s. This is a spending-policy decision, not a transient error; retrying will be refused too.", dec.Code, reason)
-	}
-	details := map[string]any{
-		"code":      dec.Code,
-		"reason":    reason,
-		"resource":  resource,
-		"price":     dec.Price,
-		"currency":  dec.Currency,
-		"remaining": dec.Remaining,
-	}
-	if dec.Remaining == nil {
-		details["remaining"] = []policy.Remaining{}
-	}
-	if dec.PolicyID != "" {
-		details["policy_id"] = dec.PolicyID
-	}
-	return toolErrorResult(id, text, details)
 }
 
 // callTimedOut fires when a tools/call has waited too long, or when a
@@ -837,9 +846,13 @@ func (s *Session) finishCall(p *pending, raw []byte) {
 		s.release(p, fmt.Sprintf("upstream answered with JSON-RPC error %s: %s", res[0].Raw, res[1].String()))
 		return
 	}
-	toolErr := res[2].Bool()
+	if p.declined {
+		s.release(p, fmt.Sprintf("the host declined the tool's request for input; the exchange ended after %d rounds without the tool's work", p.rounds))
+		return
+	}
+	r := interpose.Result{ToolError: res[2].Bool(), Note: roundsNote(p.rounds)}
 	s.async(func(ctx context.Context) {
-		if _, err := s.p.opts.Meter.Settle(ctx, p.ticket, interpose.Result{ToolError: toolErr}); err != nil {
+		if _, err := s.p.opts.Meter.Settle(ctx, p.ticket, r); err != nil {
 			s.log.Error("settle failed", "request", p.ticket.RequestID, "err", err)
 		}
 	})
@@ -915,6 +928,7 @@ func (s *Session) fromUpstream(u *upstream, raw []byte) {
 }
 
 func (s *Session) upstreamResponse(u *upstream, m message) {
+	learnServerInfo(u, m.raw)
 	s.mu.Lock()
 	if w, ok := s.internal[m.id]; ok && w.up == u {
 		delete(s.internal, m.id)
@@ -947,11 +961,19 @@ func (s *Session) upstreamResponse(u *upstream, m message) {
 	case p.ticket != nil:
 		// The host hears first; the settlement's commit is off its path.
 		// The reservation holds the budget until then.
+		// An input_required round is held before the host hears of it,
+		// so that its retry finds the exchange.
+		held := s.holdRound(p, m.raw)
 		s.reply(out)
-		s.finishCall(p, m.raw)
+		if !held {
+			s.finishCall(p, m.raw)
+		}
 		return
 	case p.list:
 		out = s.decorateList(u, m)
+		if s.isModernID(p.id) {
+			out = cacheHints(out)
+		}
 	case p.method == "initialize":
 		u.setName(SanitizeName(gjson.GetBytes(m.raw, "result.serverInfo.name").String()))
 	}
@@ -995,16 +1017,6 @@ func joinArray(elems [][]byte) []byte {
 // address and user.
 const errAllowlistUnavailable = "Caracal could not evaluate the agent's allowlist; the operator has been told"
 
-// priceMeta is the value of _meta["dev.caracal/price"] on a listed tool.
-type priceMeta struct {
-	Price    string          `json:"price"`
-	Currency string          `json:"currency"`
-	Unpriced bool            `json:"unpriced"`
-	PerUnit  *policy.PerUnit `json:"per_unit,omitempty"`
-	Declared bool            `json:"declared,omitempty"`
-	Error    string          `json:"error,omitempty"`
-}
-
 // decorateTools keeps the tools the agent may call, adds their price and,
 // in gateway mode, prefixes their names.
 func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.Result, prefix bool) ([][]byte, error) {
@@ -1017,31 +1029,23 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 	metaPath := []string{"_meta", gjsonKey(PriceMetaKey)}
 	for _, t := range tools {
 		name := t.Get("name").String()
-		resource := "mcp:" + u.resName() + "/" + name
+		resource := metering.Resource(u.resName(), name)
 		if !t.IsObject() || name == "" || !allowed(resource) {
 			continue
 		}
 		var declared *policy.PriceRule
 		if u.spec.Trusted {
-			declared = parseDeclared(resource, t.Get("_meta."+gjsonKey(PriceMetaKey)))
+			declared = metering.DeclaredPrice(resource, t)
 			u.setDeclared(name, declared)
 		}
-		pm := priceMeta{}
 		q, err := s.p.opts.Meter.Quote(ctx, resource, nil, declared)
 		if err != nil {
 			// The store's error stays in the log: it can name the database.
 			s.log.Error("tools/list: pricing a tool failed", "resource", resource, "err", err)
-			pm.Unpriced, pm.Error = true, "Caracal could not read this tool's price"
-		} else {
-			pm.Price, pm.Currency, pm.Unpriced, pm.Declared = q.Price.String(), q.Currency, q.Unpriced, q.Declared
-			if q.Unpriced {
-				unpriced = append(unpriced, name)
-			}
-			if q.Rule != nil && q.Rule.PerUnit != nil {
-				pm.PerUnit = q.Rule.PerUnit
-			}
+		} else if q.Unpriced {
+			unpriced = append(unpriced, name)
 		}
-		mb, _ := json.Marshal(pm)
+		mb, _ := json.Marshal(metering.NewPriceMeta(q, err))
 		b, err := setPath([]byte(t.Raw), metaPath, mb)
 		if err != nil {
 			continue // _meta is not an object: not a valid tool
@@ -1062,7 +1066,8 @@ func (s *Session) decorateTools(ctx context.Context, u *upstream, tools []gjson.
 // host calling a tool it never listed still pays the declared price.
 func (s *Session) learnDeclared(ctx context.Context, u *upstream) {
 	u.mu.Lock()
-	if u.listed {
+	if u.listed || (!u.listFailedAt.IsZero() && time.Since(u.listFailedAt) < discoverRetry) {
+		// A read that failed a moment ago is not repeated on every call.
 		u.mu.Unlock()
 		return
 	}
@@ -1085,52 +1090,19 @@ func (s *Session) learnDeclared(ctx context.Context, u *upstream) {
 	if err == nil {
 		for _, t := range tools {
 			name := t.Get("name").String()
-			u.setDeclared(name, parseDeclared("mcp:"+u.resName()+"/"+name, t.Get("_meta."+gjsonKey(PriceMetaKey))))
+			u.setDeclared(name, metering.DeclaredPrice(metering.Resource(u.resName(), name), t))
 		}
 	} else {
 		s.log.Warn("could not read the declared prices of a trusted upstream", "upstream", u.resName(), "err", err)
 	}
 	u.mu.Lock()
 	u.listing = nil
-	u.listed = err == nil // a failed read is tried again by the next call
+	u.listed = err == nil // a failed read is tried again, a minute later
+	if err != nil {
+		u.listFailedAt = time.Now()
+	}
 	u.mu.Unlock()
 	close(ch)
-}
-
-// parseDeclared reads a price a trusted upstream declared in a tool's _meta:
-// {"price": "0.01", "currency": "USD", "per_unit": {"path": "count", "price": "0.002"}}
-// ("per_call" is accepted for "price"). Anything unreadable declares nothing.
-func parseDeclared(resource string, v gjson.Result) *policy.PriceRule {
-	if !v.IsObject() {
-		return nil
-	}
-	r := &policy.PriceRule{Resource: resource, Currency: v.Get("currency").String()}
-	if r.Currency == "" {
-		r.Currency = "USD"
-	}
-	price := v.Get("price")
-	if !price.Exists() {
-		price = v.Get("per_call")
-	}
-	ok := false
-	if price.Exists() {
-		a, err := parseAmount(price)
-		if err != nil {
-			return nil
-		}
-		r.PerCall, ok = a, true
-	}
-	if pu := v.Get("per_unit"); pu.IsObject() {
-		a, err := parseAmount(pu.Get("price"))
-		if err != nil || pu.Get("path").String() == "" {
-			return nil
-		}
-		r.PerUnit, ok = &policy.PerUnit{Path: pu.Get("path").String(), Price: a}, true
-	}
-	if !ok {
-		return nil
-	}
-	return r
 }
 
 // upstreamFailed answers a request whose HTTP exchange failed.
@@ -1239,6 +1211,11 @@ func (s *Session) reinit(u *upstream) {
 // It does not wait for the upstream to be ready.
 func (s *Session) request(ctx context.Context, u *upstream, method string, params []byte) ([]byte, error) {
 	id := `"caracal-` + strconv.FormatUint(s.seq.Add(1), 10) + `"`
+	if method != "initialize" {
+		// Under 2026-07-28 every request carries the host's envelope; one
+		// without it would be refused, or push the upstream into 2025 mode.
+		params = withEnvelope(params, s.hostEnvelope())
+	}
 	ch := make(chan []byte, 1)
 	s.mu.Lock()
 	s.internal[id] = waiter{ch: ch, up: u}

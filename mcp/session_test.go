@@ -603,7 +603,7 @@ func TestGatewayUpstreamNames(t *testing.T) {
 		{"a-1", "b_2", ""},
 		{"a__b", "c", `must not contain "__" or end in "_"`},
 		{"a_", "a", `must not contain "__" or end in "_"`},
-		{"Alpha", "b", "use only a-z, 0-9, _ and -"},
+		{"Alpha", "b", "use lower-case letters, digits, _ and -"},
 		{"same", "same", "is used twice"},
 	}
 	for _, tc := range tests {

@@ -121,6 +121,7 @@ func (c *httpConn) post(ctx context.Context, m message, msg []byte) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	c.headers(req.Header)
+	modernHeaders(req.Header, m)
 	resp, err := c.client.Do(req)
 	if err != nil {
 		if m.kind != kindRequest {

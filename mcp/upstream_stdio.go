@@ -190,10 +190,7 @@ func (c *stdioConn) send(_ context.Context, msg []byte) error {
 	if stdin == nil {
 		return errUpstreamDown
 	}
-	msg = compactLine(msg)
-	line := make([]byte, len(msg)+1)
-	copy(line, msg)
-	line[len(msg)] = '\n'
+	line := frameLine(msg)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if _, err := stdin.Write(line); err != nil {

@@ -113,7 +113,7 @@ func Decide(r *Request) Decision {
 	}
 	for _, pi := range order {
 		pu := &r.Policies[pi]
-		if len(pu.Policy.Allow) == 0 || allowed(pu.Policy.Allow, r.Resource) {
+		if Allows(pu.Policy, r.Resource) {
 			continue
 		}
 		return deny(r, d, order, CodeNotAllowed, pu.Policy.ID,
@@ -189,9 +189,14 @@ func chainIndex(chain []Agent, agentID string) int {
 	return -1
 }
 
-func allowed(patterns []string, resource string) bool {
-	for _, p := range patterns {
-		if MatchPattern(p, resource) {
+// Allows reports whether p's allowlist lets an agent use resource: an
+// empty allowlist allows everything, else one pattern must match.
+func Allows(p Policy, resource string) bool {
+	if len(p.Allow) == 0 {
+		return true
+	}
+	for _, pat := range p.Allow {
+		if MatchPattern(pat, resource) {
 			return true
 		}
 	}

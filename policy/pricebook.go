@@ -3,8 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"math"
-	"math/bits"
 	"strings"
 
 	"github.com/caracal-dev/caracal/internal/money"
@@ -44,31 +42,46 @@ func MatchPattern(pattern, resource string) bool {
 	return p == len(pattern)
 }
 
-// MatchRule returns the most specific rule whose pattern matches resource.
+// MatchRule returns the most specific rule whose pattern matches resource,
+// by the order BestMatch defines.
+func MatchRule(rules []PriceRule, resource string) (PriceRule, bool) {
+	best, ok := bestMatch(len(rules), func(i int) string { return rules[i].Resource }, resource)
+	if !ok {
+		return PriceRule{}, false
+	}
+	return rules[best], true
+}
+
+// BestMatch returns the index of the most specific pattern that matches s,
+// and false when none does. Every choice among globs (price rules, model
+// limits) goes through it, so two tables with the same patterns pick the
+// same winner.
 //
 // Specificity, in order:
 //
-//  1. a pattern without `*` equal to the resource beats every glob;
+//  1. a pattern without `*` equal to s beats every glob;
 //  2. more literal (non-`*`) characters beat fewer:
 //     "llm:openai/gpt-4o-mini*" beats "llm:openai/gpt-4o*";
 //  3. then the longer pattern (more `*`s at equal literals): "mcp:a*b*"
 //     beats "mcp:a*b";
 //  4. then the lexically smaller pattern, so the choice never depends on
-//     the order of rules.
-func MatchRule(rules []PriceRule, resource string) (PriceRule, bool) {
+//     the order of the patterns.
+func BestMatch(patterns []string, s string) (int, bool) {
+	return bestMatch(len(patterns), func(i int) string { return patterns[i] }, s)
+}
+
+func bestMatch(n int, pattern func(int) string, s string) (int, bool) {
 	best := -1
-	for i := range rules {
-		if !MatchPattern(rules[i].Resource, resource) {
+	for i := 0; i < n; i++ {
+		p := pattern(i)
+		if !MatchPattern(p, s) {
 			continue
 		}
-		if best < 0 || moreSpecific(rules[i].Resource, rules[best].Resource, resource) {
+		if best < 0 || moreSpecific(p, pattern(best), s) {
 			best = i
 		}
 	}
-	if best < 0 {
-		return PriceRule{}, false
-	}
-	return rules[best], true
+	return best, best >= 0
 }
 
 // moreSpecific reports whether pattern a beats pattern b for resource; both
@@ -115,7 +128,7 @@ func Cost(r PriceRule, args []byte, t Tokens) (money.Amount, error) {
 	}
 	// Terms in 1e-18 units: nanos per million tokens × tokens × 1000, and
 	// per-unit nanos × quantity nanos.
-	var sum u128
+	var sum money.Exact
 	for _, term := range [...]struct {
 		field  string
 		price  money.Amount
@@ -137,9 +150,8 @@ func Cost(r PriceRule, args []byte, t Tokens) (money.Amount, error) {
 		if term.price == 0 || term.tokens == 0 {
 			continue
 		}
-		v, ok := mul64(uint64(term.price), uint64(term.tokens)).mulSmall(1_000_000_000 / 1_000_000)
-		if !ok || !sum.add(v) {
-			return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, money.ErrOverflow)
+		if err := sum.AddProduct(int64(term.price), term.tokens, money.Scale/1_000_000); err != nil {
+			return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, err)
 		}
 	}
 	if r.PerUnit != nil && r.PerUnit.Price != 0 {
@@ -150,13 +162,13 @@ func Cost(r PriceRule, args []byte, t Tokens) (money.Amount, error) {
 		if err != nil {
 			return 0, fmt.Errorf("price rule %q: %w", r.Resource, err)
 		}
-		if !sum.add(mul64(uint64(r.PerUnit.Price), uint64(q))) {
-			return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, money.ErrOverflow)
+		if err := sum.AddProduct(int64(r.PerUnit.Price), int64(q)); err != nil {
+			return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, err)
 		}
 	}
-	variable, ok := sum.divRound(money.Scale)
-	if !ok {
-		return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, money.ErrOverflow)
+	variable, err := sum.Quo(money.Scale, money.RoundHalfUp)
+	if err != nil {
+		return 0, fmt.Errorf("price rule %q: cost: %w", r.Resource, err)
 	}
 	total, err := r.PerCall.Add(variable)
 	if err != nil {
@@ -354,53 +366,4 @@ func ValidateResourcePattern(p string) error {
 		}
 	}
 	return nil
-}
-
-// u128 is an unsigned 128-bit integer for exact cost sums.
-type u128 struct{ hi, lo uint64 }
-
-func mul64(a, b uint64) u128 {
-	hi, lo := bits.Mul64(a, b)
-	return u128{hi, lo}
-}
-
-// mulSmall returns x×m, or false on overflow.
-func (x u128) mulSmall(m uint64) (u128, bool) {
-	hh, hl := bits.Mul64(x.hi, m)
-	lh, ll := bits.Mul64(x.lo, m)
-	hi, carry := bits.Add64(hl, lh, 0)
-	if hh != 0 || carry != 0 {
-		return u128{}, false
-	}
-	return u128{hi, ll}, true
-}
-
-// add sets x to x+y, or reports false on overflow.
-func (x *u128) add(y u128) bool {
-	lo, c := bits.Add64(x.lo, y.lo, 0)
-	hi, c2 := bits.Add64(x.hi, y.hi, c)
-	if c2 != 0 {
-		return false
-	}
-	x.hi, x.lo = hi, lo
-	return true
-}
-
-// divRound returns x/d rounded half up as an Amount, or false if it does
-// not fit.
-func (x u128) divRound(d uint64) (money.Amount, bool) {
-	if x.hi >= d {
-		return 0, false
-	}
-	q, r := bits.Div64(x.hi, x.lo, d)
-	if q > math.MaxInt64 {
-		return 0, false
-	}
-	if r >= d-r {
-		q++
-	}
-	if q > math.MaxInt64 {
-		return 0, false
-	}
-	return money.Amount(q), true
 }

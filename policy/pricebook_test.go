@@ -308,3 +308,25 @@ func BenchmarkMatchRule(b *testing.B) {
 		}
 	}
 }
+
+func TestBestMatch(t *testing.T) {
+	tests := []struct {
+		patterns []string
+		s        string
+		want     int
+		ok       bool
+	}{
+		{[]string{"gpt*4o", "gpt*4o*"}, "gpt-4o", 1, true},
+		{[]string{"gpt*4o*", "gpt*4o"}, "gpt-4o", 0, true},
+		{[]string{"gpt-4o*", "gpt-4o-mini*"}, "gpt-4o-mini", 1, true},
+		{[]string{"*", "gpt-4o"}, "gpt-4o", 1, true},
+		{[]string{"b*", "a*"}, "ab", 1, true},
+		{[]string{"x*"}, "gpt-4o", -1, false},
+	}
+	for _, tt := range tests {
+		got, ok := BestMatch(tt.patterns, tt.s)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("BestMatch(%q, %q) = %d, %v; want %d, %v", tt.patterns, tt.s, got, ok, tt.want, tt.ok)
+		}
+	}
+}

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/caracal-dev/caracal/internal/money"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Pricebook file formats.
@@ -34,6 +34,9 @@ const (
 //	    cache_write_per_million: "3.125"
 //	    reasoning_per_million: "10.00"
 //	    charge_errors: false
+//	  - resource: "mcp:travel/book"
+//	    per_call: "0.50"
+//	    charge_rounds: true
 //
 // in YAML or the same shape in JSON. Amounts are decimal strings; a bare
 // number is accepted too, and is read from its text exactly as written,
@@ -192,6 +195,10 @@ func parsePriceEntry(n *yaml.Node) (PriceRule, error) {
 				err = errors.New("want true or false")
 			}
 			r.ChargeErrors = &b
+		case "charge_rounds":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&r.ChargeRounds) != nil {
+				err = errors.New("want true or false")
+			}
 		default:
 			return r, fmt.Errorf("unknown field %q", key)
 		}
@@ -307,6 +314,7 @@ type priceEntry struct {
 	ReasoningPerMillion   string        `json:"reasoning_per_million,omitempty" yaml:"reasoning_per_million,omitempty"`
 	PerUnit               *perUnitEntry `json:"per_unit,omitempty" yaml:"per_unit,omitempty"`
 	ChargeErrors          *bool         `json:"charge_errors,omitempty" yaml:"charge_errors,omitempty"`
+	ChargeRounds          bool          `json:"charge_rounds,omitempty" yaml:"charge_rounds,omitempty"`
 }
 
 type perUnitEntry struct {
@@ -347,6 +355,7 @@ func MarshalPricebook(rules []PriceRule, format string) ([]byte, error) {
 			CacheWritePerMillion:  amountText(r.CacheWritePerMillion),
 			ReasoningPerMillion:   amountText(r.ReasoningPerMillion),
 			ChargeErrors:          r.ChargeErrors,
+			ChargeRounds:          r.ChargeRounds,
 		}
 		if r.Currency != money.DefaultCurrency {
 			e.Currency = r.Currency

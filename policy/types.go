@@ -137,7 +137,12 @@ type PriceRule struct {
 	PerUnit               *PerUnit     `json:"per_unit,omitempty" yaml:"per_unit,omitempty"`
 	// ChargeErrors says whether a tool result with isError: true is charged.
 	// Nil means yes: the upstream ran.
-	ChargeErrors *bool     `json:"charge_errors,omitempty" yaml:"charge_errors,omitempty"`
+	ChargeErrors *bool `json:"charge_errors,omitempty" yaml:"charge_errors,omitempty"`
+	// ChargeRounds charges every round of a multi-round MCP tool call
+	// (a result with resultType input_required) as a call of its own, for
+	// servers that do paid work before asking for input. False: the rounds
+	// are one call, charged once when it completes.
+	ChargeRounds bool      `json:"charge_rounds,omitempty" yaml:"charge_rounds,omitempty"`
 	UpdatedAt    time.Time `json:"updated_at" yaml:"-"`
 }
 

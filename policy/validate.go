@@ -30,10 +30,6 @@ func ValidateLimit(a money.Amount) error {
 	return nil
 }
 
-// ValidateCurrency checks an ISO 4217-shaped currency code (three upper-case
-// letters), as money.ValidateCurrency does.
-func ValidateCurrency(code string) error { return money.ValidateCurrency(code) }
-
 // NormalizePolicy fills p's defaults: currency money.DefaultCurrency,
 // window type calendar, time zone UTC.
 func NormalizePolicy(p Policy) Policy {

@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -275,7 +276,10 @@ func TestAlerterThresholdsAndDenials(t *testing.T) {
 		// reservation later than the one that crossed the threshold.
 		if p.Kind == KindThreshold {
 			used, err := p.Spent.Add(*p.Reserved)
-			floor, ferr := money.MustParse("10").MulRatio(int64(p.Threshold), 100)
+			var x money.Exact
+			ferr := x.AddProduct(int64(money.MustParse("10")), int64(p.Threshold))
+			floor, qerr := x.Quo(100, money.RoundUp)
+			ferr = errors.Join(ferr, qerr)
 			if err != nil || ferr != nil || !slices.Contains(Crossed(p.PercentUsed, []int{p.Threshold}), p.Threshold) || used < floor {
 				t.Errorf("%d%% alert: percent %s, spent %s, reserved %s", p.Threshold, p.PercentUsed, p.Spent, p.Reserved)
 			}

@@ -5,9 +5,9 @@
 // budget a gateway meters and any token price down to a billionth of a unit.
 // No float64 appears on any path that computes money.
 //
-// Rounding happens in exactly one place, Amount.MulRatio, and is half up
-// (half away from zero for negative amounts): a cost is computed from integer
-// inputs with full 128-bit precision and rounded once, at the end.
+// Rounding happens in exactly one place, Exact.Quo, by a named Rounding: a
+// cost is summed from integer inputs with full 128-bit precision and rounded
+// once, at the end.
 package money
 
 import (
@@ -113,17 +113,6 @@ func MustParse(s string) Amount {
 	return a
 }
 
-// FromUnits returns n whole units.
-func FromUnits(n int64) (Amount, error) { return Amount(0).addMul(n, Scale) }
-
-func (a Amount) addMul(n, m int64) (Amount, error) {
-	p, err := mul64(n, m)
-	if err != nil {
-		return 0, err
-	}
-	return a.Add(Amount(p))
-}
-
 // String prints the amount in plain decimal with at least two and at most
 // nine fractional digits and no trailing zeros past the second: "100.00",
 // "0.075", "-1.50", "0.000000001". Parse(a.String()) == a for every a.
@@ -177,41 +166,6 @@ func (a Amount) MulInt(n int64) (Amount, error) {
 	return Amount(p), err
 }
 
-// MulRatio returns a × num / den rounded half up (half away from zero),
-// computed with a 128-bit intermediate so that no precision is lost before
-// the single rounding. den must be positive.
-//
-// It is how every proportional cost is computed: a per-million-token price
-// times a token count is MulRatio(tokens, 1_000_000); a per-unit price times a
-// decimal quantity q (itself an Amount) is MulRatio(q, Scale).
-func (a Amount) MulRatio(num, den int64) (Amount, error) {
-	if den <= 0 {
-		return 0, errors.New("money: MulRatio with non-positive denominator")
-	}
-	neg := (a < 0) != (num < 0)
-	ua, un := abs64(int64(a)), abs64(num)
-	hi, lo := bits.Mul64(ua, un)
-	if hi >= uint64(den) {
-		return 0, ErrOverflow
-	}
-	q, r := bits.Div64(hi, lo, uint64(den))
-	// Checked before rounding too, so that q+1 cannot wrap past 2^64-1.
-	if q > maxMagnitude(neg) {
-		return 0, ErrOverflow
-	}
-	// Half up: round away from zero when the remainder is at least half.
-	if r >= uint64(den)-r {
-		q++
-	}
-	if q > maxMagnitude(neg) {
-		return 0, ErrOverflow
-	}
-	if neg {
-		return Amount(-q), nil
-	}
-	return Amount(q), nil
-}
-
 // maxMagnitude is the largest absolute value an Amount of that sign holds.
 func maxMagnitude(neg bool) uint64 {
 	if neg {
@@ -260,12 +214,6 @@ func mul64(a, b int64) (int64, error) {
 	return int64(lo), nil
 }
 
-// Money is an Amount with its currency.
-type Money struct {
-	Amount   Amount `json:"amount"`
-	Currency string `json:"currency"`
-}
-
 // ValidateCurrency checks that code is an ISO 4217-shaped code: three
 // upper-case ASCII letters.
 func ValidateCurrency(code string) error {
@@ -291,20 +239,6 @@ func ParseCurrency(s string) (string, error) {
 	}
 	return code, nil
 }
-
-// ErrCurrencyMismatch is returned when amounts in different currencies meet.
-var ErrCurrencyMismatch = errors.New("currency mismatch")
-
-// SameCurrency returns an error wrapping ErrCurrencyMismatch unless a == b.
-func SameCurrency(a, b string) error {
-	if a != b {
-		return fmt.Errorf("%w: %s and %s", ErrCurrencyMismatch, a, b)
-	}
-	return nil
-}
-
-// String prints "12.50 USD".
-func (m Money) String() string { return m.Amount.String() + " " + m.Currency }
 
 // MarshalText prints the amount as its decimal string, so JSON carries
 // "0.075" rather than a binary float.

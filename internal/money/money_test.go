@@ -106,33 +106,6 @@ func TestMustParsePanics(t *testing.T) {
 	MustParse("x")
 }
 
-func TestFromUnits(t *testing.T) {
-	tests := []struct {
-		n       int64
-		want    Amount
-		wantErr bool
-	}{
-		{0, 0, false},
-		{1, Scale, false},
-		{-7, -7 * Scale, false},
-		{9_223_372_036, 9_223_372_036 * Scale, false},
-		{9_223_372_037, 0, true},
-		{-9_223_372_037, 0, true},
-	}
-	for _, tt := range tests {
-		got, err := FromUnits(tt.n)
-		if tt.wantErr {
-			if !errors.Is(err, ErrOverflow) {
-				t.Errorf("FromUnits(%d) = %v, %v; want ErrOverflow", tt.n, got, err)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("FromUnits(%d) = %v, %v; want %v", tt.n, got, err, tt.want)
-		}
-	}
-}
-
 func TestArithmeticOverflow(t *testing.T) {
 	const minA = Amount(math.MinInt64)
 	tests := []struct {
@@ -160,17 +133,17 @@ func TestArithmeticOverflow(t *testing.T) {
 		{"mulint overflow negative", func() (Amount, error) { return Max.MulInt(-2) }, 0, true},
 		{"mulint overflow min", func() (Amount, error) { return minA.MulInt(-1) }, 0, true},
 		{"mulint 128-bit overflow", func() (Amount, error) { return Max.MulInt(math.MaxInt64) }, 0, true},
-		{"mulratio overflow", func() (Amount, error) { return Max.MulRatio(3, 2) }, 0, true},
-		{"mulratio 128-bit overflow", func() (Amount, error) { return Max.MulRatio(math.MaxInt64, 1) }, 0, true},
+		{"exact overflow", func() (Amount, error) { return exact(3, int64(Max)).Quo(2, RoundHalfUp) }, 0, true},
+		{"exact 128-bit overflow", func() (Amount, error) { return exact(math.MaxInt64, int64(Max)).Quo(1, RoundUp) }, 0, true},
 		// 31 × 1190112520884487201 = 2^65−1: the quotient by 2 is 2^64−1
 		// with a remainder of one half, which must not wrap to zero when
 		// rounded up.
-		{"mulratio rounding past 2^64", func() (Amount, error) { return Amount(1190112520884487201).MulRatio(31, 2) }, 0, true},
-		{"mulratio rounding past max", func() (Amount, error) { return Max.MulRatio(2, 2) }, Max, false},
-		{"mulratio to min", func() (Amount, error) { return minA.MulRatio(1, 1) }, minA, false},
-		{"mulratio past min", func() (Amount, error) { return minA.MulRatio(-1, 1) }, 0, true},
-		{"mulratio zero den", func() (Amount, error) { return Amount(1).MulRatio(1, 0) }, 0, true},
-		{"mulratio negative den", func() (Amount, error) { return Amount(1).MulRatio(1, -1) }, 0, true},
+		{"exact half up past 2^64", func() (Amount, error) { return exact(31, 1190112520884487201).Quo(2, RoundHalfUp) }, 0, true},
+		{"exact up past 2^64", func() (Amount, error) { return exact(31, 1190112520884487201).Quo(2, RoundUp) }, 0, true},
+		{"exact half up to max", func() (Amount, error) { return exact(2, int64(Max)).Quo(2, RoundHalfUp) }, Max, false},
+		{"exact up past max", func() (Amount, error) { return exact(int64(Max), 2).Quo(2, RoundUp) }, Max, false},
+		{"exact zero den", func() (Amount, error) { return exact(1, 1).Quo(0, RoundHalfUp) }, 0, true},
+		{"exact negative den", func() (Amount, error) { return exact(1, 1).Quo(-1, RoundUp) }, 0, true},
 		{"sum", func() (Amount, error) { return Sum(MustParse("0.1"), MustParse("0.2"), MustParse("-0.05")) }, MustParse("0.25"), false},
 		{"sum empty", func() (Amount, error) { return Sum() }, 0, false},
 		{"sum overflow", func() (Amount, error) { return Sum(Max, 1, -1) }, 0, true},
@@ -203,10 +176,7 @@ func TestMillionMicrosSumToOne(t *testing.T) {
 			t.Fatalf("Add at %d: %v", i, err)
 		}
 	}
-	one, err := FromUnits(1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	one := Amount(Scale)
 	if total != one {
 		t.Fatalf("1,000,000 × 0.000001 = %v, want exactly %v", total, one)
 	}
@@ -215,59 +185,88 @@ func TestMillionMicrosSumToOne(t *testing.T) {
 	}
 }
 
-func TestMulRatioRounding(t *testing.T) {
+// exact is the exact product of factors, for tests.
+func exact(factors ...int64) Exact {
+	var x Exact
+	if err := x.AddProduct(factors...); err != nil {
+		panic(err)
+	}
+	return x
+}
+
+func TestExactRounding(t *testing.T) {
 	tests := []struct {
-		name     string
-		a        string
-		num, den int64
-		want     string
+		name       string
+		a          string
+		num, den   int64
+		halfUp, up string
 	}{
-		{"exact", "2.50", 1_000_000, 1_000_000, "2.50"},
-		{"per million tokens", "2.50", 1_234_567, 1_000_000, "3.0864175"},
-		{"below half rounds down", "0.000000001", 4, 10, "0.00"},
-		{"exact half rounds up", "0.000000001", 5, 10, "0.000000001"},
-		{"above half rounds up", "0.000000001", 6, 10, "0.000000001"},
-		{"negative below half", "-0.000000001", 4, 10, "0.00"},
-		{"negative exact half rounds away from zero", "-0.000000001", 5, 10, "-0.000000001"},
-		{"negative numerator exact half", "0.000000001", -5, 10, "-0.000000001"},
-		{"both negative exact half", "-0.000000001", -5, 10, "0.000000001"},
-		{"1.5 nanos", "0.000000003", 1, 2, "0.000000002"},
-		{"2.5 nanos rounds to 3", "0.000000005", 1, 2, "0.000000003"},
-		{"one third", "1", 1, 3, "0.333333333"},
-		{"two thirds", "1", 2, 3, "0.666666667"},
-		{"negative two thirds", "-1", 2, 3, "-0.666666667"},
-		{"1/1e6 of a nano-unit", "0.000000001", 1, 1_000_000, "0.00"},
-		{"half of a nano-unit from large values", "0.000000001", 500_000, 1_000_000, "0.000000001"},
-		{"cheap tokens", "0.075", 1, 1_000_000, "0.000000075"},
-		{"zero", "0", 123, 7, "0.00"},
-		{"zero numerator", "5", 0, 7, "0.00"},
-		{"large exact", "9223372036.854775807", 1_000_000, 1_000_000, "9223372036.854775807"},
+		{"exact", "2.50", 1_000_000, 1_000_000, "2.50", "2.50"},
+		{"per million tokens", "2.50", 1_234_567, 1_000_000, "3.0864175", "3.0864175"},
+		{"below half", "0.000000001", 4, 10, "0.00", "0.000000001"},
+		{"exact half", "0.000000001", 5, 10, "0.000000001", "0.000000001"},
+		{"above half", "0.000000001", 6, 10, "0.000000001", "0.000000001"},
+		{"1.5 nanos", "0.000000003", 1, 2, "0.000000002", "0.000000002"},
+		{"2.5 nanos", "0.000000005", 1, 2, "0.000000003", "0.000000003"},
+		{"one third", "1", 1, 3, "0.333333333", "0.333333334"},
+		{"two thirds", "1", 2, 3, "0.666666667", "0.666666667"},
+		{"1/1e6 of a nano-unit", "0.000000001", 1, 1_000_000, "0.00", "0.000000001"},
+		{"half of a nano-unit from large values", "0.000000001", 500_000, 1_000_000, "0.000000001", "0.000000001"},
+		{"cheap tokens", "0.075", 1, 1_000_000, "0.000000075", "0.000000075"},
+		{"zero", "0", 123, 7, "0.00", "0.00"},
+		{"zero numerator", "5", 0, 7, "0.00", "0.00"},
+		{"large exact", "9223372036.854775807", 1_000_000, 1_000_000, "9223372036.854775807", "9223372036.854775807"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := MustParse(tt.a).MulRatio(tt.num, tt.den)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.String() != tt.want {
-				t.Fatalf("%s × %d / %d = %v, want %s", tt.a, tt.num, tt.den, got, tt.want)
+			x := exact(int64(MustParse(tt.a)), tt.num)
+			for _, c := range []struct {
+				r    Rounding
+				want string
+			}{{RoundHalfUp, tt.halfUp}, {RoundUp, tt.up}} {
+				got, err := x.Quo(tt.den, c.r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.String() != c.want {
+					t.Errorf("%s × %d / %d rounded %v = %v, want %s", tt.a, tt.num, tt.den, c.r, got, c.want)
+				}
 			}
 		})
+	}
+}
+
+// TestExactSumsBeforeRounding: two half nano-units summed are one, not two.
+func TestExactSumsBeforeRounding(t *testing.T) {
+	var x Exact
+	for range 2 {
+		if err := x.AddProduct(1, 500_000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := x.Quo(1_000_000, RoundHalfUp); err != nil || got != 1 {
+		t.Fatalf("0.5 + 0.5 nano-units = %v, %v; want 0.000000001", got, err)
+	}
+	if err := x.AddProduct(1, -1); err == nil {
+		t.Fatal("a negative factor was accepted")
+	}
+	big := exact(math.MaxInt64, math.MaxInt64)
+	if err := big.AddProduct(math.MaxInt64, math.MaxInt64, 4); !errors.Is(err, ErrOverflow) {
+		t.Fatalf("128-bit overflow: err = %v, want ErrOverflow", err)
 	}
 }
 
 func TestJSON(t *testing.T) {
 	type doc struct {
 		Price Amount  `json:"price"`
-		Cost  Money   `json:"cost"`
 		Opt   *Amount `json:"opt,omitempty"`
 	}
-	in := doc{Price: MustParse("0.075"), Cost: Money{Amount: MustParse("-12.5"), Currency: "EUR"}}
+	in := doc{Price: MustParse("-12.5"), Opt: nil}
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"price":"0.075","cost":{"amount":"-12.50","currency":"EUR"}}`
+	const want = `{"price":"-12.50"}`
 	if string(b) != want {
 		t.Fatalf("Marshal = %s, want %s", b, want)
 	}
@@ -293,13 +292,6 @@ func TestJSON(t *testing.T) {
 	}
 }
 
-func TestMoneyString(t *testing.T) {
-	m := Money{Amount: MustParse("12.5"), Currency: "USD"}
-	if got := m.String(); got != "12.50 USD" {
-		t.Fatalf("String() = %q", got)
-	}
-}
-
 func TestCurrency(t *testing.T) {
 	for _, c := range []string{"USD", "EUR", "JPY", "XAU"} {
 		if err := ValidateCurrency(c); err != nil {
@@ -312,13 +304,6 @@ func TestCurrency(t *testing.T) {
 		if err == nil || err.Error() != want {
 			t.Errorf("ValidateCurrency(%q) = %v, want %q", c, err, want)
 		}
-	}
-	if err := SameCurrency("USD", "USD"); err != nil {
-		t.Errorf("SameCurrency(USD, USD) = %v", err)
-	}
-	err := SameCurrency("USD", "EUR")
-	if !errors.Is(err, ErrCurrencyMismatch) || err.Error() != "currency mismatch: USD and EUR" {
-		t.Errorf("SameCurrency(USD, EUR) = %v", err)
 	}
 }
 

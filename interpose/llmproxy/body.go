@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/caracal-dev/caracal/internal/sse"
 	"github.com/tidwall/gjson"
 )
 
@@ -132,13 +133,13 @@ type sseBody struct {
 	src     io.ReadCloser
 	c       *call
 	st      streamState
-	split   sseSplitter
+	split   sse.Splitter
 	max     int
 	pend    []byte // the current event's bytes so far
 	pass    bool   // the current event exceeded max: relayed unparsed
 	out     []byte
 	outOff  int
-	ev      sseEvent
+	ev      sse.Event
 	readBuf *[]byte // from bufPool while the stream is read
 	eof     bool
 	err     error
@@ -185,7 +186,7 @@ func (b *sseBody) Read(p []byte) (int, error) {
 
 func (b *sseBody) process(data []byte) {
 	for len(data) > 0 {
-		i := b.split.scan(data)
+		i := b.split.Scan(data)
 		if b.pass {
 			if i < 0 {
 				b.out = append(b.out, data...)
@@ -220,7 +221,7 @@ func (b *sseBody) process(data []byte) {
 }
 
 func (b *sseBody) event(raw []byte) {
-	parseEvent(raw, &b.ev)
+	sse.Parse(raw, &b.ev)
 	drop, terminal := b.st.onEvent(&b.ev)
 	if terminal {
 		b.finish("stream ended without usage")

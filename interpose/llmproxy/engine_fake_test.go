@@ -48,17 +48,15 @@ func (e *fakeEngine) Authenticate(_ context.Context, key string) (policy.Agent, 
 	return policy.Agent{}, interpose.ErrUnknownKey
 }
 
+func (e *fakeEngine) Allowlist(context.Context, string) (func(string) bool, error) {
+	return func(string) bool { return true }, nil
+}
+
 func (e *fakeEngine) Quote(_ context.Context, resource string, _ []byte, _ *policy.PriceRule) (interpose.Quote, error) {
-	best := -1
-	for i, r := range e.rules {
-		if globMatch(r.Resource, resource) && (best < 0 || len(r.Resource) > len(e.rules[best].Resource)) {
-			best = i
-		}
-	}
-	if best < 0 {
+	r, ok := policy.MatchRule(e.rules, resource)
+	if !ok {
 		return interpose.Quote{Currency: "USD", Unpriced: true}, nil
 	}
-	r := e.rules[best]
 	return interpose.Quote{Price: r.PerCall, Currency: "USD", Rule: &r}, nil
 }
 
@@ -82,7 +80,7 @@ func (e *fakeEngine) Begin(ctx context.Context, c interpose.Call) (*interpose.Ti
 	switch {
 	case e.down:
 		return deny(policy.CodeUnavailable, "store down")
-	case e.allow != "" && !globMatch(e.allow, c.Resource):
+	case e.allow != "" && !policy.MatchPattern(e.allow, c.Resource):
 		return deny(policy.CodeNotAllowed, c.Resource+" is not in the allowlist of policy p1")
 	case e.spent+e.reserved+amount > e.limit:
 		return deny(policy.CodeBudgetExceeded, fmt.Sprintf("policy p1: spent %s + reserved %s + price %s exceeds limit %s USD", e.spent, e.reserved, amount, e.limit))

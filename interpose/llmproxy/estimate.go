@@ -3,7 +3,6 @@ package llmproxy
 import (
 	"bytes"
 	"fmt"
-	"math/big"
 	"strconv"
 	"strings"
 
@@ -81,33 +80,16 @@ func newLimitTable(base, extra map[string]ModelLimit, fallback ModelLimit) *limi
 	return t
 }
 
+// lookup picks the limit by policy.BestMatch, the order price rules are
+// chosen by, so a model's limit and its price come from patterns ranked
+// alike. (A pattern of stars only, such as a catch-all "*", still counts.)
 func (t *limitTable) lookup(model string) ModelLimit {
-	best, bestLit, bestStars := -1, 0, 0
-	for i, p := range t.patterns {
-		if !globMatch(p, model) {
-			continue
-		}
-		// More literal characters is more specific; ties go to fewer stars
-		// and then to the lexically smaller pattern, so the answer never
-		// depends on map order. (A pattern of stars only, such as a
-		// catch-all "*", has no literals and still counts.)
-		stars := strings.Count(p, "*")
-		lit := len(p) - stars
-		if best < 0 || lit > bestLit || (lit == bestLit && (stars < bestStars || (stars == bestStars && p < t.patterns[best]))) {
-			best, bestLit, bestStars = i, lit, stars
-		}
-	}
-	if best < 0 {
+	best, ok := policy.BestMatch(t.patterns, model)
+	if !ok {
 		return t.fallback
 	}
 	return t.limits[best]
 }
-
-// globMatch reports whether s matches pattern, where `*` matches any run of
-// characters: policy.MatchPattern, whose time is bounded by len(pattern) ×
-// len(s). A recursive matcher took time exponential in the stars, and the
-// model name comes from the request.
-func globMatch(pattern, s string) bool { return policy.MatchPattern(pattern, s) }
 
 // estimateOverhead is added to every input estimate for text the provider
 // adds on its side: chat-format tokens and tool-use system prompts (which
@@ -231,16 +213,24 @@ func walkImages(r gjson.Result, images, imageBytes *int64) {
 func worstCase(r policy.PriceRule, in, out int64) (money.Amount, error) {
 	inRate := max(r.InputPerMillion, r.CacheWritePerMillion, r.CachedInputPerMillion)
 	outRate := max(r.OutputPerMillion, r.ReasoningPerMillion)
-	total := new(big.Int).Mul(big.NewInt(int64(inRate)), big.NewInt(in))
-	total.Add(total, new(big.Int).Mul(big.NewInt(int64(outRate)), big.NewInt(out)))
-	// Ceiling division by one million.
-	total.Add(total, big.NewInt(999_999))
-	total.Quo(total, big.NewInt(1_000_000))
-	total.Add(total, big.NewInt(int64(r.PerCall)))
-	if !total.IsInt64() {
-		return 0, fmt.Errorf("worst-case cost of %d input and %d output tokens: %w", in, out, money.ErrOverflow)
+	total, err := func() (money.Amount, error) {
+		var sum money.Exact
+		if err := sum.AddProduct(int64(inRate), in); err != nil {
+			return 0, err
+		}
+		if err := sum.AddProduct(int64(outRate), out); err != nil {
+			return 0, err
+		}
+		variable, err := sum.Quo(1_000_000, money.RoundUp)
+		if err != nil {
+			return 0, err
+		}
+		return r.PerCall.Add(variable)
+	}()
+	if err != nil {
+		return 0, fmt.Errorf("worst-case cost of %d input and %d output tokens: %w", in, out, err)
 	}
-	return money.Amount(total.Int64()), nil
+	return total, nil
 }
 
 // explainWorstCase says what worstCase assumed for a refusal's reason:

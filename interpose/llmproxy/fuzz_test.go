@@ -9,6 +9,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
+	"github.com/caracal-dev/caracal/internal/sse"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -30,10 +31,10 @@ func chunks(data, cuts []byte) [][]byte {
 // splitEvents runs the splitter over the pieces the way sseBody does and
 // returns the complete events and the unterminated remainder.
 func splitEvents(pieces [][]byte) (events [][]byte, rest []byte) {
-	var s sseSplitter
+	var s sse.Splitter
 	for _, p := range pieces {
 		for len(p) > 0 {
-			i := s.scan(p)
+			i := s.Scan(p)
 			if i < 0 {
 				rest = append(rest, p...)
 				break
@@ -83,7 +84,7 @@ func refBlankLines(data []byte) int {
 
 // FuzzSSESplitter checks that the splitter hands out exactly its input,
 // cut at the same places however the input is chunked, one event per blank
-// line, and that parseEvent agrees with the specification's parsing.
+// line, and that sse.Parse agrees with the specification's parsing.
 func FuzzSSESplitter(f *testing.F) {
 	for _, s := range []string{
 		"data: {\"a\":1}\n\n", "event: x\r\ndata: 1\r\ndata: 2\r\n\r\n", "data: a\r\rdata: b\r\r",
@@ -109,12 +110,12 @@ func FuzzSSESplitter(f *testing.F) {
 		if want := refBlankLines(data); len(events) != want {
 			t.Fatalf("%d events for %d blank lines in %q", len(events), want, data)
 		}
-		var ev sseEvent
+		var ev sse.Event
 		for _, raw := range append(events, rest) {
-			parseEvent(raw, &ev)
+			sse.Parse(raw, &ev)
 			name, d := refParseEvent(raw)
-			if ev.name != name || !bytes.Equal(ev.data, d) {
-				t.Fatalf("parseEvent(%q) = %q, %q; want %q, %q", raw, ev.name, ev.data, name, d)
+			if ev.Event != name || !bytes.Equal(ev.Data, d) {
+				t.Fatalf("sse.Parse(%q) = %q, %q; want %q, %q", raw, ev.Event, ev.Data, name, d)
 			}
 		}
 	})
@@ -172,7 +173,7 @@ func FuzzFieldScanner(f *testing.F) {
 	})
 }
 
-// FuzzStreamUsage drives whole streams through the splitter, parseEvent and
+// FuzzStreamUsage drives whole streams through the splitter, sse.Parse and
 // streamState for every dialect: token counts must never go negative (a
 // negative count would lower a charge), and only a proxy-requested usage
 // chunk may be dropped.
@@ -194,9 +195,9 @@ func FuzzStreamUsage(f *testing.F) {
 			st.kind = KindAnthropic
 		}
 		events, rest := splitEvents([][]byte{data})
-		var ev sseEvent
+		var ev sse.Event
 		for _, raw := range append(events, rest) {
-			parseEvent(raw, &ev)
+			sse.Parse(raw, &ev)
 			drop, _ := st.onEvent(&ev)
 			if drop && !strip {
 				t.Fatalf("event %q dropped without stripUsage", raw)
@@ -282,15 +283,16 @@ func sameExcept(t *testing.T, a, b []byte, skip string) {
 	}
 }
 
-// FuzzModelLimitLookup checks that a model's limit comes from a pattern
-// that matches it and that no matching pattern is more specific (more
-// literal characters, then fewer stars, then lexically smaller). The long
-// seed is a model name that took a recursive matcher minutes against a
-// pattern with several stars.
+// FuzzModelLimitLookup checks that a model's limit comes from the pattern
+// policy.MatchRule would choose among price rules of the same patterns, and
+// that lookup falls back only when no pattern matches. The long seed is a
+// model name that took a recursive matcher minutes against a pattern with
+// several stars.
 func FuzzModelLimitLookup(f *testing.F) {
 	for _, s := range [][2]string{
 		{"gpt-4o*", "gpt-4o-mini"}, {"*", ""}, {"a*b*c", "aXbYc"}, {"a*b", "ab"}, {"**", "x"},
 		{"claude-*-4*", "claude-sonnet-4-5"}, {"*a*a*a*a*a*b", strings.Repeat("a", 1<<14)},
+		{"gpt*4o", "gpt-4o"},
 	} {
 		f.Add(s[0], s[1])
 	}
@@ -298,31 +300,21 @@ func FuzzModelLimitLookup(f *testing.F) {
 		extra := map[string]ModelLimit{pattern: {}}
 		tbl := newLimitTable(DefaultModelLimits(), extra, ModelLimit{Context: -1})
 		// Give every pattern a distinct limit, to tell which one was used.
+		rules := make([]policy.PriceRule, len(tbl.patterns))
 		for i := range tbl.limits {
 			tbl.limits[i] = ModelLimit{Context: int64(i)}
+			rules[i] = policy.PriceRule{Resource: tbl.patterns[i]}
 		}
 		got := tbl.lookup(model)
-		score := func(p string) (int, int) { return len(p) - strings.Count(p, "*"), -strings.Count(p, "*") }
+		want, ok := policy.MatchRule(rules, model)
 		if got.Context < 0 {
-			for _, p := range tbl.patterns {
-				if policy.MatchPattern(p, model) {
-					t.Fatalf("lookup(%q) fell back, but %q matches", model, p)
-				}
+			if ok {
+				t.Fatalf("lookup(%q) fell back, but %q matches", model, want.Resource)
 			}
 			return
 		}
-		chosen := tbl.patterns[got.Context]
-		if !policy.MatchPattern(chosen, model) {
-			t.Fatalf("lookup(%q) used %q, which does not match", model, chosen)
-		}
-		cl, cs := score(chosen)
-		for _, p := range tbl.patterns {
-			if p == chosen || !policy.MatchPattern(p, model) {
-				continue
-			}
-			if l, s := score(p); l > cl || (l == cl && (s > cs || (s == cs && p < chosen))) {
-				t.Fatalf("lookup(%q) used %q, but %q is more specific", model, chosen, p)
-			}
+		if chosen := tbl.patterns[got.Context]; !ok || chosen != want.Resource {
+			t.Fatalf("lookup(%q) used %q; price rules of the same patterns choose %q (matched: %v)", model, chosen, want.Resource, ok)
 		}
 	})
 }

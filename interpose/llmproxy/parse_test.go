@@ -8,6 +8,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/caracal-dev/caracal/internal/sse"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -61,7 +62,7 @@ func TestSSESplitter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for chunk := 1; chunk <= len(tt.stream); chunk++ {
-				var sp sseSplitter
+				var sp sse.Splitter
 				var pend []byte
 				var got []string
 				in := []byte(tt.stream)
@@ -70,7 +71,7 @@ func TestSSESplitter(t *testing.T) {
 					data := in[:n]
 					in = in[n:]
 					for len(data) > 0 {
-						i := sp.scan(data)
+						i := sp.Scan(data)
 						if i < 0 {
 							pend = append(pend, data...)
 							break
@@ -93,10 +94,10 @@ func TestSSESplitter(t *testing.T) {
 					if got[i] != tt.events[i] {
 						t.Fatalf("chunk %d: event %d = %q, want %q", chunk, i, got[i], tt.events[i])
 					}
-					var ev sseEvent
-					parseEvent([]byte(got[i]), &ev)
-					if string(ev.data) != tt.data[i] {
-						t.Fatalf("chunk %d: data %d = %q, want %q", chunk, i, ev.data, tt.data[i])
+					var ev sse.Event
+					sse.Parse([]byte(got[i]), &ev)
+					if string(ev.Data) != tt.data[i] {
+						t.Fatalf("chunk %d: data %d = %q, want %q", chunk, i, ev.Data, tt.data[i])
 					}
 				}
 			}
@@ -200,6 +201,22 @@ func TestLimitTable(t *testing.T) {
 	}
 }
 
+// TestLimitTableRanksLikePriceRules: at equal literal characters the
+// model-limit lookup took the pattern with fewer stars while price rules
+// took the one with more, so a model's limit and its price could come from
+// opposite patterns.
+func TestLimitTableRanksLikePriceRules(t *testing.T) {
+	patterns := map[string]ModelLimit{"gpt*4o": {Context: 1}, "gpt*4o*": {Context: 2}}
+	lt := newLimitTable(nil, patterns, defaultFallbackLimit)
+	rule, ok := policy.MatchRule([]policy.PriceRule{{Resource: "gpt*4o"}, {Resource: "gpt*4o*"}}, "gpt-4o")
+	if !ok {
+		t.Fatal("no price rule matches gpt-4o")
+	}
+	if got, want := lt.lookup("gpt-4o"), patterns[rule.Resource]; got != want {
+		t.Errorf("lookup(gpt-4o) = %+v, want %+v (the limit of %q, the price rule's pattern)", got, want, rule.Resource)
+	}
+}
+
 func TestGlobMatch(t *testing.T) {
 	tests := []struct {
 		p, s string
@@ -209,8 +226,8 @@ func TestGlobMatch(t *testing.T) {
 		{"*mini*", "gpt-4o-mini-2024", true}, {"a*b*c", "abbc", true}, {"a*b*c", "acb", false}, {"x", "x", true}, {"x", "xy", false},
 	}
 	for _, tt := range tests {
-		if got := globMatch(tt.p, tt.s); got != tt.want {
-			t.Errorf("globMatch(%q, %q) = %v", tt.p, tt.s, got)
+		if got := policy.MatchPattern(tt.p, tt.s); got != tt.want {
+			t.Errorf("policy.MatchPattern(%q, %q) = %v", tt.p, tt.s, got)
 		}
 	}
 }
@@ -343,7 +360,7 @@ func TestStreamStateUsage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st := tt.st
 			for i, s := range tt.steps {
-				drop, terminal := st.onEvent(&sseEvent{data: []byte(s.data)})
+				drop, terminal := st.onEvent(&sse.Event{Data: []byte(s.data)})
 				if drop != s.drop || terminal != s.terminal {
 					t.Errorf("step %d: drop %v terminal %v, want %v %v", i, drop, terminal, s.drop, s.terminal)
 				}

@@ -34,22 +34,16 @@ import (
 	"github.com/caracal-dev/caracal/internal/httpserver"
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
 	"github.com/caracal-dev/caracal/interpose"
-	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
 )
 
-// Engine is what the proxy needs from the enforcement pipeline; it is
-// satisfied by *interpose.Engine.
+// Engine is what the proxy needs from the enforcement pipeline: the
+// metering every front drives, and agent keys. *interpose.Engine satisfies
+// it.
 type Engine interface {
-	Authenticate(ctx context.Context, key string) (policy.Agent, error)
-	Quote(ctx context.Context, resource string, args []byte, declared *policy.PriceRule) (interpose.Quote, error)
-	Begin(ctx context.Context, c interpose.Call) (*interpose.Ticket, policy.Decision)
-	Settle(ctx context.Context, t *interpose.Ticket, r interpose.Result) (ledger.Event, error)
-	Release(ctx context.Context, t *interpose.Ticket, reason string) (ledger.Event, error)
-	Unconfirmed(ctx context.Context, t *interpose.Ticket, reason string) (ledger.Event, error)
+	interpose.Meter
+	interpose.Authenticator
 }
-
-var _ Engine = (*interpose.Engine)(nil)
 
 // Provider is one upstream LLM API.
 type Provider struct {
@@ -417,11 +411,8 @@ func credential(r *http.Request) string {
 	if k := strings.TrimSpace(r.Header.Get("X-Api-Key")); k != "" {
 		return k
 	}
-	a := r.Header.Get("Authorization")
-	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		return strings.TrimSpace(a[7:])
-	}
-	return ""
+	k, _ := interpose.BearerToken(r.Header.Get("Authorization"))
+	return k
 }
 
 // credentialHeaders are removed from every relayed request: the agent's

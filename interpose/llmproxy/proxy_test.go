@@ -124,12 +124,7 @@ func (h *harness) event(reqID string) ledger.Event {
 }
 
 func rule(resource string) policy.PriceRule {
-	best := policy.PriceRule{}
-	for _, r := range testRules {
-		if globMatch(r.Resource, resource) && len(r.Resource) > len(best.Resource) {
-			best = r
-		}
-	}
+	best, _ := policy.MatchRule(testRules, resource)
 	return best
 }
 

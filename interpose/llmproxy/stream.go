@@ -5,6 +5,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caracal-dev/caracal/internal/sse"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -28,8 +29,8 @@ var (
 // onEvent reads one event. drop says the event must not reach the client;
 // terminal says it is the stream's last meaningful event, so the call can
 // be settled before the client sees the end of the stream.
-func (s *streamState) onEvent(ev *sseEvent) (drop, terminal bool) {
-	data := ev.data
+func (s *streamState) onEvent(ev *sse.Event) (drop, terminal bool) {
+	data := ev.Data
 	switch {
 	case s.kind == KindAnthropic:
 		if !bytes.Contains(data, []byte(`"type"`)) {

@@ -16,7 +16,7 @@ import (
 // priceCols are the columns scanPrice reads, in order.
 const priceCols = `resource, currency, per_call_nanos, input_per_million_nanos, output_per_million_nanos,
 	cached_per_million_nanos, cache_write_per_million_nanos, reasoning_per_million_nanos,
-	per_unit_path, per_unit_nanos, charge_errors, updated_ns`
+	per_unit_path, per_unit_nanos, charge_errors, charge_rounds, updated_ns`
 
 func scanPrice(r rowScanner) (policy.PriceRule, error) {
 	var (
@@ -24,10 +24,10 @@ func scanPrice(r rowScanner) (policy.PriceRule, error) {
 		perCall, in, out, cached, cacheWrite, reason int64
 		unitPath                                     sql.NullString
 		unitPrice, updated                           int64
-		chargeErrors                                 sql.NullBool
+		chargeErrors, chargeRounds                   sql.NullBool
 	)
 	if err := r.Scan(&p.Resource, &p.Currency, &perCall, &in, &out, &cached, &cacheWrite, &reason,
-		&unitPath, &unitPrice, &chargeErrors, &updated); err != nil {
+		&unitPath, &unitPrice, &chargeErrors, &chargeRounds, &updated); err != nil {
 		return policy.PriceRule{}, err
 	}
 	p.PerCall = money.Amount(perCall)
@@ -43,6 +43,7 @@ func scanPrice(r rowScanner) (policy.PriceRule, error) {
 		b := chargeErrors.Bool
 		p.ChargeErrors = &b
 	}
+	p.ChargeRounds = chargeRounds.Valid && chargeRounds.Bool
 	p.UpdatedAt = fromNS(updated)
 	return p, nil
 }
@@ -78,7 +79,7 @@ func (s *Store) upsertPrice(ctx context.Context, q querier, r policy.PriceRule) 
 	if r.ChargeErrors != nil {
 		chargeErrors = sql.NullBool{Bool: *r.ChargeErrors, Valid: true}
 	}
-	_, err := q.ExecContext(ctx, s.q(`INSERT INTO prices (`+priceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := q.ExecContext(ctx, s.q(`INSERT INTO prices (`+priceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (resource) DO UPDATE SET
 			currency = excluded.currency,
 			per_call_nanos = excluded.per_call_nanos,
@@ -90,10 +91,11 @@ func (s *Store) upsertPrice(ctx context.Context, q querier, r policy.PriceRule) 
 			per_unit_path = excluded.per_unit_path,
 			per_unit_nanos = excluded.per_unit_nanos,
 			charge_errors = excluded.charge_errors,
+			charge_rounds = excluded.charge_rounds,
 			updated_ns = excluded.updated_ns`),
 		r.Resource, r.Currency, r.PerCall.Nanos(), r.InputPerMillion.Nanos(), r.OutputPerMillion.Nanos(),
 		r.CachedInputPerMillion.Nanos(), r.CacheWritePerMillion.Nanos(), r.ReasoningPerMillion.Nanos(),
-		unitPath, unitPrice, chargeErrors, toNS(r.UpdatedAt))
+		unitPath, unitPrice, chargeErrors, r.ChargeRounds, toNS(r.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("write price rule %q: %w", r.Resource, err)
 	}

@@ -28,6 +28,7 @@ func testPricebook(t *testing.T, newStore Factory) {
 		ReasoningPerMillion:   amt("0.000000001"),
 		PerUnit:               &policy.PerUnit{Path: "args.count", Price: amt("0.002")},
 		ChargeErrors:          &no,
+		ChargeRounds:          true,
 	}
 	same := func(a, b policy.PriceRule) bool {
 		a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}

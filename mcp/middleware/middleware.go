@@ -20,31 +20,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/caracal-dev/caracal/interpose"
-	"github.com/caracal-dev/caracal/ledger"
+	"github.com/caracal-dev/caracal/mcp/metering"
 	"github.com/caracal-dev/caracal/policy"
 )
 
-// Meter is the budget side; *interpose.Engine satisfies it.
-type Meter interface {
-	Allowlist(ctx context.Context, agentID string) (func(resource string) bool, error)
-	Quote(ctx context.Context, resource string, args []byte, declared *policy.PriceRule) (interpose.Quote, error)
-	Begin(ctx context.Context, c interpose.Call) (*interpose.Ticket, policy.Decision)
-	Settle(ctx context.Context, t *interpose.Ticket, r interpose.Result) (ledger.Event, error)
-	Release(ctx context.Context, t *interpose.Ticket, reason string) (ledger.Event, error)
-	Unconfirmed(ctx context.Context, t *interpose.Ticket, reason string) (ledger.Event, error)
-}
-
-var _ Meter = (*interpose.Engine)(nil)
-
 // Options configure the middleware.
 type Options struct {
-	Meter Meter
+	// Meter is the budget side; *interpose.Engine satisfies it.
+	Meter interpose.Meter
 	// Server names the server in resources: mcp:<Server>/<tool>.
 	Server string
 	// Agent returns the ID of the agent a call is charged to, for example
@@ -55,8 +43,8 @@ type Options struct {
 
 // PriceMetaKey and DecisionMetaKey are the _meta keys Caracal writes.
 const (
-	PriceMetaKey    = "dev.caracal/price"
-	DecisionMetaKey = "dev.caracal/decision"
+	PriceMetaKey    = metering.PriceMetaKey
+	DecisionMetaKey = metering.DecisionMetaKey
 )
 
 // FixedAgent charges every call to one agent ID.
@@ -71,71 +59,56 @@ func (o Options) log() *slog.Logger {
 	return slog.Default()
 }
 
-// New returns the metering tool-handler middleware.
+// New returns the metering tool-handler middleware: each call goes
+// through interpose.Do, with the handler as the metered function.
 func New(o Options) server.ToolHandlerMiddleware {
 	return func(next server.ToolHandlerFunc) server.ToolHandlerFunc {
-		return func(ctx context.Context, req mcp.CallToolRequest) (res *mcp.CallToolResult, err error) {
-			agent, aerr := o.Agent(ctx, req)
-			if aerr != nil {
-				return refusal(policy.Decision{Code: policy.CodeUnknownAgent, Reason: aerr.Error()}, ""), nil
+		return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			agent, err := o.Agent(ctx, req)
+			if err != nil {
+				return refusal("", policy.Decision{Code: policy.CodeUnknownAgent, Reason: err.Error()}), nil
 			}
-			resource := "mcp:" + o.Server + "/" + req.Params.Name
+			resource := metering.Resource(o.Server, req.Params.Name)
 			args := []byte(req.Params.RawArguments)
 			if len(args) == 0 && req.Params.Arguments != nil {
 				args, _ = json.Marshal(req.Params.Arguments)
 			}
-			ticket, dec := o.Meter.Begin(ctx, interpose.Call{
+			var res *mcp.CallToolResult
+			var handlerErr error
+			ran := false
+			dec, err := interpose.Do(ctx, o.Meter, o.log(), interpose.Call{
 				AgentID: agent, Resource: resource, Operation: "tools/call", Upstream: o.Server, Arguments: args,
+			}, func(ctx context.Context) (interpose.Result, error) {
+				ran = true
+				res, handlerErr = next(ctx, req)
+				if handlerErr != nil {
+					return interpose.Result{}, handlerErr
+				}
+				return interpose.Result{ToolError: res != nil && res.IsError}, nil
 			})
-			if ticket == nil {
-				return refusal(dec, resource), nil
-			}
-			// The settlement must happen even if the caller's context ends.
-			sctx := context.WithoutCancel(ctx)
-			defer func() {
-				if p := recover(); p != nil {
-					if _, e := o.Meter.Unconfirmed(sctx, ticket, fmt.Sprintf("tool handler panicked: %v", p)); e != nil {
-						o.log().Error("unconfirmed settlement failed", "request", ticket.RequestID, "err", e)
-					}
-					panic(p)
-				}
-			}()
-			res, err = next(ctx, req)
-			if err != nil {
-				if _, e := o.Meter.Release(sctx, ticket, "tool handler returned an error: "+err.Error()); e != nil {
-					o.log().Error("release failed", "request", ticket.RequestID, "err", e)
-				}
-				return res, err
-			}
-			toolErr := res != nil && res.IsError
-			if _, e := o.Meter.Settle(sctx, ticket, interpose.Result{ToolError: toolErr}); e != nil {
-				o.log().Error("settle failed", "request", ticket.RequestID, "err", e)
+			switch {
+			case !ran:
+				return refusal(resource, dec), nil
+			case handlerErr != nil:
+				// A JSON-RPC error for the client: nothing was spent.
+				return res, handlerErr
+			case err != nil:
+				// The tool ran; the expiry sweep settles it as unconfirmed.
+				o.log().Error("settle failed", "resource", resource, "err", err)
 			}
 			return res, nil
 		}
 	}
 }
 
-// refusal is the CallToolResult for a refused call.
-func refusal(dec policy.Decision, resource string) *mcp.CallToolResult {
-	reason := strings.TrimSpace(strings.ReplaceAll(dec.Reason, "\n", " "))
-	if reason == "" {
-		reason = string(dec.Code)
+// refusal is the CallToolResult for a refused call, as the relay writes it.
+func refusal(resource string, dec policy.Decision) *mcp.CallToolResult {
+	raw := json.RawMessage(metering.RefusalResult(resource, dec))
+	r, err := mcp.ParseCallToolResult(&raw)
+	if err != nil {
+		// metering writes a result with content; this cannot happen.
+		panic(fmt.Sprintf("middleware: parse a refusal: %v", err))
 	}
-	details := map[string]any{
-		"code": dec.Code, "reason": reason, "resource": resource,
-		"price": dec.Price, "currency": dec.Currency, "remaining": dec.Remaining,
-	}
-	if dec.Remaining == nil {
-		details["remaining"] = []policy.Remaining{}
-	}
-	// Round-trip through JSON so structuredContent holds plain values.
-	b, _ := json.Marshal(details)
-	var plain map[string]any
-	_ = json.Unmarshal(b, &plain)
-	r := mcp.NewToolResultError(fmt.Sprintf("Caracal refused this call (%s): %s. This is a spending-policy decision, not a transient error; retrying will be refused too.", dec.Code, reason))
-	r.StructuredContent = plain
-	r.Meta = &mcp.Meta{AdditionalFields: map[string]any{DecisionMetaKey: plain}}
 	return r
 }
 
@@ -156,17 +129,19 @@ func ToolFilter(o Options, ctxAgent func(ctx context.Context) (string, error)) s
 		}
 		out := make([]mcp.Tool, 0, len(tools))
 		for _, t := range tools {
-			resource := "mcp:" + o.Server + "/" + t.Name
+			resource := metering.Resource(o.Server, t.Name)
 			if !allowed(resource) {
 				continue
 			}
-			price := map[string]any{"unpriced": true}
-			if q, err := o.Meter.Quote(ctx, resource, nil, nil); err == nil {
-				price = map[string]any{"price": q.Price.String(), "currency": q.Currency, "unpriced": q.Unpriced}
-				if q.Rule != nil && q.Rule.PerUnit != nil {
-					price["per_unit"] = map[string]any{"path": q.Rule.PerUnit.Path, "price": q.Rule.PerUnit.Price.String()}
-				}
+			q, err := o.Meter.Quote(ctx, resource, nil, nil)
+			if err != nil {
+				// The store's error stays in the log: it can name the database.
+				o.log().Error("tools/list: pricing a tool failed", "resource", resource, "err", err)
 			}
+			// Through JSON, so that _meta holds plain values.
+			b, _ := json.Marshal(metering.NewPriceMeta(q, err))
+			var price map[string]any
+			_ = json.Unmarshal(b, &price)
 			meta := &mcp.Meta{AdditionalFields: map[string]any{}}
 			if t.Meta != nil {
 				meta.ProgressToken = t.Meta.ProgressToken
