@@ -57,8 +57,12 @@ func newBrowser(t testing.TB) context.Context {
 // do runs browser steps, failing the test with what was being done.
 func do(t testing.TB, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
+	start := time.Now()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		t.Fatalf("%s: %v", what, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Logf("%s took %v", what, d.Round(time.Millisecond))
 	}
 }
 
@@ -121,6 +125,18 @@ func (e *proxyEnv) chat(t *testing.T) ledgerEvent {
 		t.Fatalf("ledger after the call: %+v", evs)
 	}
 	return evs[len(evs)-1]
+}
+
+// seqOf reads the seq of a request's event, which must be in the tree.
+func (e *proxyEnv) seqOf(t *testing.T, requestID string) int64 {
+	t.Helper()
+	for _, ev := range e.ledger() {
+		if ev.RequestID == requestID && ev.Seq >= 0 {
+			return ev.Seq
+		}
+	}
+	t.Fatalf("request %s has no event in the tree", requestID)
+	return -1
 }
 
 // eventID reads an event's ID (ledgerEvent has no ID member).
@@ -219,8 +235,11 @@ func TestDashboard(t *testing.T) {
 	if _, err := chromedp.Run(wait, chromedp.Poll[bool](fmt.Sprintf(`document.querySelectorAll("#ledger-table tbody tr").length > %d && window.__noReload === true`, rows))); err != nil {
 		t.Fatalf("the new event did not appear on the ledger page without a reload: %v", err)
 	}
-	top := runB(t, ctx, "top row", chromedp.Text(chromedp.CSS("#ledger-table tbody tr:first-child")))
-	if !strings.Contains(top, "llm:openai/gpt-4o") || !strings.Contains(top, second.Amount+" USD") || !strings.Contains(top, fmt.Sprint(second.Seq)) {
+	// The stream sends events once they are in the tree: both have their
+	// seq by now.
+	first.Seq, second.Seq = e.seqOf(t, first.RequestID), e.seqOf(t, second.RequestID)
+	top := runB(t, ctx, "top row", chromedp.Evaluate[[]string](`[...document.querySelector("#ledger-table tbody tr").cells].map((c) => c.textContent)`))
+	if len(top) < 6 || top[0] != fmt.Sprint(second.Seq) || top[3] != "llm:openai/gpt-4o" || top[5] != second.Amount+" USD" {
 		t.Errorf("top row %q: want the new event seq %d of %s USD", top, second.Seq, second.Amount)
 	}
 	screenshot(t, ctx, "ledger")
@@ -229,6 +248,34 @@ func TestDashboard(t *testing.T) {
 	csv := runB(t, ctx, "csv export", chromedp.Evaluate[string](`fetch(document.querySelector("a[download]").href).then((r) => r.text())`, chromedp.EvalAwaitPromise))
 	if !strings.HasPrefix(csv, "seq,id,time,") || strings.Count(csv, "\n") != 3 {
 		t.Errorf("CSV export through the page's link:\n%s", csv)
+	}
+
+	// Filters and cursor paging, one event a page.
+	rowsOf := func(hash string) string {
+		// A fresh load each time: a new hash alone would re-render the
+		// same document, and the old table would answer the wait.
+		do(t, ctx, hash, chromedp.Navigate("about:blank"), chromedp.Navigate(base+"/"+hash), chromedp.WaitVisible(chromedp.ID("ledger-table")))
+		return runB(t, ctx, "rows of "+hash, chromedp.Evaluate[string](`[...document.querySelectorAll("#ledger-table tbody tr")].map((r) => r.cells[0].textContent).join(",")`))
+	}
+	for hash, want := range map[string]string{
+		"#/ledger?outcome=denied":              "",
+		"#/ledger?outcome=charged&agent=bot":   fmt.Sprintf("%d,%d", second.Seq, first.Seq),
+		"#/ledger?resource=llm:anthropic/*":    "",
+		"#/ledger?resource=llm:openai/gpt-4o*": fmt.Sprintf("%d,%d", second.Seq, first.Seq),
+		"#/ledger?until=2020-01-01T00:00:00Z":  "",
+		"#/ledger?limit=1":                     fmt.Sprint(second.Seq),
+	} {
+		if got := rowsOf(hash); got != want {
+			t.Errorf("%s: rows %q, want %q", hash, got, want)
+		}
+	}
+	rowsOf("#/ledger?limit=1")
+	do(t, ctx, "older page", chromedp.Click(chromedp.ID("older")), chromedp.WaitVisible(chromedp.ID("newest")))
+	if got := runB(t, ctx, "older page rows", chromedp.Evaluate[string](`[...document.querySelectorAll("#ledger-table tbody tr")].map((r) => r.cells[0].textContent).join(",")`)); got != fmt.Sprint(first.Seq) {
+		t.Errorf("the older page holds %q, want seq %d", got, first.Seq)
+	}
+	if n := runB(t, ctx, "last page", chromedp.Evaluate[int](`document.querySelectorAll("#older").length`)); n != 0 {
+		t.Error("the last page links to an older one")
 	}
 
 	// The keyboard reaches every page: a nav link, Enter.

@@ -88,6 +88,12 @@ $("#signin-form").addEventListener("submit", async (ev) => {
 });
 $("#signout").addEventListener("click", async () => { try { await api("/ui/session", { method: "DELETE" }); } finally { showSignIn("Signed out."); } });
 
+// A page left for another keeps no stream open: the browser may keep the
+// page in its back/forward cache, and each open stream holds one of the
+// few connections a browser allows per server over HTTP/1.1.
+addEventListener("pagehide", () => { stream?.close(); stream = null; });
+addEventListener("pageshow", (e) => { if (e.persisted && me) { openStream(); route(); } });
+
 function openStream() {
   stream?.close();
   stream = new EventSource("/ui/events");
@@ -219,9 +225,13 @@ function eventTable(events, id = "") {
 }
 function toRFC3339(local) { return local ? new Date(local).toISOString() : ""; }
 async function ledger(q) {
+  listeners.clear(); // a re-render replaces the page's listener
   const filt = new URLSearchParams();
   for (const k of ["agent", "resource", "outcome", "since", "until"]) if (q.get(k)) filt.set(k, q.get(k));
-  const pageQ = new URLSearchParams(filt); pageQ.set("limit", "100"); if (q.get("cursor")) pageQ.set("cursor", q.get("cursor"));
+  // The page size: 100, or ?limit=N (1 to 1000, the API's bounds).
+  const size = /^[0-9]{1,4}$/.test(q.get("limit") || "") ? Math.min(Math.max(Number(q.get("limit")), 1), 1000) : 100;
+  const keep = new URLSearchParams(filt); if (size !== 100) keep.set("limit", String(size));
+  const pageQ = new URLSearchParams(filt); pageQ.set("limit", String(size)); if (q.get("cursor")) pageQ.set("cursor", q.get("cursor"));
   const page = await api(`/v1/ledger/events?${pageQ}`);
   const field = (name, label, attrs = {}) => h("div", {}, h("label", { for: `f-${name}` }, label), h("input", { id: `f-${name}`, name, value: q.get(name) || "", ...attrs }));
   const local = (v) => (v ? new Date(v).toISOString().slice(0, 16) : "");
@@ -241,8 +251,8 @@ async function ledger(q) {
   const table = eventTable(page.events, "ledger-table");
   const live = h("p", { class: "hint", id: "live", "aria-live": "polite" }, q.get("cursor") ? "Older page: new events are not added here." : "Live: new events appear at the top.");
   const nav = h("div", { class: "actions" },
-    q.get("cursor") ? h("a", { class: "button secondary", href: `#/ledger?${filt}` }, "Newest") : "",
-    page.next_cursor ? h("a", { class: "button secondary", id: "older", href: `#/ledger?${new URLSearchParams([...filt, ["cursor", page.next_cursor]])}` }, "Older →") : "",
+    q.get("cursor") ? h("a", { class: "button secondary", id: "newest", href: `#/ledger?${keep}` }, "Newest") : "",
+    page.next_cursor ? h("a", { class: "button secondary", id: "older", href: `#/ledger?${new URLSearchParams([...keep, ["cursor", page.next_cursor]])}` }, "Older →") : "",
     h("a", { class: "button secondary", href: `/v1/ledger/export?${csv}`, download: "ledger.csv" }, "Export CSV"));
   setPage("Ledger", form, live, table, nav);
   performance.mark("ledger-rendered"); // read by the e2e benchmark
@@ -252,7 +262,7 @@ async function ledger(q) {
       if (filt.toString()) { ledger(q); return; } // the server applies the filters
       if (tbody.querySelector(`tr[data-id="${CSS.escape(ev.id)}"]`)) return;
       const tr = eventRow(ev); tr.classList.add("new"); tbody.prepend(tr);
-      while (tbody.rows.length > 100) tbody.deleteRow(-1);
+      while (tbody.rows.length > size) tbody.deleteRow(-1);
       live.textContent = `Live: event ${ev.seq} arrived.`;
     });
   }
