@@ -118,11 +118,15 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 	if err != nil {
 		return err
 	}
+	web, err := withDashboard(handler, store, log, ctx.Done())
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", fl.listen)
 	if err != nil {
 		return Usagef("--listen: %v", err)
 	}
-	srv := httpserver.New(handler, timeouts, log)
+	srv := httpserver.New(web, timeouts, log)
 	srv.Handler = obs.handler(srv.Handler)
 
 	home, err := f.Home()
@@ -134,7 +138,7 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 		bg.stop()
 		return err
 	}
-	fmt.Fprintf(f.IO.Out, "caracal serve: listening on %s://%s (API under /v1)\n", scheme(cert), ln.Addr())
+	fmt.Fprintf(f.IO.Out, "caracal serve: listening on %s://%s (API under /v1, dashboard at /)\n", scheme(cert), ln.Addr())
 
 	serveErr := httpserver.Serve(ctx, srv, ln, httpserver.ServeOptions{
 		TLS:             cert,
