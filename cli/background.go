@@ -49,3 +49,21 @@ func (b *background) stop() {
 		b.log.Warn("final Merkle integration failed; the next process integrates the rest", "err", err)
 	}
 }
+
+// newEngine builds the enforcement engine of a serving command from the
+// configuration: one mapping of the pricing and enforcement keys for
+// proxy, mcp and serve. ttl is how long the command's longest call may
+// hold a reservation (interpose.ReservationTTL).
+func newEngine(cfg *Config, store ledger.Store, ttl time.Duration, log *slog.Logger, observer interpose.Observer) *interpose.Engine {
+	return interpose.New(interpose.Options{
+		Store:             store,
+		DefaultPrice:      cfg.Pricing.Default,
+		Currency:          cfg.Pricing.Currency,
+		Strict:            cfg.Pricing.Strict,
+		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
+		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,
+		ReservationTTL:    ttl,
+		Logger:            log,
+		Observer:          observer,
+	})
+}

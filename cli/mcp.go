@@ -175,20 +175,9 @@ func runMCP(ctx context.Context, f *Factory, fl mcpFlags, command []string) erro
 		Version:         buildVersion().Version,
 		Monitor:         obs.metrics,
 	}
-	engine := interpose.New(interpose.Options{
-		Store:        store,
-		DefaultPrice: cfg.Pricing.Default,
-		Currency:     cfg.Pricing.Currency,
-		Strict:       cfg.Pricing.Strict,
-		// A reservation must outlive the longest call the proxy lets run,
-		// or the expiry sweep would settle a live call as unconfirmed.
-		ReservationTTL: interpose.ReservationTTL(popts.LongestCall()),
-		Logger:         log,
-		Observer:       observer,
-
-		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
-		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,
-	})
+	// A reservation must outlive the longest call the proxy lets run, or
+	// the expiry sweep would settle a live call as unconfirmed.
+	engine := newEngine(cfg, store, interpose.ReservationTTL(popts.LongestCall()), log, observer)
 	agentID := ""
 	if agentRef != "" {
 		a, err := engine.Agent(ctx, agentRef)

@@ -130,20 +130,9 @@ func runProxy(ctx context.Context, f *Factory, fl proxyFlags) error {
 		return err
 	}
 	defer stopAlerts()
-	engine := interpose.New(interpose.Options{
-		Store:        store,
-		DefaultPrice: cfg.Pricing.Default,
-		Currency:     cfg.Pricing.Currency,
-		Strict:       cfg.Pricing.Strict,
-		// A reservation must outlive the longest exchange and its drain, or
-		// the expiry sweep would settle a live stream as unconfirmed.
-		ReservationTTL: interpose.ReservationTTL(fl.maxDuration + fl.drainTimeout),
-		Logger:         log,
-		Observer:       observer,
-
-		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
-		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,
-	})
+	// A reservation must outlive the longest exchange and its drain, or
+	// the expiry sweep would settle a live stream as unconfirmed.
+	engine := newEngine(cfg, store, interpose.ReservationTTL(fl.maxDuration+fl.drainTimeout), log, observer)
 	px, err := llmproxy.New(llmproxy.Options{
 		Engine:          engine,
 		Providers:       providers,

@@ -100,18 +100,7 @@ func runServe(ctx context.Context, f *Factory, fl serveFlags) error {
 		return err
 	}
 	defer stopAlerts()
-	engine := interpose.New(interpose.Options{
-		Store:          store,
-		DefaultPrice:   cfg.Pricing.Default,
-		Currency:       cfg.Pricing.Currency,
-		Strict:         cfg.Pricing.Strict,
-		ReservationTTL: fl.reservationTTL,
-		Logger:         log,
-		Observer:       observer,
-
-		ChargeUnpricedLLM: cfg.Pricing.UnpricedLLM == UnpricedLLMDefault,
-		AllowUnbudgeted:   cfg.Enforcement.Unbudgeted == UnbudgetedAllow,
-	})
+	engine := newEngine(cfg, store, fl.reservationTTL, log, observer)
 	handler, err := api.New(api.Options{
 		Store: store, Engine: engine, Logger: log, MaxDepth: cfg.Delegation.MaxDepth, MaxBodyBytes: fl.maxBodyBytes,
 	})
