@@ -31,6 +31,9 @@ import (
 type Options struct {
 	// SkipSchemaCheck opens an outdated schema, for migrations.
 	SkipSchemaCheck bool
+	// LeaseTTL is how long this process's budget leases outlive its last
+	// heartbeat (sqlstore.Options.LeaseTTL); zero means the default.
+	LeaseTTL time.Duration
 	// MaxConns caps the pool; 0 means pgxpool's default.
 	MaxConns int32
 }
@@ -85,6 +88,7 @@ func Open(ctx context.Context, databaseURL string, o Options) (*sqlstore.Store, 
 		Location:        shown,
 		Migrations:      migrations.Postgres(),
 		SkipSchemaCheck: o.SkipSchemaCheck,
+		LeaseTTL:        o.LeaseTTL,
 	})
 	if err != nil {
 		db.Close()
@@ -226,6 +230,9 @@ func (Dialect) MatchGlob(column, pattern string) (string, string) {
 // PackColumns returns "": PostgreSQL text cannot hold NUL, so full
 // verification reads leaf columns one by one.
 func (Dialect) PackColumns(string) string { return "" }
+
+// ForUpdate implements sqlstore.Dialect.
+func (Dialect) ForUpdate() string { return " FOR UPDATE" }
 
 // IsUniqueViolation implements sqlstore.Dialect.
 func (Dialect) IsUniqueViolation(err error) bool {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	sqlite3 "modernc.org/sqlite"
@@ -26,6 +27,9 @@ import (
 type Options struct {
 	// SkipSchemaCheck opens an outdated schema, for migrations.
 	SkipSchemaCheck bool
+	// LeaseTTL is how long this process's budget leases outlive its last
+	// heartbeat (sqlstore.Options.LeaseTTL); zero means the default.
+	LeaseTTL time.Duration
 }
 
 // Open opens (creating if needed) the SQLite database at path.
@@ -67,6 +71,7 @@ func Open(ctx context.Context, path string, o Options) (*sqlstore.Store, error) 
 		Location:        path,
 		Migrations:      migrations.SQLite(),
 		SkipSchemaCheck: o.SkipSchemaCheck,
+		LeaseTTL:        o.LeaseTTL,
 	})
 	if err != nil {
 		w.Close()
@@ -147,6 +152,9 @@ func (Dialect) MatchGlob(column, pattern string) (string, string) {
 func (Dialect) PackColumns(columns string) string {
 	return strings.ReplaceAll(columns, ",", " || char(0) ||")
 }
+
+// ForUpdate implements sqlstore.Dialect.
+func (Dialect) ForUpdate() string { return "" }
 
 // IsUniqueViolation implements sqlstore.Dialect.
 func (Dialect) IsUniqueViolation(err error) bool {

@@ -118,7 +118,7 @@ func (s *Store) CreateAgent(ctx context.Context, in ledger.NewAgent) (policy.Age
 		Metadata:  md,
 		CreatedAt: fromNS(toNS(now())),
 	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.configTx(ctx, func(tx *sql.Tx) error {
 		var parent sql.NullString
 		if in.ParentID != "" {
 			// Serialised with re-parenting, so the chain checked against
@@ -196,7 +196,7 @@ func (s *Store) SetAgentStatus(ctx context.Context, id string, st policy.AgentSt
 		return policy.Agent{}, errorf(ledger.ErrInvalid, "agent status %q must be active or suspended", st)
 	}
 	var a policy.Agent
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.configTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if a, err = s.agentByRef(ctx, tx, id); err != nil {
 			return err
@@ -217,7 +217,7 @@ func (s *Store) SetAgentStatus(ctx context.Context, id string, st policy.AgentSt
 // a root; id and parentID may also be names.
 func (s *Store) SetAgentParent(ctx context.Context, id, parentID string) (policy.Agent, error) {
 	var a policy.Agent
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.configTx(ctx, func(tx *sql.Tx) error {
 		if err := s.lockHierarchy(ctx, tx); err != nil {
 			return err
 		}
@@ -356,7 +356,7 @@ func (s *Store) CreateKey(ctx context.Context, agentID string, hash []byte, pref
 		t := fromNS(toNS(*expiresAt))
 		k.ExpiresAt = &t
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.configTx(ctx, func(tx *sql.Tx) error {
 		a, err := s.agentByRef(ctx, tx, agentID)
 		if err != nil {
 			return err
@@ -382,7 +382,7 @@ func (s *Store) CreateKey(ctx context.Context, agentID string, hash []byte, pref
 // script learns that the key it meant was already dead.
 func (s *Store) RevokeKey(ctx context.Context, keyID string) (policy.APIKey, error) {
 	var k policy.APIKey
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.configTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		k, err = scanKey(tx.QueryRowContext(ctx, s.q(`SELECT `+keyCols+` FROM api_keys WHERE id = ?`), keyID))
 		if errors.Is(err, sql.ErrNoRows) {

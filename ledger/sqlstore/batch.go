@@ -27,7 +27,19 @@ func (s *Store) writeTx(ctx context.Context, fn txFunc) error {
 	if !s.dialect.GroupCommit() {
 		return s.tx(ctx, func(tx *sql.Tx) error { return fn(ctx, tx) })
 	}
-	return s.enforce.run(ctx, s, fn)
+	return s.enforce.run(ctx, s, fn, false)
+}
+
+// appendTx is writeTx for an append: fn either fails having written
+// nothing, returning an error that wraps nothingWritten, or writes
+// statements that cannot fail but for the database itself failing. Such
+// a call needs no savepoint of its own in a group; any other failure of
+// it fails the whole group.
+func (s *Store) appendTx(ctx context.Context, fn txFunc) error {
+	if !s.dialect.GroupCommit() {
+		return s.tx(ctx, func(tx *sql.Tx) error { return fn(ctx, tx) })
+	}
+	return s.enforce.run(ctx, s, fn, true)
 }
 
 // maxGroup bounds how many calls share one SQLite commit, so a leader
@@ -49,16 +61,18 @@ type enforceState struct {
 
 // txOp is one queued call.
 type txOp struct {
-	ctx  context.Context
-	fn   txFunc
-	done chan error // receives the result, or errLead
+	ctx context.Context
+	fn  txFunc
+	// appends need no savepoint (see appendTx).
+	append bool
+	done   chan error // receives the result, or errLead
 }
 
 // errLead tells a queued caller that it is now the leader.
 var errLead = errors.New("lead the next group")
 
-func (q *enforceState) run(ctx context.Context, s *Store, fn txFunc) error {
-	op := &txOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+func (q *enforceState) run(ctx context.Context, s *Store, fn txFunc, appendOnly bool) error {
+	op := &txOp{ctx: ctx, fn: fn, append: appendOnly, done: make(chan error, 1)}
 	q.mu.Lock()
 	if q.leading {
 		q.queue = append(q.queue, op)
@@ -126,11 +140,19 @@ func (s *Store) runGroup(group []*txOp) []error {
 		// statement could roll back the whole shared transaction.
 		ctx := context.WithoutCancel(o.ctx)
 		q := s.ptx(tx)
-		if solo {
-			if err := callTx(ctx, tx, o.fn); err != nil {
-				errs[i] = s.wrap(err)
-			} else {
+		if solo || o.append {
+			err := callTx(ctx, tx, o.fn)
+			var nw nothingWritten
+			switch {
+			case err == nil:
 				ran++
+			case solo || errors.As(err, &nw):
+				errs[i] = s.wrap(err)
+			default:
+				// An append that failed part-way: nothing of the group
+				// may commit.
+				_ = tx.Rollback()
+				return fail(s.wrap(err))
 			}
 			continue
 		}

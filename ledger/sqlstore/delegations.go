@@ -23,7 +23,7 @@ func (s *Store) CreateDelegation(ctx context.Context, d ledger.NewDelegation) (p
 		limit = d.MaxDepth
 	}
 	p := firstVersion(in)
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.configTx(ctx, func(tx *sql.Tx) error {
 		if err := s.lockHierarchy(ctx, tx); err != nil {
 			return err
 		}
@@ -101,7 +101,7 @@ func (s *Store) requiredAgent(ctx context.Context, q querier, role, ref string) 
 // in one transaction.
 func (s *Store) RevokeDelegation(ctx context.Context, policyID string) (policy.Policy, error) {
 	var p policy.Policy
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.configTx(ctx, func(tx *sql.Tx) error {
 		cur, err := s.lockedPolicy(ctx, tx, policyID)
 		if err != nil {
 			return err

@@ -39,14 +39,14 @@ var errNotOpen = errors.New("reservation is not open")
 // Statements that finish a reservation on SQLite. The conditional UPDATE
 // makes the finish happen exactly once: a second finisher finds no open row.
 const (
-	finishSQL = `UPDATE reservations SET status = ?, event_id = ?
+	finishSQL = `UPDATE reservations SET status = ?, event_id = ?, charge_nanos = CASE WHEN ? THEN 0 ELSE COALESCE(?, amount_nanos) END
 		WHERE request_id = ? AND status = 'open'
 		RETURNING agent_id, (SELECT name FROM agents WHERE agents.id = reservations.agent_id),
-		chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit`
-	finishExpiredSQL = `UPDATE reservations SET status = ?, event_id = ?
+		chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, holder`
+	finishExpiredSQL = `UPDATE reservations SET status = ?, event_id = ?, charge_nanos = CASE WHEN ? THEN 0 ELSE COALESCE(?, amount_nanos) END
 		WHERE request_id = ? AND status = 'open' AND expires_ns <= ?
 		RETURNING agent_id, (SELECT name FROM agents WHERE agents.id = reservations.agent_id),
-		chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit`
+		chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, holder`
 	bucketsSelectSQL = `SELECT policy_id, bucket_ns FROM reservation_buckets WHERE request_id = ? ORDER BY policy_id`
 )
 
@@ -80,14 +80,20 @@ func (f finish) event(ev ledger.Event, evID string, reserved money.Amount) ledge
 }
 
 // finishTx ends an open reservation inside tx (SQLite): it marks the
-// reservation finished, moves the reserved amount out of exactly the
-// buckets it was reserved in (spending the charge there), and records the
-// event. It returns errNotOpen if the reservation is not open (or, for the
-// sweep, not yet expired).
+// reservation finished with its charge and, unless the reservation is
+// held under a lease (whose holder folds the charge into usage later),
+// moves the reserved amount out of exactly the buckets it was reserved in,
+// spending the charge there; then it records the event. It returns
+// errNotOpen, having written nothing, if the reservation is not open (or,
+// for the sweep, not yet expired).
 func (s *Store) finishTx(ctx context.Context, tx *sql.Tx, f finish) (ledger.Event, error) {
 	q := s.ptx(tx)
 	evID := uuid.NewString()
-	query, args := finishSQL, []any{f.status, evID, f.requestID}
+	var charge sql.NullInt64
+	if f.amount != nil {
+		charge = sql.NullInt64{Int64: int64(*f.amount), Valid: true}
+	}
+	query, args := finishSQL, []any{f.status, evID, f.status == resReleased, charge, f.requestID}
 	if f.onlyIfExpired {
 		query, args = finishExpiredSQL, append(args, f.now.UnixNano())
 	}
@@ -95,11 +101,12 @@ func (s *Store) finishTx(ctx context.Context, tx *sql.Tx, f finish) (ledger.Even
 		ev       ledger.Event
 		chain    string
 		reserved int64
+		holder   sql.NullString
 	)
 	err := q.QueryRowContext(ctx, s.q(query), args...).Scan(&ev.AgentID, &ev.AgentName, &chain, &ev.Resource, &ev.Operation,
-		&ev.Upstream, &reserved, &ev.Currency, &ev.Unpriced, &ev.Quantity, &ev.Unit)
+		&ev.Upstream, &reserved, &ev.Currency, &ev.Unpriced, &ev.Quantity, &ev.Unit, &holder)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ledger.Event{}, errNotOpen
+		return ledger.Event{}, nothingWritten{errNotOpen}
 	}
 	if err != nil {
 		return ledger.Event{}, fmt.Errorf("finish reservation: %w", err)
@@ -108,6 +115,12 @@ func (s *Store) finishTx(ctx context.Context, tx *sql.Tx, f finish) (ledger.Even
 		return ledger.Event{}, err
 	}
 	ev = f.event(ev, evID, money.Amount(reserved))
+	if holder.Valid {
+		if err := s.insertEvent(ctx, q, &ev); err != nil {
+			return ledger.Event{}, err
+		}
+		return ev, nil
+	}
 	rows, err := q.QueryContext(ctx, s.q(bucketsSelectSQL), f.requestID)
 	if err != nil {
 		return ledger.Event{}, fmt.Errorf("read reservation buckets: %w", err)
@@ -144,19 +157,24 @@ func (s *Store) finishTx(ctx context.Context, tx *sql.Tx, f finish) (ledger.Even
 // locks are taken in the same order as everywhere else), and the event and
 // its integration_queue entry are inserted. Every data-modifying WITH
 // clause runs to completion whether or not the outer SELECT reads it.
-// Placeholders: status, event id, request id, expiry bound (NULL for no
-// bound), charge (NULL for the reserved amount), release flag, time,
+// A reservation held under a lease (holder set) leaves usage alone: its
+// holder folds the charge in later, and the UPDATE returns the row as it
+// is after any reclaim that detached it, so exactly one of the two counts
+// it. Placeholders: status, event id, release flag, charge (NULL for the
+// reserved amount), request id, expiry bound (NULL for no bound), time,
 // quantity, unit, outcome, code, reason, five token counts, queued time.
 const pgFinishSQL = `WITH r AS (
-	UPDATE reservations SET status = ?, event_id = ?
+	UPDATE reservations SET status = ?, event_id = ?,
+	charge_nanos = CASE WHEN CAST(? AS BOOLEAN) THEN 0 ELSE COALESCE(CAST(? AS BIGINT), amount_nanos) END
 	WHERE request_id = ? AND status = 'open' AND (CAST(? AS BIGINT) IS NULL OR expires_ns <= CAST(? AS BIGINT))
-	RETURNING event_id, request_id, agent_id, chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit
+	RETURNING event_id, request_id, agent_id, chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, holder, charge_nanos
 ), c AS (
-	SELECT CASE WHEN CAST(? AS BOOLEAN) THEN 0 ELSE COALESCE(CAST(? AS BIGINT), r.amount_nanos) END AS charge, r.amount_nanos AS reserved FROM r
+	SELECT r.charge_nanos AS charge, r.amount_nanos AS reserved FROM r
 ), u AS (
 	INSERT INTO usage (policy_id, bucket_ns, spent_nanos, reserved_nanos)
 	SELECT b.policy_id, b.bucket_ns, c.charge, -c.reserved
 	FROM reservation_buckets b JOIN r ON b.request_id = r.request_id CROSS JOIN c
+	WHERE r.holder IS NULL
 	ORDER BY b.policy_id
 	ON CONFLICT (policy_id, bucket_ns) DO UPDATE SET
 	spent_nanos = usage.spent_nanos + excluded.spent_nanos,
@@ -195,7 +213,7 @@ func (s *Store) finishPG(ctx context.Context, f finish) (ledger.Event, error) {
 		amount int64
 	)
 	err := s.db.QueryRowContext(ctx, s.q(pgFinishSQL),
-		f.status, evID, f.requestID, bound, bound, f.status == resReleased, charge,
+		f.status, evID, f.status == resReleased, charge, f.requestID, bound, bound,
 		ev.Time.UnixNano(), f.quantity, f.unit, string(f.outcome), string(f.code), f.reason,
 		f.tokens.Input, f.tokens.Output, f.tokens.CachedRead, f.tokens.CacheWrite, f.tokens.Reasoning,
 		time.Now().UnixNano()).
@@ -220,7 +238,7 @@ func (s *Store) finishOnce(ctx context.Context, f finish) (ledger.Event, error) 
 		return s.finishPG(ctx, f)
 	}
 	var ev ledger.Event
-	err := s.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.appendTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		ev, err = s.finishTx(ctx, tx, f)
 		return err
@@ -233,6 +251,9 @@ func (s *Store) finishOnce(ctx context.Context, f finish) (ledger.Event, error) 
 // request ID is ledger.ErrNotFound.
 func (s *Store) finish(ctx context.Context, f finish) (ledger.Event, error) {
 	ev, err := s.finishOnce(ctx, f)
+	if err == nil {
+		s.finished(f.requestID, ev.Amount)
+	}
 	if errors.Is(err, errNotOpen) {
 		return s.firstEvent(ctx, f.requestID)
 	}
@@ -345,7 +366,7 @@ func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int, err
 		}
 		done := 0
 		for _, id := range ids {
-			_, err := s.finishOnce(ctx, finish{
+			ev, err := s.finishOnce(ctx, finish{
 				requestID: id, status: resExpired, outcome: policy.OutcomeUnconfirmed,
 				reason: "reservation expired with its outcome unknown", now: now, onlyIfExpired: true,
 			})
@@ -355,6 +376,7 @@ func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int, err
 			if err != nil {
 				return n, fmt.Errorf("expire %s: %w", id, err)
 			}
+			s.finished(id, ev.Amount)
 			n++
 			done++
 		}
@@ -362,4 +384,12 @@ func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int, err
 			return n, nil
 		}
 	}
+}
+
+// finished tells this process's book that it finished requestID with
+// charge.
+func (s *Store) finished(requestID string, charge money.Amount) {
+	s.lz.mu.Lock()
+	s.lz.finish(requestID, int64(charge))
+	s.lz.mu.Unlock()
 }

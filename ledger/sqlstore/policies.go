@@ -104,7 +104,7 @@ func (s *Store) CreatePolicy(ctx context.Context, in ledger.NewPolicy) (policy.P
 		return policy.Policy{}, err
 	}
 	p := firstVersion(in)
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.configTx(ctx, func(tx *sql.Tx) error {
 		if in.AgentID == "" {
 			return errorf(ledger.ErrInvalid, "agent is required")
 		}
@@ -243,7 +243,7 @@ func (s *Store) writeVersion(ctx context.Context, tx *sql.Tx, p policy.Policy) e
 // inactive policy cannot be updated.
 func (s *Store) UpdatePolicy(ctx context.Context, id string, in ledger.NewPolicy) (policy.Policy, error) {
 	var p policy.Policy
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.configTx(ctx, func(tx *sql.Tx) error {
 		cur, err := s.lockedPolicy(ctx, tx, id)
 		if err != nil {
 			return err
@@ -299,7 +299,7 @@ func (s *Store) UpdatePolicy(ctx context.Context, id string, in ledger.NewPolicy
 // version. Deactivating an inactive policy is a conflict.
 func (s *Store) DeactivatePolicy(ctx context.Context, id string) (policy.Policy, error) {
 	var p policy.Policy
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.configTx(ctx, func(tx *sql.Tx) error {
 		cur, err := s.lockedPolicy(ctx, tx, id)
 		if err != nil {
 			return err

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -50,131 +49,167 @@ func validateReserve(r *ledger.ReserveRequest) error {
 }
 
 // Reserve decides over the agent's whole chain and, if allowed, reserves
-// the amount on every active policy of the chain, in one transaction:
+// the amount on every active policy of the chain:
 //
 //  1. read the chain (the agent first) and the active policies of every
-//     agent on it;
-//  2. lock those policies in policy-ID order (PostgreSQL: SELECT … FOR
-//     UPDATE; SQLite write transactions are already exclusive), so
-//     concurrent callers and processes serialise per policy and never
-//     deadlock;
-//  3. sum each policy's usage buckets inside its window and call
-//     policy.Decide;
-//  4. allowed: add the amount to the reserved column of each policy's
-//     current bucket (policy.Zones.BucketStart) and insert the reservation with
-//     the buckets it holds; denied: insert a denied event of amount zero.
+//     agent on it, from this process's cache (see config.go for how
+//     fresh it is);
+//  2. decide with policy.Decide against this process's leases on each
+//     policy's current bucket (see book.go and docs/ledger-format.md,
+//     "Leases"): allowed, the amount is taken from every lease in memory;
+//  3. when a lease is missing or short, lease more headroom in one short
+//     transaction under the policies' row locks (lease.go), which reads
+//     the true usage of every window, and decide again; when the call
+//     does not fit while other processes lease headroom on the policy, ask
+//     it back and wait for it, up to wantWait;
+//  4. write the reservation (holding its leases) or the denied event of
+//     amount zero, and return only once that write is durable; a write
+//     that fails gives the amount back to the leases.
 //
 // A chain without any active policy is refused with code no_budget unless
 // r.AllowUnbudgeted, when the call is unmetered but still reserved, settled
-// and recorded. An unknown agent is
-// ledger.ErrNotFound; a request ID already reserved is ledger.ErrConflict.
-// A policy edited while a reservation waits for its lock applies from the
-// next reservation on.
+// and recorded. An unknown agent is ledger.ErrNotFound; a request ID
+// already reserved is ledger.ErrConflict.
 func (s *Store) Reserve(ctx context.Context, r ledger.ReserveRequest) (policy.Decision, error) {
 	if err := validateReserve(&r); err != nil {
 		return policy.Decision{}, err
 	}
-	var d policy.Decision
-	err := s.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		q := s.ptx(tx)
-		chain, pols, err := s.loadEnforceChain(ctx, q, r.AgentID)
-		if err != nil {
-			return err
-		}
-		ids := make([]string, len(pols))
-		for i, p := range pols {
-			ids[i] = p.Policy.ID
-		}
-		sort.Strings(ids)
-		if len(ids) > 0 {
-			if err := s.dialect.LockPolicies(ctx, tx, ids); err != nil {
-				return err
-			}
-		}
-		if err := s.fillUsage(ctx, q, pols, r.Now); err != nil {
-			return err
-		}
-		d = policy.Decide(&policy.Request{Chain: chain, Policies: pols, Resource: r.Resource, Price: r.Amount, Currency: r.Currency, AllowUnbudgeted: r.AllowUnbudgeted})
-		cids := chainIDs(chain)
-		if !d.Allow {
-			return s.insertEvent(ctx, q, &ledger.Event{
-				Time: r.Now, AgentID: chain[0].ID, AgentName: chain[0].Name, Chain: cids,
-				Resource: r.Resource, Operation: r.Operation, Quantity: r.Quantity, Unit: r.Unit,
-				Currency: r.Currency, RequestID: r.RequestID, Outcome: policy.OutcomeDenied,
-				Code: d.Code, Reason: d.Reason, Upstream: r.Upstream, Unpriced: r.Unpriced,
-			})
-		}
-		moves := make([]bucketMove, 0, len(pols))
-		for _, pu := range pols {
-			bs, err := s.zones.BucketStart(pu.Policy, r.Now)
-			if err != nil {
-				return fmt.Errorf("policy %s: bucket: %w", pu.Policy.ID, err)
-			}
-			moves = append(moves, bucketMove{policyID: pu.Policy.ID, bucket: bs.UnixNano(), reserved: int64(r.Amount)})
-		}
-		sort.Slice(moves, func(i, j int) bool { return moves[i].policyID < moves[j].policyID })
-		resArgs := []any{r.RequestID, chain[0].ID, encodeChain(cids), r.Resource, r.Operation, r.Upstream, int64(r.Amount), r.Currency,
-			r.Unpriced, r.Quantity, r.Unit, resOpen, r.Now.UnixNano(), r.Now.Add(r.TTL).UnixNano()}
-		if err := s.insertReservation(ctx, q, r.RequestID, moves, resArgs); err != nil {
-			if s.dialect.IsUniqueViolation(err) {
-				return fmt.Errorf("request %q is already reserved: %w", r.RequestID, ledger.ErrConflict)
-			}
-			return err
-		}
-		return nil
-	})
+	ce, err := s.chainFor(ctx, r.AgentID)
+	if err != nil {
+		return policy.Decision{}, fmt.Errorf("reserve %s: %w", r.RequestID, err)
+	}
+	d, err := s.reserveLeased(ctx, &r, ce)
 	if err != nil {
 		return policy.Decision{}, fmt.Errorf("reserve %s: %w", r.RequestID, err)
 	}
 	return d, nil
 }
 
-// Statements that record a reservation.
+// Statements that record a reservation. A reservation held under leases
+// is written only while its holder still exists: a holder reclaimed by
+// another process (its heartbeat lapsed) writes nothing more under leases
+// that were given back. On PostgreSQL the check takes a key-share lock on
+// the holder row, which the reclaim's row lock waits for.
 const (
 	reservationInsertSQL = `INSERT INTO reservations
-		(request_id, agent_id, chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, status, created_ns, expires_ns)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		(request_id, agent_id, chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, status, created_ns, expires_ns, holder)
+		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+		WHERE ? IS NULL OR EXISTS (SELECT 1 FROM lease_holders WHERE id = ?)
+		ON CONFLICT (request_id) DO NOTHING`
 	bucketInsertSQL = `INSERT INTO reservation_buckets (request_id, policy_id, bucket_ns) VALUES (?, ?, ?)`
+	// pgReservationInsertSQL is both in one statement; it returns a row
+	// per bucket, or one row for a reservation without buckets, if the
+	// reservation was written.
+	pgReservationInsertSQL = `WITH h AS (SELECT id FROM lease_holders WHERE id = CAST(? AS TEXT) FOR KEY SHARE),
+	r AS (INSERT INTO reservations
+		(request_id, agent_id, chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, status, created_ns, expires_ns, holder)
+		SELECT ?, ?, ?, ?, ?, ?, CAST(? AS BIGINT), ?, CAST(? AS BOOLEAN), ?, ?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT)
+		WHERE CAST(? AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM h)
+		ON CONFLICT (request_id) DO NOTHING RETURNING request_id)`
 )
 
-// insertReservation adds the reserved amounts to the usage rows and
-// inserts the reservation and the buckets it holds: statement by statement
-// on SQLite, in one statement on PostgreSQL, whose data-modifying WITH
-// clauses all run to completion.
-func (s *Store) insertReservation(ctx context.Context, q querier, requestID string, moves []bucketMove, resArgs []any) error {
-	if !s.dialect.MergeStatements() {
-		if err := s.applyUsage(ctx, q, moves); err != nil {
+// nothingWritten marks the failure of an append (see appendTx) that
+// wrote nothing, so the rest of its group may still commit.
+type nothingWritten struct{ error }
+
+func (e nothingWritten) Unwrap() error { return e.error }
+
+// writeReservation writes r as an open reservation held under keys'
+// leases of holder ("" for none), durably.
+func (s *Store) writeReservation(ctx context.Context, r *ledger.ReserveRequest, ce chainEntry, keys []leaseKey, holder string) error {
+	var hold any
+	if holder != "" {
+		hold = holder
+	}
+	args := []any{r.RequestID, ce.chain[0].ID, encodeChain(chainIDs(ce.chain)), r.Resource, r.Operation, r.Upstream, int64(r.Amount), r.Currency,
+		r.Unpriced, r.Quantity, r.Unit, resOpen, r.Now.UnixNano(), r.Now.Add(r.TTL).UnixNano(), hold, hold, hold}
+	err := s.appendTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		q := s.ptx(tx)
+		ok, err := s.insertReservation(ctx, q, args, r.RequestID, keys)
+		if err != nil || ok {
 			return err
 		}
-		if _, err := q.ExecContext(ctx, reservationInsertSQL, resArgs...); err != nil {
-			return fmt.Errorf("insert reservation: %w", err)
+		var one int
+		err = q.QueryRowContext(ctx, s.q(`SELECT 1 FROM reservations WHERE request_id = ?`), r.RequestID).Scan(&one)
+		switch {
+		case err == nil:
+			return nothingWritten{fmt.Errorf("request %q is already reserved: %w", r.RequestID, ledger.ErrConflict)}
+		case errors.Is(err, sql.ErrNoRows):
+			return nothingWritten{errHolderGone}
+		default:
+			return fmt.Errorf("read reservation: %w", err)
 		}
-		for _, m := range moves {
-			if _, err := q.ExecContext(ctx, bucketInsertSQL, requestID, m.policyID, m.bucket); err != nil {
-				return fmt.Errorf("insert reservation bucket: %w", err)
+	})
+	if err != nil {
+		return fmt.Errorf("write reservation: %w", err)
+	}
+	return nil
+}
+
+// insertReservation inserts the reservation and its buckets and reports
+// whether it did (false: the request ID exists, or the holder is gone).
+func (s *Store) insertReservation(ctx context.Context, q querier, args []any, requestID string, keys []leaseKey) (bool, error) {
+	if !s.dialect.MergeStatements() {
+		res, err := q.ExecContext(ctx, reservationInsertSQL, args...)
+		if err != nil {
+			return false, fmt.Errorf("insert reservation: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return false, err
+		}
+		for _, k := range keys {
+			if _, err := q.ExecContext(ctx, bucketInsertSQL, requestID, k.policyID, k.bucket); err != nil {
+				return false, fmt.Errorf("insert reservation bucket: %w", err)
 			}
 		}
-		return nil
+		return true, nil
 	}
-	if len(moves) == 0 {
-		if _, err := q.ExecContext(ctx, s.q(reservationInsertSQL), resArgs...); err != nil {
-			return fmt.Errorf("insert reservation: %w", err)
-		}
-		return nil
-	}
-	usage, args := usageValues(moves)
 	var b strings.Builder
-	b.WriteString(`WITH u AS (` + usage + `), r AS (` + reservationInsertSQL + `) INSERT INTO reservation_buckets (request_id, policy_id, bucket_ns) VALUES `)
-	args = append(args, resArgs...)
-	for i, m := range moves {
-		if i > 0 {
-			b.WriteString(", ")
+	b.WriteString(pgReservationInsertSQL)
+	all := append([]any{args[len(args)-1]}, args[:len(args)-1]...)
+	if len(keys) == 0 {
+		b.WriteString(` SELECT request_id FROM r`)
+	} else {
+		b.WriteString(` INSERT INTO reservation_buckets (request_id, policy_id, bucket_ns) SELECT r.request_id, v.p, v.b FROM r CROSS JOIN (VALUES `)
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(CAST(? AS TEXT), CAST(? AS BIGINT))")
+			all = append(all, k.policyID, k.bucket)
 		}
-		b.WriteString("(?, ?, ?)")
-		args = append(args, requestID, m.policyID, m.bucket)
+		b.WriteString(`) AS v(p, b) RETURNING request_id`)
 	}
-	if _, err := q.ExecContext(ctx, s.q(b.String()), args...); err != nil {
-		return fmt.Errorf("insert reservation: %w", err)
+	rows, err := q.QueryContext(ctx, s.q(b.String()), all...)
+	if err != nil {
+		return false, fmt.Errorf("insert reservation: %w", err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	if err := rows.Close(); err != nil {
+		return false, fmt.Errorf("insert reservation: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("insert reservation: %w", err)
+	}
+	return n > 0, nil
+}
+
+// writeDenial records a denied event of amount zero for r, durably.
+func (s *Store) writeDenial(ctx context.Context, r *ledger.ReserveRequest, ce chainEntry, d policy.Decision) error {
+	ev := ledger.Event{
+		Time: r.Now, AgentID: ce.chain[0].ID, AgentName: ce.chain[0].Name, Chain: chainIDs(ce.chain),
+		Resource: r.Resource, Operation: r.Operation, Quantity: r.Quantity, Unit: r.Unit,
+		Currency: r.Currency, RequestID: r.RequestID, Outcome: policy.OutcomeDenied,
+		Code: d.Code, Reason: d.Reason, Upstream: r.Upstream, Unpriced: r.Unpriced,
+	}
+	err := s.appendTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return s.insertEvent(ctx, s.ptx(tx), &ev)
+	})
+	if err != nil {
+		return fmt.Errorf("record denial: %w", err)
 	}
 	return nil
 }

@@ -65,6 +65,10 @@ type Dialect interface {
 	// value, which is much cheaper where every column read costs a driver
 	// round trip (SQLite).
 	PackColumns(columns string) string
+	// ForUpdate is the clause that locks the rows a SELECT reads for the
+	// rest of the transaction (" FOR UPDATE"), or "" where write
+	// transactions are already exclusive.
+	ForUpdate() string
 	// IsUniqueViolation reports whether err is a unique-constraint error.
 	IsUniqueViolation(err error) bool
 	// IsUnavailable reports whether err means the database cannot be reached.
@@ -97,6 +101,12 @@ type Store struct {
 	// which makes the 22 separate columns the bulk of full verification's
 	// cost; one column instead cuts a third of it.
 	packedLeafColumns string
+	// config caches agents' chains and policies for decisions (config.go).
+	config configCache
+	// lz is this process's lease holding (fastpath.go).
+	lz leaser
+	// leaseTTL is how long leases outlive the last heartbeat.
+	leaseTTL time.Duration
 }
 
 // The compiler checks what callers rely on: a Store is every ledger
@@ -112,6 +122,10 @@ type Options struct {
 	// SkipSchemaCheck opens an outdated or empty schema (for `caracal db`
 	// and `caracal init`); otherwise Open refuses it with ErrSchemaOutdated.
 	SkipSchemaCheck bool
+	// LeaseTTL is how long this process's budget leases outlive its last
+	// heartbeat before another process may reclaim them; zero means
+	// DefaultLeaseTTL.
+	LeaseTTL time.Duration
 }
 
 // New wraps an open database. It checks the schema version unless told not to.
@@ -120,7 +134,10 @@ func New(ctx context.Context, db, rdb *sql.DB, d Dialect, o Options) (*Store, er
 	if rdb == nil {
 		rdb = db
 	}
-	s := &Store{db: db, rdb: rdb, dialect: d, location: o.Location, fsys: o.Migrations, packedLeafColumns: d.PackColumns(leafColumns)}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	s := &Store{db: db, rdb: rdb, dialect: d, location: o.Location, fsys: o.Migrations, packedLeafColumns: d.PackColumns(leafColumns), leaseTTL: o.LeaseTTL}
 	if o.SkipSchemaCheck {
 		return s, nil
 	}
@@ -148,8 +165,12 @@ func (s *Store) ReadDB() *sql.DB { return s.rdb }
 // Dialect returns the store's dialect.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
-// Close closes the database.
+// Close gives back this process's unused lease headroom and closes the
+// database.
 func (s *Store) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	s.closeLeases(ctx)
+	cancel()
 	err := s.db.Close()
 	if s.rdb != s.db {
 		err = errors.Join(err, s.rdb.Close())

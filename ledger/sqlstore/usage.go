@@ -14,10 +14,41 @@ import (
 const usageSumSQL = `SELECT CAST(COALESCE(SUM(spent_nanos), 0) AS BIGINT), CAST(COALESCE(SUM(reserved_nanos), 0) AS BIGINT)
 	FROM usage WHERE policy_id = ? AND bucket_ns >= ?`
 
-// fillUsage sets Spent and Reserved of every policy to the sum of its usage
-// buckets that start at or after policy.WindowStart(p, now): one prepared
-// query per policy on SQLite, one query for all on PostgreSQL.
+// heldUsageSQL sums one policy's reservations still inside their
+// holders' leases from a window start on: open ones as reserved, finished
+// ones (not yet folded into usage) as spent.
+const heldUsageSQL = `SELECT CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN 0 ELSE r.charge_nanos END), 0) AS BIGINT),
+	CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN r.amount_nanos ELSE 0 END), 0) AS BIGINT)
+	FROM reservations r JOIN reservation_buckets b ON b.request_id = r.request_id
+	WHERE r.holder IS NOT NULL AND b.policy_id = ? AND b.bucket_ns >= ?`
+
+// fillUsage sets Spent and Reserved of every policy to what is spent and
+// reserved in its window (buckets that start at or after
+// policy.WindowStart(p, now)): the usage rows, plus what is still inside
+// leases, so the figures are exact whenever they are read. Headroom a
+// lease holds but has not used is neither.
 func (s *Store) fillUsage(ctx context.Context, q querier, pols []policy.PolicyUsage, now time.Time) error {
+	if err := s.fillUsageRows(ctx, q, pols, now); err != nil {
+		return err
+	}
+	for i := range pols {
+		ws, err := s.zones.WindowStart(pols[i].Policy, now)
+		if err != nil {
+			return fmt.Errorf("policy %s: window: %w", pols[i].Policy.ID, err)
+		}
+		var spent, reserved int64
+		if err := q.QueryRowContext(ctx, s.q(heldUsageSQL), pols[i].Policy.ID, ws.UnixNano()).Scan(&spent, &reserved); err != nil {
+			return fmt.Errorf("read leased usage: %w", err)
+		}
+		pols[i].Spent += money.Amount(spent)
+		pols[i].Reserved += money.Amount(reserved)
+	}
+	return nil
+}
+
+// fillUsageRows sets Spent and Reserved from the usage rows alone: one
+// prepared query per policy on SQLite, one query for all on PostgreSQL.
+func (s *Store) fillUsageRows(ctx context.Context, q querier, pols []policy.PolicyUsage, now time.Time) error {
 	if len(pols) == 0 {
 		return nil
 	}

@@ -1,0 +1,460 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/caracal-dev/caracal/policy"
+)
+
+// DefaultLeaseTTL is how long a process's leases outlive its last
+// heartbeat before another process may reclaim them.
+const DefaultLeaseTTL = 10 * time.Second
+
+// leaseSyncInterval is how often a holder heartbeats, folds finished
+// reservations into usage and answers requests for its unused headroom.
+const leaseSyncInterval = 100 * time.Millisecond
+
+// leaseSize returns how much of a policy bucket's headroom to lease for a
+// call that needs need, when holders processes hold leases: a share that
+// shrinks with the headroom, so that a budget far from its limit is
+// decided in memory for many calls, and exactly one call's worth once the
+// share would be under four calls (or while another process is asking for
+// headroom back: tight), so the last calls of a budget are decided as
+// exactly as with no leases. It is never more than the headroom, nor more
+// than 1024 calls' worth, and zero when the call does not fit.
+func leaseSize(headroom, need int64, holders int, tight bool) int64 {
+	if need < 0 || headroom < need || headroom <= 0 {
+		return 0
+	}
+	if tight {
+		return need
+	}
+	if holders < 1 {
+		holders = 1
+	}
+	share := headroom / int64(2*holders)
+	if share < 4*need {
+		return need
+	}
+	if need > 0 && share > 1024*need {
+		share = 1024 * need
+	}
+	return share
+}
+
+// register makes this process a lease holder.
+func (s *Store) register(ctx context.Context) (string, error) {
+	id := uuid.NewString()
+	host, _ := os.Hostname()
+	now := time.Now()
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO lease_holders (id, name, started_ns, expires_ns) VALUES (?, ?, ?, ?)`),
+		id, fmt.Sprintf("%s:%d", host, os.Getpid()), now.UnixNano(), now.Add(s.leaseTTL).UnixNano())
+	if err != nil {
+		return "", s.wrap(fmt.Errorf("register lease holder: %w", err))
+	}
+	return id, nil
+}
+
+// windowSums is a policy's usage summed over its window.
+type windowSums struct{ spent, reserved, leased int64 }
+
+// sumWindows reads the usage of each policy over its window at now, in
+// one query.
+func (s *Store) sumWindows(ctx context.Context, q querier, pols []policy.Policy, now time.Time) (map[string]windowSums, error) {
+	out := make(map[string]windowSums, len(pols))
+	if len(pols) == 0 {
+		return out, nil
+	}
+	var b strings.Builder
+	b.WriteString(`SELECT policy_id, CAST(SUM(spent_nanos) AS BIGINT), CAST(SUM(reserved_nanos) AS BIGINT), CAST(SUM(leased_nanos) AS BIGINT) FROM usage WHERE `)
+	args := make([]any, 0, 2*len(pols))
+	for i, p := range pols {
+		ws, err := s.zones.WindowStart(p, now)
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: window: %w", p.ID, err)
+		}
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString("(policy_id = ? AND bucket_ns >= ?)")
+		args = append(args, p.ID, ws.UnixNano())
+	}
+	b.WriteString(" GROUP BY policy_id")
+	rows, err := q.QueryContext(ctx, s.q(b.String()), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read usage: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var w windowSums
+		if err := rows.Scan(&id, &w.spent, &w.reserved, &w.leased); err != nil {
+			return nil, fmt.Errorf("read usage: %w", err)
+		}
+		out[id] = w
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read usage: %w", err)
+	}
+	return out, nil
+}
+
+// leaseMove is one change to a lease row and its usage row.
+type leaseMove struct {
+	key leaseKey
+	// grant is added to leases.grant_nanos and usage.leased_nanos.
+	grant int64
+	// spent and reserved are added to usage.
+	spent, reserved int64
+}
+
+// applyLeaseMoves writes moves, sorted by policy ID (the order every
+// transaction takes usage row locks in), for holder.
+func (s *Store) applyLeaseMoves(ctx context.Context, q querier, holder string, moves []leaseMove) error {
+	sort.Slice(moves, func(i, j int) bool {
+		if moves[i].key.policyID != moves[j].key.policyID {
+			return moves[i].key.policyID < moves[j].key.policyID
+		}
+		return moves[i].key.bucket < moves[j].key.bucket
+	})
+	for _, m := range moves {
+		if m.grant == 0 && m.spent == 0 && m.reserved == 0 {
+			continue
+		}
+		if _, err := q.ExecContext(ctx, s.q(`INSERT INTO usage (policy_id, bucket_ns, spent_nanos, reserved_nanos, leased_nanos) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (policy_id, bucket_ns) DO UPDATE SET
+			spent_nanos = usage.spent_nanos + excluded.spent_nanos,
+			reserved_nanos = usage.reserved_nanos + excluded.reserved_nanos,
+			leased_nanos = usage.leased_nanos + excluded.leased_nanos`),
+			m.key.policyID, m.key.bucket, m.spent, m.reserved, m.grant); err != nil {
+			return fmt.Errorf("update usage: %w", err)
+		}
+		if m.grant == 0 || holder == "" {
+			continue
+		}
+		if _, err := q.ExecContext(ctx, s.q(`INSERT INTO leases (holder_id, policy_id, bucket_ns, grant_nanos) VALUES (?, ?, ?, ?)
+			ON CONFLICT (holder_id, policy_id, bucket_ns) DO UPDATE SET grant_nanos = leases.grant_nanos + excluded.grant_nanos`),
+			holder, m.key.policyID, m.key.bucket, m.grant); err != nil {
+			return fmt.Errorf("update lease: %w", err)
+		}
+	}
+	return nil
+}
+
+// lockPolicyIDs locks the given policies in ID order.
+func (s *Store) lockPolicyIDs(ctx context.Context, tx *sql.Tx, ids []string) error {
+	ids = sortedIDs(ids)
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.dialect.LockPolicies(ctx, tx, ids)
+}
+
+// acquired is what an acquire found for one lease.
+type acquired struct {
+	key          leaseKey
+	grant        int64
+	sums         windowSums
+	ours         int64 // this holder's grant on the key before the acquire
+	othersLeased int64
+}
+
+// acquireTx leases headroom for needs[i] on keys[i], for a decision at
+// at (the windows are those at at; now is the wall clock), in one
+// transaction holding the policies' row locks: for each it reads the
+// window's usage, grants leaseSize of the headroom, and, when the call
+// does not fit while other processes hold leases on the policy, marks
+// those leases wanted so their holders give back what they do not use.
+func (s *Store) acquireTx(ctx context.Context, tx *sql.Tx, holder string, keys []leaseKey, pols []policy.Policy, needs []int64, tight []bool, now, at time.Time) ([]acquired, error) {
+	q := querier(tx) // not ptx: preparing needs the write connection this holds
+	ids := make([]string, len(pols))
+	for i, p := range pols {
+		ids[i] = p.ID
+	}
+	if err := s.lockPolicyIDs(ctx, tx, ids); err != nil {
+		return nil, err
+	}
+	var holders int
+	if err := q.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM lease_holders WHERE expires_ns > ?`), now.UnixNano()).Scan(&holders); err != nil {
+		return nil, fmt.Errorf("count lease holders: %w", err)
+	}
+	sums, err := s.sumWindows(ctx, q, pols, at)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]acquired, len(keys))
+	moves := make([]leaseMove, 0, len(keys))
+	for i, k := range keys {
+		var ours int64
+		err := q.QueryRowContext(ctx, s.q(`SELECT grant_nanos FROM leases WHERE holder_id = ? AND policy_id = ? AND bucket_ns = ?`),
+			holder, k.policyID, k.bucket).Scan(&ours)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("read lease: %w", err)
+		}
+		w := sums[k.policyID]
+		headroom := int64(pols[i].Limit) - w.spent - w.reserved - w.leased
+		need := needs[i]
+		g := leaseSize(headroom, need, holders, tight[i])
+		out[i] = acquired{key: k, grant: g, sums: w, ours: ours, othersLeased: w.leased - ours}
+		if g > 0 {
+			moves = append(moves, leaseMove{key: k, grant: g})
+		}
+		if headroom < need && w.leased-ours > 0 {
+			if _, err := q.ExecContext(ctx, s.q(`UPDATE leases SET wanted = ? WHERE policy_id = ? AND holder_id <> ? AND grant_nanos > 0`),
+				true, k.policyID, holder); err != nil {
+				return nil, fmt.Errorf("ask for leases back: %w", err)
+			}
+		}
+	}
+	if err := s.applyLeaseMoves(ctx, q, holder, moves); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// folded is one finished reservation taken out of a lease.
+type folded struct {
+	requestID      string
+	amount, charge int64
+	key            leaseKey
+}
+
+// foldSQL takes a holder's finished reservations out of its leases and
+// returns them with their buckets: in one statement where the dialect
+// merges statements (PostgreSQL: the UPDATE's row locks make it wait for a
+// finish in progress, and the buckets never change); on SQLite, whose
+// write transactions are exclusive, as a read then an update.
+const (
+	foldMergedSQL = `WITH f AS (
+		UPDATE reservations SET holder = NULL WHERE holder = ? AND status <> 'open'
+		RETURNING request_id, amount_nanos, charge_nanos)
+	SELECT f.request_id, f.amount_nanos, COALESCE(f.charge_nanos, 0), b.policy_id, b.bucket_ns
+	FROM f JOIN reservation_buckets b ON b.request_id = f.request_id`
+	foldReadSQL = `SELECT r.request_id, r.amount_nanos, COALESCE(r.charge_nanos, 0), b.policy_id, b.bucket_ns
+	FROM reservations r JOIN reservation_buckets b ON b.request_id = r.request_id
+	WHERE r.holder = ? AND r.status <> 'open'`
+	foldClearSQL = `UPDATE reservations SET holder = NULL WHERE holder = ? AND status <> 'open'`
+)
+
+// foldTx folds holder's finished reservations: each one's charge moves to
+// usage.spent_nanos of its buckets and its reserved amount leaves the
+// lease. It returns what it folded.
+func (s *Store) foldTx(ctx context.Context, q querier, holder string) ([]folded, error) {
+	var rows *sql.Rows
+	var err error
+	if s.dialect.MergeStatements() {
+		rows, err = q.QueryContext(ctx, s.q(foldMergedSQL), holder)
+	} else {
+		rows, err = q.QueryContext(ctx, foldReadSQL, holder)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fold leases: %w", err)
+	}
+	var out []folded
+	for rows.Next() {
+		var f folded
+		if err := rows.Scan(&f.requestID, &f.amount, &f.charge, &f.key.policyID, &f.key.bucket); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("fold leases: %w", err)
+		}
+		out = append(out, f)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("fold leases: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("fold leases: %w", err)
+	}
+	if !s.dialect.MergeStatements() && len(out) > 0 {
+		if _, err := q.ExecContext(ctx, foldClearSQL, holder); err != nil {
+			return nil, fmt.Errorf("fold leases: %w", err)
+		}
+	}
+	moves := make(map[leaseKey]*leaseMove)
+	for _, f := range out {
+		m := moves[f.key]
+		if m == nil {
+			m = &leaseMove{key: f.key}
+			moves[f.key] = m
+		}
+		m.grant -= f.amount
+		m.spent += f.charge
+	}
+	list := make([]leaseMove, 0, len(moves))
+	for _, m := range moves {
+		list = append(list, *m)
+	}
+	if err := s.applyLeaseMoves(ctx, q, holder, list); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// leasePolicies returns the IDs of the policies holder leases.
+func (s *Store) leasePolicies(ctx context.Context, q querier, holder string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, s.q(`SELECT DISTINCT policy_id FROM leases WHERE holder_id = ?`), holder)
+	if err != nil {
+		return nil, fmt.Errorf("read leases: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read leases: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// reclaimSQL detaches a holder's open reservations from its leases,
+// returning them with their buckets; as foldSQL, merged or in two steps.
+const (
+	detachMergedSQL = `WITH f AS (
+		UPDATE reservations SET holder = NULL WHERE holder = ? AND status = 'open'
+		RETURNING request_id, amount_nanos)
+	SELECT f.request_id, f.amount_nanos, b.policy_id, b.bucket_ns
+	FROM f JOIN reservation_buckets b ON b.request_id = f.request_id`
+	detachReadSQL = `SELECT r.request_id, r.amount_nanos, b.policy_id, b.bucket_ns
+	FROM reservations r JOIN reservation_buckets b ON b.request_id = r.request_id
+	WHERE r.holder = ? AND r.status = 'open'`
+	detachClearSQL = `UPDATE reservations SET holder = NULL WHERE holder = ? AND status = 'open'`
+)
+
+// ReclaimLeases reclaims the leases of every holder whose heartbeat is
+// older than the lease TTL at now, and returns how many holders it
+// reclaimed. For each, in one transaction under the policies' row locks:
+// its open reservations leave its leases and count as reserved in usage
+// (the expiry sweep settles them as unconfirmed when they expire), its
+// finished ones are folded, and what is left of its grants returns to the
+// budget. Open reservations are detached before finished ones are folded
+// so that a finish racing the reclaim is counted exactly once, whichever
+// commits first.
+func (s *Store) ReclaimLeases(ctx context.Context, now time.Time) (int, error) {
+	rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT id FROM lease_holders WHERE expires_ns < ? LIMIT 16`), now.UnixNano())
+	if err != nil {
+		return 0, s.wrap(fmt.Errorf("list expired lease holders: %w", err))
+	}
+	var dead []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, s.wrap(fmt.Errorf("list expired lease holders: %w", err))
+		}
+		dead = append(dead, id)
+	}
+	rows.Close()
+	n := 0
+	for _, id := range dead {
+		ok, err := s.reclaim(ctx, id, now)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *Store) reclaim(ctx context.Context, holder string, now time.Time) (bool, error) {
+	done := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		q := querier(tx) // not ptx: preparing needs the write connection this holds
+		var exp int64
+		// Locks the holder row: a reservation insert of the holder's, which
+		// takes a key-share lock on it, waits, then finds it gone.
+		err := q.QueryRowContext(ctx, s.q(`SELECT expires_ns FROM lease_holders WHERE id = ?`+s.dialect.ForUpdate()), holder).Scan(&exp)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && exp >= now.UnixNano()) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read lease holder: %w", err)
+		}
+		ids, err := s.leasePolicies(ctx, q, holder)
+		if err != nil {
+			return err
+		}
+		if err := s.lockPolicyIDs(ctx, tx, ids); err != nil {
+			return err
+		}
+		var rows *sql.Rows
+		if s.dialect.MergeStatements() {
+			rows, err = q.QueryContext(ctx, s.q(detachMergedSQL), holder)
+		} else {
+			rows, err = q.QueryContext(ctx, detachReadSQL, holder)
+		}
+		if err != nil {
+			return fmt.Errorf("detach reservations: %w", err)
+		}
+		var moves []leaseMove
+		for rows.Next() {
+			var id string
+			var m leaseMove
+			if err := rows.Scan(&id, &m.reserved, &m.key.policyID, &m.key.bucket); err != nil {
+				rows.Close()
+				return fmt.Errorf("detach reservations: %w", err)
+			}
+			moves = append(moves, m)
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("detach reservations: %w", err)
+		}
+		if !s.dialect.MergeStatements() && len(moves) > 0 {
+			if _, err := q.ExecContext(ctx, detachClearSQL, holder); err != nil {
+				return fmt.Errorf("detach reservations: %w", err)
+			}
+		}
+		// The usage rows only: the leases go below, whole.
+		if err := s.applyLeaseMoves(ctx, q, "", moves); err != nil {
+			return err
+		}
+		if _, err := s.foldTx(ctx, q, holder); err != nil {
+			return err
+		}
+		lrows, err := q.QueryContext(ctx, s.q(`SELECT policy_id, bucket_ns, grant_nanos FROM leases WHERE holder_id = ?`), holder)
+		if err != nil {
+			return fmt.Errorf("read leases: %w", err)
+		}
+		var back []leaseMove
+		for lrows.Next() {
+			var m leaseMove
+			var g int64
+			if err := lrows.Scan(&m.key.policyID, &m.key.bucket, &g); err != nil {
+				lrows.Close()
+				return fmt.Errorf("read leases: %w", err)
+			}
+			m.grant = -g
+			back = append(back, m)
+		}
+		if err := lrows.Close(); err != nil {
+			return fmt.Errorf("read leases: %w", err)
+		}
+		if err := s.applyLeaseMoves(ctx, q, "", back); err != nil {
+			return err
+		}
+		if _, err := q.ExecContext(ctx, s.q(`DELETE FROM leases WHERE holder_id = ?`), holder); err != nil {
+			return fmt.Errorf("delete leases: %w", err)
+		}
+		if _, err := q.ExecContext(ctx, s.q(`DELETE FROM lease_holders WHERE id = ?`), holder); err != nil {
+			return fmt.Errorf("delete lease holder: %w", err)
+		}
+		done = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("reclaim leases of %s: %w", holder, err)
+	}
+	return done, nil
+}
