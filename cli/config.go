@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.yaml.in/yaml/v3"
@@ -19,6 +20,7 @@ import (
 	"github.com/caracal-dev/caracal/internal/alerts"
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger/postgres"
+	"github.com/caracal-dev/caracal/ledger/sqlstore"
 	"github.com/caracal-dev/caracal/policy"
 )
 
@@ -89,6 +91,9 @@ type EnforcementConfig struct {
 	// chain: UnbudgetedRefuse (the default, code no_budget) or
 	// UnbudgetedAllow (unmetered, but reserved and recorded).
 	Unbudgeted string `json:"unbudgeted"`
+	// LeaseTTL is how long this process's budget leases outlive its last
+	// heartbeat before another process may reclaim them (after a crash).
+	LeaseTTL time.Duration `json:"lease_ttl"`
 }
 
 // Values of enforcement.unbudgeted.
@@ -161,6 +166,7 @@ type fileConfig struct {
 	} `yaml:"pricing"`
 	Enforcement struct {
 		Unbudgeted string `yaml:"unbudgeted"`
+		LeaseTTL   string `yaml:"lease_ttl"`
 	} `yaml:"enforcement"`
 	Delegation struct {
 		MaxDepth string `yaml:"max_depth"`
@@ -213,6 +219,13 @@ func LoadConfig(home string, flags GlobalFlags) (*Config, error) {
 	cfg.Pricing.Strict = setting(set, "pricing.strict", false, parseBool)
 	cfg.Pricing.UnpricedLLM = setting(set, "pricing.unpriced_llm", UnpricedLLMRefuse, oneOf(UnpricedLLMRefuse, UnpricedLLMDefault))
 	cfg.Enforcement.Unbudgeted = setting(set, "enforcement.unbudgeted", UnbudgetedRefuse, oneOf(UnbudgetedRefuse, UnbudgetedAllow))
+	cfg.Enforcement.LeaseTTL = setting(set, "enforcement.lease_ttl", sqlstore.DefaultLeaseTTL, func(s string) (time.Duration, error) {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < time.Second || d > time.Hour {
+			return 0, fmt.Errorf("invalid lease TTL %q: want a duration from 1s to 1h, such as 10s", s)
+		}
+		return d, nil
+	})
 	cfg.Delegation.MaxDepth = setting(set, "delegation.max_depth", DefaultMaxDelegationDepth, func(s string) (int, error) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 100 {

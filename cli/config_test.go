@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/caracal-dev/caracal/internal/money"
+	"github.com/caracal-dev/caracal/ledger/sqlstore"
 )
 
 // clearConfigEnv isolates a test from the machine's CARACAL_* variables.
@@ -43,7 +44,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	want := &Config{Home: home, Pricing: PricingConfig{Currency: "USD", UnpricedLLM: UnpricedLLMRefuse}, Delegation: DelegationConfig{MaxDepth: 5},
 		Log: LogConfig{Level: "info", Format: "text"}, Metrics: MetricsConfig{AgentLabel: true},
-		Enforcement: EnforcementConfig{Unbudgeted: UnbudgetedRefuse},
+		Enforcement: EnforcementConfig{Unbudgeted: UnbudgetedRefuse, LeaseTTL: sqlstore.DefaultLeaseTTL},
 		Merkle:      MerkleConfig{Sign: SignAuto}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -193,6 +194,8 @@ func TestLoadConfigErrors(t *testing.T) {
 			`config: pricing.currency: invalid currency "dollars": want a three-letter code such as USD`},
 		{"bad strict", "pricing:\n  strict: maybe\n", nil,
 			`config: pricing.strict: invalid boolean "maybe": want true or false`},
+		{"bad lease TTL", "enforcement:\n  lease_ttl: 100ms\n", nil,
+			`config: enforcement.lease_ttl: invalid lease TTL "100ms": want a duration from 1s to 1h, such as 10s`},
 		{"bad depth", "delegation:\n  max_depth: 0\n", nil,
 			`config: delegation.max_depth: invalid depth "0": want a whole number from 1 to 100`},
 		{"unknown key", "pricng:\n  default: \"1\"\n", nil,

@@ -198,7 +198,7 @@ func openStore(ctx context.Context, cfg *Config, skipSchema bool) (*sqlstore.Sto
 	if cfg.DatabaseURL != "" {
 		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 		defer cancel()
-		s, err := postgres.Open(cctx, cfg.DatabaseURL, postgres.Options{SkipSchemaCheck: skipSchema})
+		s, err := postgres.Open(cctx, cfg.DatabaseURL, postgres.Options{SkipSchemaCheck: skipSchema, LeaseTTL: cfg.Enforcement.LeaseTTL})
 		if err != nil {
 			return nil, storeOpenError(cfg, err)
 		}
@@ -210,7 +210,7 @@ func openStore(ctx context.Context, cfg *Config, skipSchema bool) (*sqlstore.Sto
 			return nil, fmt.Errorf("no database at %s: run `caracal init` first", path)
 		}
 	}
-	s, err := sqlite.Open(ctx, path, sqlite.Options{SkipSchemaCheck: skipSchema})
+	s, err := sqlite.Open(ctx, path, sqlite.Options{SkipSchemaCheck: skipSchema, LeaseTTL: cfg.Enforcement.LeaseTTL})
 	if err != nil {
 		return nil, storeOpenError(cfg, err)
 	}

@@ -21,6 +21,7 @@ var scalars = []struct {
 	{"pricing.strict", func(f *fileConfig) string { return f.Pricing.Strict }},
 	{"pricing.unpriced_llm", func(f *fileConfig) string { return f.Pricing.UnpricedLLM }},
 	{"enforcement.unbudgeted", func(f *fileConfig) string { return f.Enforcement.Unbudgeted }},
+	{"enforcement.lease_ttl", func(f *fileConfig) string { return f.Enforcement.LeaseTTL }},
 	{"delegation.max_depth", func(f *fileConfig) string { return f.Delegation.MaxDepth }},
 	{"mcp.listen", func(f *fileConfig) string { return f.MCP.Listen }},
 	{"proxy.listen", func(f *fileConfig) string { return f.Proxy.Listen }},
