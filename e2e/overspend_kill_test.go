@@ -178,9 +178,9 @@ func TestOverspendKillOneOfTwoProxies(t *testing.T) {
 
 	// The killed proxy's reservations still open can no longer settle:
 	// bring their expiry forward and wait for B's sweep to settle them.
-	expired := expireOpenReservations(t, dbURL)
-	if expired < killHeldA {
-		t.Fatalf("%d reservations open after the kill; A had %d requests at the provider", expired, killHeldA)
+	expired := expireOpenReservations(t, dbURL, killed)
+	if expired < killHeldA || expired > killHeldA+killWorkers {
+		t.Fatalf("%d reservations open after the kill; A had %d requests held at the provider and at most %d more in flight", expired, killHeldA, killWorkers)
 	}
 	var evs []accEvent
 	for {
@@ -290,12 +290,13 @@ func TestOverspendKillOneOfTwoProxies(t *testing.T) {
 	b.stop()
 }
 
-// expireOpenReservations moves the expiry of every open reservation to the
-// past, as if their time had run out, and returns how many it moved. It is
-// the one place these tests know the schema (table reservations, columns
-// status and expires_ns): a store that keeps open reservations elsewhere
-// must change it, not the assertions.
-func expireOpenReservations(t *testing.T, dbURL string) int {
+// expireOpenReservations moves the expiry of every reservation of
+// accModel made before the kill and still open to the past, as if their
+// time had run out, and returns how many it moved. It is the one place
+// these tests know the schema (table reservations, columns status,
+// resource, created_ns and expires_ns): a store that keeps open
+// reservations elsewhere must change it, not the assertions.
+func expireOpenReservations(t *testing.T, dbURL string, killed time.Time) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -304,7 +305,8 @@ func expireOpenReservations(t *testing.T, dbURL string) int {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	tag, err := conn.Exec(ctx, `UPDATE reservations SET expires_ns = 0 WHERE status = 'open'`)
+	tag, err := conn.Exec(ctx, `UPDATE reservations SET expires_ns = 0 WHERE status = 'open' AND resource = $1 AND created_ns <= $2`,
+		"llm:openai/"+accModel, killed.UnixNano())
 	if err != nil {
 		t.Fatalf("expire the killed proxy's reservations: %v", err)
 	}
