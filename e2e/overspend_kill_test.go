@@ -26,21 +26,22 @@ const (
 	killHeldB   = 10  // B's requests held across the kill
 )
 
-// loop sends accBody to base from killWorkers clients until stop is closed
-// or max requests were sent, each through the gate gateName, which counts
-// them at the provider but holds none.
-type loop struct {
+// loadLoop is the steady load of one proxy, and what its clients got.
+type loadLoop struct {
 	mu        sync.Mutex
-	completed []string // request IDs answered 200 in full
-	failed    []answer // answered otherwise, or not at all
+	completed []string    // request IDs answered 200 in full
+	failed    []accAnswer // answered otherwise, or not at all
 	sent      atomic.Int64
 	wg        sync.WaitGroup
 }
 
-func (e *accEnv) loop(base, gateName string, max int64, stop <-chan struct{}) *loop {
+// loop sends accBody to base from killWorkers clients until stop is closed
+// or most requests were sent, each through the gate gateName, which counts
+// them at the provider but holds none.
+func (e *accEnv) loop(base, gateName string, most int64, stop <-chan struct{}) *loadLoop {
 	g := e.prov.gate(gateName)
 	g.release()
-	l := &loop{}
+	l := &loadLoop{}
 	for range killWorkers {
 		l.wg.Add(1)
 		go func() {
@@ -51,7 +52,7 @@ func (e *accEnv) loop(base, gateName string, max int64, stop <-chan struct{}) *l
 					return
 				default:
 				}
-				if l.sent.Add(1) > max {
+				if l.sent.Add(1) > most {
 					return
 				}
 				a := e.send(base, e.key, map[string]string{"E2e-Gate": gateName, "Fake-Delay": "10ms"})
@@ -68,7 +69,7 @@ func (e *accEnv) loop(base, gateName string, max int64, stop <-chan struct{}) *l
 	return l
 }
 
-func (l *loop) done() int {
+func (l *loadLoop) done() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.completed)
@@ -94,7 +95,7 @@ func TestOverspendKillOneOfTwoProxies(t *testing.T) {
 	// and at most one per client of A's loop), unconfirmed at their worst
 	// case — and burstAdmits worst cases beyond that, so phase 2 has at
 	// least that many to admit and not all of its 500.
-	phase1, err := money.Sum(times(t, c, killLoopA+killLoopB+killHeldB), times(t, w, killHeldA+killWorkers))
+	phase1, err := money.Sum(amountTimes(t, c, killLoopA+killLoopB+killHeldB), amountTimes(t, w, killHeldA+killWorkers))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func TestOverspendKillOneOfTwoProxies(t *testing.T) {
 	loopB := e.loop(b.url, "b-loop", killLoopB, stopB)
 	heldA, heldB := e.prov.gate("a-held"), e.prov.gate("b-held")
 	var held sync.WaitGroup
-	var heldBAnswers []answer
+	var heldBAnswers []accAnswer
 	var heldMu sync.Mutex
 	for i := range killHeldA + killHeldB {
 		held.Add(1)
@@ -258,7 +259,7 @@ func TestOverspendKillOneOfTwoProxies(t *testing.T) {
 			len(admitted), refused, burstSize, remaining, limit, spent, want, w, procLog(b))
 	}
 	e.checkBurstLedger("claude", len(evs), admitted, refused, "claude")
-	e.waitBudget("claude", "claude", limit, spent+times(t, c, want))
+	e.waitBudget("claude", "claude", limit, spent+amountTimes(t, c, want))
 
 	// Every event, the killed proxy's included, reaches the Merkle log
 	// through the survivor, and the log verifies in full.

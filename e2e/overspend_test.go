@@ -63,8 +63,8 @@ func accCharge() money.Amount {
 	return money.Amount((n + 500_000) / 1_000_000)
 }
 
-// times is n × a, failing the test on overflow (it never happens here).
-func times(t *testing.T, a money.Amount, n int) money.Amount {
+// amountTimes is n × a, failing the test on overflow (it never happens here).
+func amountTimes(t *testing.T, a money.Amount, n int) money.Amount {
 	t.Helper()
 	p, err := a.MulInt(int64(n))
 	if err != nil {
@@ -80,10 +80,10 @@ func times(t *testing.T, a money.Amount, n int) money.Amount {
 type gatedProvider struct {
 	fake  *fakeprovider.Server
 	mu    sync.Mutex
-	gates map[string]*gate
+	gates map[string]*providerGate
 }
 
-type gate struct {
+type providerGate struct {
 	// arrived gets a value for every request that reaches the provider;
 	// its capacity is above any test's count, so the provider never waits.
 	arrived chan struct{}
@@ -92,14 +92,14 @@ type gate struct {
 	once    sync.Once
 }
 
-func (g *gate) release() { g.once.Do(func() { close(g.open) }) }
+func (g *providerGate) release() { g.once.Do(func() { close(g.open) }) }
 
-func (p *gatedProvider) gate(name string) *gate {
+func (p *gatedProvider) gate(name string) *providerGate {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	g := p.gates[name]
 	if g == nil {
-		g = &gate{arrived: make(chan struct{}, 4096), open: make(chan struct{})}
+		g = &providerGate{arrived: make(chan struct{}, 4096), open: make(chan struct{})}
 		p.gates[name] = g
 	}
 	return g
@@ -141,7 +141,7 @@ func newAccEnv(t *testing.T, limit money.Amount, extra ...string) *accEnv {
 	h.run("pricebook", "import", prices)
 	e := &accEnv{home: h, prov: &gatedProvider{
 		fake:  fakeprovider.New(fakeprovider.Options{OpenAIKey: providerOpenAIKey}),
-		gates: map[string]*gate{},
+		gates: map[string]*providerGate{},
 	}}
 	up := httptest.NewServer(e.prov)
 	t.Cleanup(up.Close)
@@ -174,7 +174,7 @@ func (e *accEnv) proxy() *served {
 }
 
 // answer is what a client got for one request.
-type answer struct {
+type accAnswer struct {
 	status    int
 	requestID string // Caracal-Request-Id
 	body      string
@@ -182,10 +182,10 @@ type answer struct {
 }
 
 // send posts accBody to the proxy at base with key and the headers hdr.
-func (e *accEnv) send(base, key string, hdr map[string]string) answer {
+func (e *accEnv) send(base, key string, hdr map[string]string) accAnswer {
 	req, err := http.NewRequest("POST", base+"/openai/v1/chat/completions", strings.NewReader(accBody))
 	if err != nil {
-		return answer{err: err}
+		return accAnswer{err: err}
 	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
@@ -194,11 +194,11 @@ func (e *accEnv) send(base, key string, hdr map[string]string) answer {
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
-		return answer{err: err}
+		return accAnswer{err: err}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, requestID: resp.Header.Get("Caracal-Request-Id"), body: string(b), err: err}
+	a := accAnswer{status: resp.StatusCode, requestID: resp.Header.Get("Caracal-Request-Id"), body: string(b), err: err}
 	if a.err == nil && a.status == http.StatusOK && !strings.Contains(a.body, `"usage"`) {
 		a.err = fmt.Errorf("200 without the provider's usage: %s", a.body)
 	}
@@ -215,7 +215,7 @@ func (e *accEnv) send(base, key string, hdr map[string]string) answer {
 func (e *accEnv) burst(name, key string, urls []string, n int) (admitted []string, refused int) {
 	e.t.Helper()
 	g := e.prov.gate(name)
-	answers := make(chan answer, n)
+	answers := make(chan accAnswer, n)
 	decided := make(chan struct{}, n) // refusals and failures
 	for i := range n {
 		go func() {
@@ -366,7 +366,7 @@ func (e *accEnv) waitBudget(of, owner string, limit, spent money.Amount) {
 // spent: one nano-unit short of one more.
 func exactLimit(t *testing.T, spent money.Amount) money.Amount {
 	t.Helper()
-	l, err := money.Sum(spent, times(t, accWorst(), burstAdmits+1), money.Amount(-1))
+	l, err := money.Sum(spent, amountTimes(t, accWorst(), burstAdmits+1), money.Amount(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func TestOverspendOneProxySQLite(t *testing.T) {
 			len(admitted), refused, burstSize, burstAdmits, accWorst(), limit, procLog(p))
 	}
 	e.checkBurstLedger("claude", 0, admitted, refused, "claude")
-	e.waitBudget("claude", "claude", limit, times(t, accCharge(), burstAdmits))
+	e.waitBudget("claude", "claude", limit, amountTimes(t, accCharge(), burstAdmits))
 	p.stop()
 }
 
@@ -402,7 +402,7 @@ func TestOverspendTwoProxiesPostgres(t *testing.T) {
 			len(admitted), refused, burstSize, burstAdmits, accWorst(), limit, procLog(a), procLog(b))
 	}
 	e.checkBurstLedger("claude", 0, admitted, refused, "claude")
-	e.waitBudget("claude", "claude", limit, times(t, accCharge(), burstAdmits))
+	e.waitBudget("claude", "claude", limit, amountTimes(t, accCharge(), burstAdmits))
 	a.stop()
 	b.stop()
 }
@@ -414,7 +414,7 @@ func TestOverspendTwoProxiesPostgres(t *testing.T) {
 // have admitted 138).
 func TestOverspendDelegationChain(t *testing.T) {
 	const parentCalls = 3
-	parentSpent := times(t, accCharge(), parentCalls)
+	parentSpent := amountTimes(t, accCharge(), parentCalls)
 	limit := exactLimit(t, parentSpent)
 	if own := int(limit / accWorst()); own != burstAdmits+1 {
 		t.Fatalf("the child's own budget fits %d worst cases; the test needs %d, one more than its parent's remainder", own, burstAdmits+1)
@@ -440,7 +440,7 @@ func TestOverspendDelegationChain(t *testing.T) {
 			len(admitted), refused, burstSize, burstAdmits, accWorst(), limit-parentSpent, procLog(p))
 	}
 	e.checkBurstLedger("sub", 0, admitted, refused, "claude")
-	childSpent := times(t, accCharge(), burstAdmits)
+	childSpent := amountTimes(t, accCharge(), burstAdmits)
 	e.waitBudget("sub", "claude", limit, parentSpent+childSpent)
 	e.waitBudget("sub", "sub", limit, childSpent)
 	p.stop()
