@@ -81,7 +81,12 @@ func newBenchEnv(b *testing.B, engine string) *benchEnv {
 
 // bareProxy is the baseline reverse proxy: httputil.ReverseProxy to target
 // with the upstream transport New builds (keep-alive pool sizes) and
-// immediate flushing, and nothing else.
+// immediate flushing, and nothing else. It streams the request body
+// upstream while the response may already be streaming back, so it turns
+// on full duplex: otherwise the HTTP/1 server closes the request body when
+// the response headers are flushed, and the transport, still reading the
+// body to its end, drops the upstream connection mid-response. (Caracal's
+// proxy reads the whole body before relaying it and needs no such thing.)
 func bareProxy(b *testing.B, target string) http.Handler {
 	u, err := url.Parse(target)
 	if err != nil {
@@ -90,11 +95,18 @@ func bareProxy(b *testing.B, target string) http.Handler {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
 	tr.MaxIdleConns = 1024
-	return &httputil.ReverseProxy{
+	rp := &httputil.ReverseProxy{
 		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(u) },
 		Transport:     tr,
 		FlushInterval: -1,
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
 }
 
 // sqliteEngine is the real engine over a durable SQLite store holding one
