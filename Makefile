@@ -29,7 +29,7 @@ CONTAINER_ENGINE ?= $(shell \
 	elif command -v podman >/dev/null 2>&1 && podman info >/dev/null 2>&1; then echo podman; \
 	fi)
 
-.PHONY: all build install test test-python unit e2e-deps lint bench fuzz fuzz-list fmt clean dist image image-context container-engine
+.PHONY: all build install test test-python unit e2e-deps lint bench bench-accept fuzz fuzz-list fmt clean dist image image-context container-engine
 
 all: build
 
@@ -116,6 +116,30 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
+
+# make bench-accept runs only the acceptance benchmarks, each Caracal path
+# beside its baseline in the same run (docs/BENCHMARKS.md), prints their
+# lines (all of them are kept in bin/bench-accept.log) and then the
+# acceptance figures worked out from them (internal/cmd/benchaccept).
+# ACCEPT_COUNT=5 repeats each benchmark; the figures then use medians.
+ACCEPT_COUNT ?= 1
+bench-accept:
+	@mkdir -p bin && : > bin/bench-accept.log
+	@set -e; run() { \
+		pkg=$$1; shift; \
+		echo "go test -run '^\$$' -count $(ACCEPT_COUNT) $$* $$pkg"; \
+		$(GO) test -run '^$$' -count $(ACCEPT_COUNT) -timeout 30m "$$@" $$pkg > bin/bench-accept.run 2>&1 || { cat bin/bench-accept.run; exit 1; }; \
+		cat bin/bench-accept.run >> bin/bench-accept.log; \
+		grep -E '^(pkg:|cpu:|pgtest:|Benchmark[^[:space:]]+[[:space:]]+[0-9])' bin/bench-accept.run; \
+	}; \
+	run ./mcp/ -bench '^BenchmarkToolsCall$$/^(direct|nullrelay|proxy-fakemeter|proxy-sqlite)$$/' -benchtime 3000x; \
+	run ./interpose/llmproxy/ -bench '^BenchmarkAddedLatency$$/^(bare|sqlite)$$/^plain$$/^c1$$' -benchtime 3000x; \
+	run ./interpose/llmproxy/ -bench '^BenchmarkThroughput$$/^(bare|sqlite)$$/^plain$$/' -benchtime 20000x; \
+	run ./ledger/sqlite/ -bench '^BenchmarkReserveSettle$$/^c=32/' -benchtime 20000x; \
+	run ./ledger/postgres/ -bench '^BenchmarkReserveSettleTwoProcesses$$' -benchtime 20000x; \
+	rm -f bin/bench-accept.run
+	@echo
+	@$(GO) run ./internal/cmd/benchaccept < bin/bench-accept.log
 
 # make fuzz runs every Fuzz target for FUZZTIME each, one at a time (go test
 # fuzzes one target per run). Targets are discovered with go test -list, so

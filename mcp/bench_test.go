@@ -116,12 +116,14 @@ func engineOver(b *testing.B, s *sqlstore.Store) (*interpose.Engine, string) {
 }
 
 // BenchmarkToolsCall times one tools/call from host to the fake upstream
-// and back: directly, through the proxy with an in-memory meter, and
-// through the proxy with the real engine on SQLite (durable commits).
-// p50 and p99 are reported per call; the added latency of the proxy is
-// the difference from "direct".
+// and back: directly ("direct", the baseline), through a relay that copies
+// bytes both ways without parsing them ("nullrelay", the least any relay
+// can add), through the proxy with an in-memory meter, and through the
+// proxy with the real engine on SQLite (durable commits) and PostgreSQL.
+// p50 and p99 are reported per call, with calls/s; the added latency of a
+// relay is the difference of its p50 from "direct" in the same run.
 func BenchmarkToolsCall(b *testing.B) {
-	for _, mode := range []string{"direct", "proxy-fakemeter", "proxy-sqlite", "proxy-postgres"} {
+	for _, mode := range []string{"direct", "nullrelay", "proxy-fakemeter", "proxy-sqlite", "proxy-postgres"} {
 		for _, conc := range []int{1, 16} {
 			b.Run(fmt.Sprintf("%s/c=%d", mode, conc), func(b *testing.B) {
 				c := benchSetup(b, mode)
@@ -151,8 +153,8 @@ func BenchmarkToolsCall(b *testing.B) {
 				wg.Wait()
 				b.StopTimer()
 				slices.Sort(lat)
-				b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+				b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
 			})
 		}
@@ -160,17 +162,21 @@ func BenchmarkToolsCall(b *testing.B) {
 }
 
 func benchSetup(b *testing.B, mode string) *benchClient {
-	if mode == "direct" {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "CARACAL_FAKE_UPSTREAM=1")
-		in, _ := cmd.StdinPipe()
-		out, _ := cmd.StdoutPipe()
-		cmd.Stderr = io.Discard
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { in.Close(); _ = cmd.Wait() })
+	switch mode {
+	case "direct":
+		in, out := startFakeUpstream(b)
 		return newBenchClient(in, out)
+	case "nullrelay":
+		// The floor for any relay: the host's bytes go through an in-process
+		// pipe, as they do to the proxy, and are copied unparsed to the same
+		// upstream process and back.
+		in, out := startFakeUpstream(b)
+		inR, inW := io.Pipe()
+		outR, outW := io.Pipe()
+		go func() { _, _ = io.Copy(in, inR); in.Close() }()
+		go func() { _, _ = io.Copy(outW, out); outW.Close() }()
+		b.Cleanup(func() { inW.Close() })
+		return newBenchClient(inW, outR)
 	}
 	var m interpose.Meter = newFakeMeter("1000000")
 	agent := "agent-1"
@@ -194,4 +200,25 @@ func benchSetup(b *testing.B, mode string) *benchClient {
 	}()
 	b.Cleanup(func() { inW.Close(); <-done })
 	return newBenchClient(inW, outR)
+}
+
+// startFakeUpstream starts the fake MCP server as a child process and
+// returns its stdin and stdout; it is stopped when b ends.
+func startFakeUpstream(b *testing.B) (io.WriteCloser, io.Reader) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "CARACAL_FAKE_UPSTREAM=1")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { in.Close(); _ = cmd.Wait() })
+	return in, out
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,9 +33,11 @@ import (
 //	req/s                         proxied requests per second
 //
 // Latency is to the end of the response for plain requests and to the
-// first body byte (TTFB) for streams. "memory" runs the proxy over an
-// in-memory engine (the proxy's own overhead); "sqlite" over the real
-// engine on a durable SQLite store (what a user gets).
+// first body byte (TTFB) for streams. "bare" is no Caracal at all but a
+// plain net/http/httputil.ReverseProxy with the same upstream transport
+// settings, the least any HTTP reverse proxy adds; "memory" runs the proxy
+// over an in-memory engine (the proxy's own overhead); "sqlite" over the
+// real engine on a durable SQLite store (what a user gets).
 
 const (
 	benchChat   = `{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello."}],"max_tokens":100}`
@@ -50,6 +54,14 @@ func newBenchEnv(b *testing.B, engine string) *benchEnv {
 	b.Helper()
 	up := httptest.NewServer(fakeprovider.New(fakeprovider.Options{}))
 	b.Cleanup(up.Close)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	client := &http.Client{Transport: tr}
+	if engine == "bare" {
+		front := httptest.NewServer(bareProxy(b, up.URL))
+		b.Cleanup(front.Close)
+		return &benchEnv{direct: up.URL, proxied: front.URL, key: "crk_good", client: client}
+	}
 	var eng Engine
 	key := "crk_good"
 	switch engine {
@@ -64,9 +76,37 @@ func newBenchEnv(b *testing.B, engine string) *benchEnv {
 	}
 	front := httptest.NewServer(px)
 	b.Cleanup(front.Close)
+	return &benchEnv{direct: up.URL, proxied: front.URL + "/openai", key: key, client: client}
+}
+
+// bareProxy is the baseline reverse proxy: httputil.ReverseProxy to target
+// with the upstream transport New builds (keep-alive pool sizes) and
+// immediate flushing, and nothing else. It streams the request body
+// upstream while the response may already be streaming back, so it turns
+// on full duplex: otherwise the HTTP/1 server closes the request body when
+// the response headers are flushed, and the transport, still reading the
+// body to its end, drops the upstream connection mid-response. (Caracal's
+// proxy reads the whole body before relaying it and needs no such thing.)
+func bareProxy(b *testing.B, target string) http.Handler {
+	u, err := url.Parse(target)
+	if err != nil {
+		b.Fatal(err)
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
-	return &benchEnv{direct: up.URL, proxied: front.URL + "/openai", key: key, client: &http.Client{Transport: tr}}
+	tr.MaxIdleConns = 1024
+	rp := &httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(u) },
+		Transport:     tr,
+		FlushInterval: -1,
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
 }
 
 // sqliteEngine is the real engine over a durable SQLite store holding one
@@ -177,7 +217,7 @@ func pct(lat []time.Duration, p float64) float64 {
 }
 
 func BenchmarkAddedLatency(b *testing.B) {
-	for _, engine := range []string{"memory", "sqlite"} {
+	for _, engine := range []string{"bare", "memory", "sqlite"} {
 		for _, kind := range []string{"plain", "stream-ttfb"} {
 			for _, c := range []int{1, 64} {
 				b.Run(fmt.Sprintf("%s/%s/c%d", engine, kind, c), func(b *testing.B) {
@@ -210,19 +250,26 @@ func BenchmarkAddedLatency(b *testing.B) {
 }
 
 // BenchmarkThroughput is proxied requests per second at concurrency 64
-// against a zero-delay provider, on the real engine and SQLite.
+// against a zero-delay provider, on the real engine and SQLite, and
+// through the bare httputil.ReverseProxy as the baseline.
 func BenchmarkThroughput(b *testing.B) {
-	for _, kind := range []string{"plain", "stream"} {
-		b.Run("sqlite/"+kind+"/c64", func(b *testing.B) {
-			e := newBenchEnv(b, "sqlite")
-			body := benchChat
-			if kind == "stream" {
-				body = benchStream
-			}
-			e.run(b, e.proxied, body, false, 200, 64)
-			b.ResetTimer()
-			_, elapsed := e.run(b, e.proxied, body, false, max(b.N, 64), 64)
-			b.ReportMetric(float64(max(b.N, 64))/elapsed.Seconds(), "req/s")
-		})
+	for _, engine := range []string{"bare", "sqlite"} {
+		for _, kind := range []string{"plain", "stream"} {
+			b.Run(engine+"/"+kind+"/c64", func(b *testing.B) {
+				throughput(b, engine, kind)
+			})
+		}
 	}
+}
+
+func throughput(b *testing.B, engine, kind string) {
+	e := newBenchEnv(b, engine)
+	body := benchChat
+	if kind == "stream" {
+		body = benchStream
+	}
+	e.run(b, e.proxied, body, false, 200, 64)
+	b.ResetTimer()
+	_, elapsed := e.run(b, e.proxied, body, false, max(b.N, 64), 64)
+	b.ReportMetric(float64(max(b.N, 64))/elapsed.Seconds(), "req/s")
 }
