@@ -34,6 +34,9 @@ type Options struct {
 	// LeaseTTL is how long this process's budget leases outlive its last
 	// heartbeat (sqlstore.Options.LeaseTTL); zero means the default.
 	LeaseTTL time.Duration
+	// ManualLeases runs no background lease loop
+	// (sqlstore.Options.ManualLeases).
+	ManualLeases bool
 	// MaxConns caps the pool; 0 means pgxpool's default.
 	MaxConns int32
 }
@@ -89,6 +92,7 @@ func Open(ctx context.Context, databaseURL string, o Options) (*sqlstore.Store, 
 		Migrations:      migrations.Postgres(),
 		SkipSchemaCheck: o.SkipSchemaCheck,
 		LeaseTTL:        o.LeaseTTL,
+		ManualLeases:    o.ManualLeases,
 	})
 	if err != nil {
 		db.Close()

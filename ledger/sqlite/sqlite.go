@@ -30,6 +30,9 @@ type Options struct {
 	// LeaseTTL is how long this process's budget leases outlive its last
 	// heartbeat (sqlstore.Options.LeaseTTL); zero means the default.
 	LeaseTTL time.Duration
+	// ManualLeases runs no background lease loop
+	// (sqlstore.Options.ManualLeases).
+	ManualLeases bool
 }
 
 // Open opens (creating if needed) the SQLite database at path.
@@ -72,6 +75,7 @@ func Open(ctx context.Context, path string, o Options) (*sqlstore.Store, error) 
 		Migrations:      migrations.SQLite(),
 		SkipSchemaCheck: o.SkipSchemaCheck,
 		LeaseTTL:        o.LeaseTTL,
+		ManualLeases:    o.ManualLeases,
 	})
 	if err != nil {
 		w.Close()

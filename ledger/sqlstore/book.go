@@ -21,8 +21,9 @@ type leaseKey struct {
 //
 // Every reservation admitted under the lease is an entry until a fold
 // takes it out: open ones count their reserved amount, ones finished in
-// this process count their charge. avail = grant − open − charged is what
-// the process may still admit without asking the database.
+// this process their charge (up to the reserved amount). avail = grant −
+// open − charged is what the process may still admit without asking the
+// database; a finish gives back at once what the charge did not use.
 type lease struct {
 	pol     policy.Policy
 	grant   int64
@@ -155,26 +156,38 @@ func (b *book) finish(requestID string, charge int64) {
 		if e == nil || e.finished {
 			continue
 		}
-		l.open -= e.amount
-		l.charged += charge
 		e.finished, e.charge = true, charge
+		l.open -= e.amount
+		l.charged += e.covered()
 	}
 }
 
-// fold takes a finished reservation out of the lease k, which no longer
-// covers its reserved amount: the grant shrinks by amount (the database
-// moved the charge to spent) and the entry leaves, whatever this process
-// knew of it.
+// covered is what an entry takes of its lease: its reserved amount while
+// open, then its charge, up to the reserved amount. A charge beyond the
+// reservation (an overrun) was never the lease's to grant: the fold adds
+// it to spent on top.
+func (e *entry) covered() int64 {
+	if !e.finished {
+		return e.amount
+	}
+	return min(e.charge, e.amount)
+}
+
+// fold takes a finished reservation out of the lease k: the database
+// moved its charge to spent, so the grant shrinks by what the charge took
+// of the lease (foldCovered), and the entry leaves, whatever this process
+// knew of it. Whatever of the reserved amount the charge did not use stays
+// in the lease.
 func (b *book) fold(k leaseKey, requestID string, amount, charge int64) {
 	l := b.leases[k]
 	if l == nil {
 		return
 	}
-	l.grant -= amount
+	l.grant -= foldCovered(amount, charge)
 	l.baseSpent += charge
 	if e := l.entries[requestID]; e != nil {
 		if e.finished {
-			l.charged -= e.charge
+			l.charged -= e.covered()
 		} else {
 			l.open -= e.amount
 		}
@@ -193,6 +206,10 @@ func (b *book) fold(k leaseKey, requestID string, amount, charge int64) {
 		b.held[requestID] = keys
 	}
 }
+
+// foldCovered is what a finished reservation of amount, charged charge,
+// takes of its lease when folded.
+func foldCovered(amount, charge int64) int64 { return min(charge, amount) }
 
 // reset forgets every lease, when the database no longer knows this
 // process as a holder.

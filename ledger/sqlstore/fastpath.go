@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -85,6 +86,15 @@ func (s *Store) reserveLeased(ctx context.Context, r *ledger.ReserveRequest, ce 
 			return policy.Decision{}, fmt.Errorf("no lease after %d attempts: %w", attempt, ledger.ErrUnavailable)
 		}
 		ad, admitted, othersHold, err := s.acquire(ctx, r, &req, ce, keys, pols)
+		if errors.Is(err, errConfigStale) {
+			// Decide again over the policies as they are now.
+			s.configChanged()
+			fresh, err := s.chainFor(ctx, r.AgentID)
+			if err != nil {
+				return policy.Decision{}, err
+			}
+			return s.reserveLeased(ctx, r, fresh)
+		}
 		if err != nil {
 			return policy.Decision{}, err
 		}
@@ -247,12 +257,56 @@ func (s *Store) ensureHolder(ctx context.Context) error {
 			return err
 		}
 	}
+	if s.manualLeases {
+		return nil
+	}
 	s.lz.loopOnce.Do(func() {
 		s.lz.stop = make(chan struct{})
 		s.lz.done = make(chan struct{})
 		go s.leaseLoop()
 	})
 	return nil
+}
+
+// SyncLeases runs one round of what the background lease loop does
+// every leaseSyncInterval, but for reclaiming others' leases: poll for
+// configuration changes, sync this process's leases (heartbeat, fold,
+// give back) and renew those running low. It is for callers that opened
+// the store with Options.ManualLeases.
+func (s *Store) SyncLeases(ctx context.Context) error {
+	if err := s.pollConfig(ctx); err != nil {
+		return err
+	}
+	if err := s.syncLeases(ctx); err != nil {
+		return err
+	}
+	return s.renewLeases(ctx)
+}
+
+// LeaseHolder returns this process's lease holder ID, "" if it holds no
+// leases.
+func (s *Store) LeaseHolder() string {
+	s.lz.mu.Lock()
+	defer s.lz.mu.Unlock()
+	return s.lz.holder
+}
+
+// Abandon closes the database as a killed process would leave it: its
+// leases and open reservations stay as they are, for another process to
+// reclaim once its heartbeat lapses. It is for crash tests and
+// simulations; a process that exits cleanly calls Close.
+func (s *Store) Abandon() error {
+	s.lz.loopOnce.Do(func() {})
+	if s.lz.stop != nil {
+		close(s.lz.stop)
+		<-s.lz.done
+		s.lz.stop = nil
+	}
+	err := s.db.Close()
+	if s.rdb != s.db {
+		err = errors.Join(err, s.rdb.Close())
+	}
+	return err
 }
 
 // registerLocked registers a holder if there is none; the caller holds txMu.

@@ -183,6 +183,9 @@ func (s *Store) acquireTx(ctx context.Context, tx *sql.Tx, holder string, keys [
 	if err := s.lockPolicyIDs(ctx, tx, ids); err != nil {
 		return nil, err
 	}
+	if err := s.checkVersions(ctx, q, pols); err != nil {
+		return nil, err
+	}
 	var holders int
 	if err := q.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM lease_holders WHERE expires_ns > ?`), now.UnixNano()).Scan(&holders); err != nil {
 		return nil, fmt.Errorf("count lease holders: %w", err)
@@ -221,6 +224,27 @@ func (s *Store) acquireTx(ctx context.Context, tx *sql.Tx, holder string, keys [
 	return out, nil
 }
 
+// errConfigStale means a policy changed since this process cached it.
+var errConfigStale = errors.New("a policy changed since it was read")
+
+// checkVersions makes sure, under the policies' row locks, that each is
+// still the active version the caller decided with: headroom is leased
+// against the limit in force, never a cached one.
+func (s *Store) checkVersions(ctx context.Context, q querier, pols []policy.Policy) error {
+	for _, p := range pols {
+		var version int
+		var active bool
+		err := q.QueryRowContext(ctx, s.q(`SELECT version, active FROM policies WHERE id = ?`), p.ID).Scan(&version, &active)
+		if err != nil {
+			return fmt.Errorf("read policy %s: %w", p.ID, err)
+		}
+		if version != p.Version || !active {
+			return errConfigStale
+		}
+	}
+	return nil
+}
+
 // folded is one finished reservation taken out of a lease.
 type folded struct {
 	requestID      string
@@ -246,8 +270,9 @@ const (
 )
 
 // foldTx folds holder's finished reservations: each one's charge moves to
-// usage.spent_nanos of its buckets and its reserved amount leaves the
-// lease. It returns what it folded.
+// usage.spent_nanos of its buckets and leaves the lease (up to the
+// reserved amount: an overrun's excess was never the lease's), so spent +
+// leased stays what it was but for an overrun. It returns what it folded.
 func (s *Store) foldTx(ctx context.Context, q querier, holder string) ([]folded, error) {
 	var rows *sql.Rows
 	var err error
@@ -286,7 +311,7 @@ func (s *Store) foldTx(ctx context.Context, q querier, holder string) ([]folded,
 			m = &leaseMove{key: f.key}
 			moves[f.key] = m
 		}
-		m.grant -= f.amount
+		m.grant -= foldCovered(f.amount, f.charge)
 		m.spent += f.charge
 	}
 	list := make([]leaseMove, 0, len(moves))

@@ -164,13 +164,9 @@ func (s *Store) planGiveBack(folds []folded, wanted map[leaseKey]bool, now time.
 		if a == nil {
 			continue
 		}
-		a.grant -= f.amount
+		a.grant -= foldCovered(f.amount, f.charge)
 		if e := s.lz.leases[f.key].entries[f.requestID]; e != nil {
-			if e.finished {
-				a.used -= e.charge
-			} else {
-				a.used -= e.amount
-			}
+			a.used -= e.covered()
 			left[f.key]--
 		}
 	}
@@ -242,6 +238,10 @@ func (s *Store) renewLeases(ctx context.Context) error {
 		acqs, err = s.acquireTx(ctx, tx, holder, keys, pols, needs, tight, now, now)
 		return err
 	})
+	if errors.Is(err, errConfigStale) {
+		s.configChanged()
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("renew leases: %w", err)
 	}

@@ -107,6 +107,8 @@ type Store struct {
 	lz leaser
 	// leaseTTL is how long leases outlive the last heartbeat.
 	leaseTTL time.Duration
+	// manualLeases: no background loop (Options.ManualLeases).
+	manualLeases bool
 }
 
 // The compiler checks what callers rely on: a Store is every ledger
@@ -126,6 +128,10 @@ type Options struct {
 	// heartbeat before another process may reclaim them; zero means
 	// DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// ManualLeases runs no background lease loop: the caller drives it
+	// with SyncLeases and ReclaimLeases (simulations, which must decide
+	// when every step happens).
+	ManualLeases bool
 }
 
 // New wraps an open database. It checks the schema version unless told not to.
@@ -137,7 +143,7 @@ func New(ctx context.Context, db, rdb *sql.DB, d Dialect, o Options) (*Store, er
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = DefaultLeaseTTL
 	}
-	s := &Store{db: db, rdb: rdb, dialect: d, location: o.Location, fsys: o.Migrations, packedLeafColumns: d.PackColumns(leafColumns), leaseTTL: o.LeaseTTL}
+	s := &Store{db: db, rdb: rdb, dialect: d, location: o.Location, fsys: o.Migrations, packedLeafColumns: d.PackColumns(leafColumns), leaseTTL: o.LeaseTTL, manualLeases: o.ManualLeases}
 	if o.SkipSchemaCheck {
 		return s, nil
 	}
