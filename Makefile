@@ -29,7 +29,7 @@ CONTAINER_ENGINE ?= $(shell \
 	elif command -v podman >/dev/null 2>&1 && podman info >/dev/null 2>&1; then echo podman; \
 	fi)
 
-.PHONY: all build install test test-python unit e2e-deps lint bench bench-accept fuzz fuzz-list fmt clean dist image image-context container-engine
+.PHONY: all build install test test-python unit e2e-deps lint bench bench-accept stress fuzz fuzz-list fmt clean dist image image-context container-engine
 
 all: build
 
@@ -116,6 +116,21 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
+
+# make stress runs the lease simulation (ledger/storetest.Simulate) at a
+# large size on both backends: STRESS_STEPS steps of STRESS_PROCESSES
+# processes for each seed from 1 to STRESS_SEEDS. make test runs it at 400
+# steps with seed 1. A failing run names its seed; CARACAL_SIM_SEED=N
+# with `go test -run TestSimulateLeases` replays it.
+STRESS_STEPS ?= 5000
+STRESS_PROCESSES ?= 8
+STRESS_SEEDS ?= 4
+stress:
+	@for seed in $$(seq 1 $(STRESS_SEEDS)); do \
+		echo "simulation seed $$seed: $(STRESS_STEPS) steps, $(STRESS_PROCESSES) processes"; \
+		CARACAL_SIM_SEED=$$seed CARACAL_SIM_STEPS=$(STRESS_STEPS) CARACAL_SIM_PROCESSES=$(STRESS_PROCESSES) \
+			$(GO) test -count=1 -timeout 60m -run '^TestSimulateLeases$$' ./ledger/sqlite/ ./ledger/postgres/ || exit 1; \
+	done
 
 # make bench-accept runs only the acceptance benchmarks, each Caracal path
 # beside its baseline in the same run (docs/BENCHMARKS.md), prints their
