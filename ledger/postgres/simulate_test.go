@@ -25,3 +25,18 @@ func TestSimulateLeases(t *testing.T) {
 	}
 	storetest.Simulate(t, open, storetest.SimConfigFromEnv(storetest.SimConfig{Seed: 1, Processes: 4, Steps: 400}))
 }
+
+// TestChangesReachOtherProcesses: two processes on one PostgreSQL database.
+func TestChangesReachOtherProcesses(t *testing.T) {
+	url := pgtest.URL(t)
+	openMigrated(t, url)
+	ctx := context.Background()
+	storetest.ChangesReachOtherProcesses(t, func(t *testing.T) *sqlstore.Store {
+		s, err := postgres.Open(ctx, url, postgres.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -32,3 +32,24 @@ func TestSimulateLeases(t *testing.T) {
 	}
 	storetest.Simulate(t, open, storetest.SimConfigFromEnv(storetest.SimConfig{Seed: 1, Processes: 4, Steps: 400}))
 }
+
+// TestChangesReachOtherProcesses: two processes on one SQLite file.
+func TestChangesReachOtherProcesses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "caracal.db")
+	ctx := context.Background()
+	first := true
+	storetest.ChangesReachOtherProcesses(t, func(t *testing.T) *sqlstore.Store {
+		s, err := sqlite.Open(ctx, path, sqlite.Options{SkipSchemaCheck: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if first {
+			if _, err := s.MigrateUp(ctx); err != nil {
+				t.Fatal(err)
+			}
+			first = false
+		}
+		return s
+	})
+}

@@ -72,7 +72,9 @@ func (s *Store) reserveLeased(ctx context.Context, r *ledger.ReserveRequest, ce 
 		return policy.Decision{}, err
 	}
 	deadline := time.Now().Add(wantWait)
-	for attempt := 0; ; attempt++ {
+	// attempt counts lease transactions that did not settle the call one
+	// way or the other; waiting for other processes' headroom does not.
+	for attempt := 0; ; {
 		s.lz.mu.Lock()
 		d, holder, ok := s.tryAdmit(r, &req, ce, keys)
 		s.lz.mu.Unlock()
@@ -102,6 +104,7 @@ func (s *Store) reserveLeased(ctx context.Context, r *ledger.ReserveRequest, ce 
 			return s.commitAdmitted(ctx, r, ce, keys, admitted, ad)
 		}
 		if ad.Allow {
+			attempt++
 			continue // thawed or renewed meanwhile: decide again
 		}
 		if othersHold && time.Now().Before(deadline) {
