@@ -351,6 +351,9 @@ func (e *Engine) begin(ctx context.Context, c Call) (t *Ticket, d policy.Decisio
 
 // Result is how a relayed call ended.
 type Result struct {
+	// Background is true when the call's answer has already gone out, so
+	// nothing waits on the settlement (ledger.SettleRequest.Background).
+	Background bool
 	// Amount overrides the charge; nil means the reserved price, or the
 	// cost of Tokens under the rule when Tokens is set.
 	Amount *money.Amount
@@ -399,6 +402,7 @@ func (e *Engine) settle(ctx context.Context, t *Ticket, r Result) (ledger.Event,
 	sr := ledger.SettleRequest{
 		RequestID: t.RequestID, Amount: amount, Outcome: policy.OutcomeCharged,
 		Quantity: r.Quantity, Unit: r.Unit, Reason: reason, Now: e.opts.Now(),
+		Background: r.Background,
 	}
 	if r.Tokens != nil {
 		sr.Tokens = *r.Tokens

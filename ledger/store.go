@@ -242,6 +242,11 @@ type SettleRequest struct {
 	// Code is recorded on the event: policy.CodeUsageOverrun when the
 	// amount exceeds the reservation, else empty.
 	Code policy.Code
+	// Background says no one waits on this settlement (the caller has
+	// already answered), so the store may hold its write for up to a
+	// millisecond to share a commit with the next reservation. It is as
+	// durable as any other once Settle returns.
+	Background bool
 }
 
 // Enforcer is atomic check-and-reserve and exactly-once settlement.

@@ -179,7 +179,7 @@ func (s *Session) finishCall(p *pending, raw []byte) {
 		s.release(p, fmt.Sprintf("the host declined the tool's request for input; the exchange ended after %d rounds without the tool's work", p.rounds))
 		return
 	}
-	r := interpose.Result{ToolError: res[2].Bool(), Note: roundsNote(p.rounds)}
+	r := interpose.Result{ToolError: res[2].Bool(), Note: roundsNote(p.rounds), Background: true}
 	s.async(func(ctx context.Context) {
 		if _, err := s.p.opts.Meter.Settle(ctx, p.ticket, r); err != nil {
 			s.log.Error("settle failed", "request", p.ticket.RequestID, "err", err)

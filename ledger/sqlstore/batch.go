@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // txFunc is one unit of enforcement work inside a write transaction. It
@@ -42,6 +43,23 @@ func (s *Store) appendTx(ctx context.Context, fn txFunc) error {
 	return s.enforce.run(ctx, s, fn, true)
 }
 
+// lingerFor is how long an append no one waits on (lingerTx) may hold
+// its group's commit for a reservation to share it. At one call at a
+// time, a call's settlement and the next call's reservation then cost
+// one fsync, not two, and the reservation does not wait behind a commit
+// of the settlement alone.
+const lingerFor = time.Millisecond
+
+// lingerTx is appendTx for an append whose caller does not wait on it:
+// a group made only of such appends waits up to lingerFor, or until an
+// append someone waits on arrives, before it commits.
+func (s *Store) lingerTx(ctx context.Context, fn txFunc) error {
+	if !s.dialect.GroupCommit() {
+		return s.appendTx(ctx, fn)
+	}
+	return s.enforce.runOp(ctx, s, &txOp{ctx: ctx, fn: fn, append: true, linger: true, done: make(chan error, 1)})
+}
+
 // maxGroup bounds how many calls share one SQLite commit, so a leader
 // under a steady stream of callers hands over and returns.
 const maxGroup = 64
@@ -52,6 +70,9 @@ type enforceState struct {
 	mu      sync.Mutex
 	leading bool
 	queue   []*txOp
+	// wake tells a lingering leader that an append someone waits on has
+	// been queued.
+	wake chan struct{}
 	// stmts are the prepared statements by query text. prepare replaces
 	// the map, never changes it, so a reader may keep using one it got.
 	stmts map[string]*sql.Stmt
@@ -65,6 +86,8 @@ type txOp struct {
 	fn  txFunc
 	// appends need no savepoint (see appendTx).
 	append bool
+	// linger: no one waits on it (see lingerTx).
+	linger bool
 	done   chan error // receives the result, or errLead
 }
 
@@ -72,10 +95,22 @@ type txOp struct {
 var errLead = errors.New("lead the next group")
 
 func (q *enforceState) run(ctx context.Context, s *Store, fn txFunc, appendOnly bool) error {
-	op := &txOp{ctx: ctx, fn: fn, append: appendOnly, done: make(chan error, 1)}
+	return q.runOp(ctx, s, &txOp{ctx: ctx, fn: fn, append: appendOnly, done: make(chan error, 1)})
+}
+
+func (q *enforceState) runOp(ctx context.Context, s *Store, op *txOp) error {
 	q.mu.Lock()
+	if q.wake == nil {
+		q.wake = make(chan struct{}, 1)
+	}
 	if q.leading {
 		q.queue = append(q.queue, op)
+		if !op.linger {
+			select {
+			case q.wake <- struct{}{}:
+			default:
+			}
+		}
 		q.mu.Unlock()
 		// A queued call waits for its group's commit even if its context
 		// ends meanwhile: its work may already be in the transaction.
@@ -87,6 +122,7 @@ func (q *enforceState) run(ctx context.Context, s *Store, fn txFunc, appendOnly 
 		q.mu.Unlock()
 	}
 	// Leading: this call's group is op and whatever queued behind it.
+	q.lingerIfAlone(op)
 	q.mu.Lock()
 	n := min(len(q.queue), maxGroup-1)
 	group := append([]*txOp{op}, q.queue[:n]...)
@@ -107,6 +143,33 @@ func (q *enforceState) run(ctx context.Context, s *Store, fn txFunc, appendOnly 
 	}
 	q.mu.Unlock()
 	return errs[0]
+}
+
+// lingerIfAlone waits up to lingerFor, or until an append someone waits on
+// is queued, when op and everything queued behind it linger.
+func (q *enforceState) lingerIfAlone(op *txOp) {
+	if !op.linger {
+		return
+	}
+	q.mu.Lock()
+	for _, o := range q.queue {
+		if !o.linger {
+			q.mu.Unlock()
+			return
+		}
+	}
+	// A stale wake-up from an earlier group must not end this wait.
+	select {
+	case <-q.wake:
+	default:
+	}
+	q.mu.Unlock()
+	t := time.NewTimer(lingerFor)
+	defer t.Stop()
+	select {
+	case <-q.wake:
+	case <-t.C:
+	}
 }
 
 // runGroup runs the group's functions in one transaction and returns each

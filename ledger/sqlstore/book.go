@@ -159,6 +159,8 @@ func (b *book) finish(requestID string, charge int64) {
 		e.finished, e.charge = true, charge
 		l.open -= e.amount
 		l.charged += e.covered()
+		// The database spent an overrun's excess at once.
+		l.baseSpent += max(charge-e.amount, 0)
 	}
 }
 
@@ -184,7 +186,7 @@ func (b *book) fold(k leaseKey, requestID string, amount, charge int64) {
 		return
 	}
 	l.grant -= foldCovered(amount, charge)
-	l.baseSpent += charge
+	l.baseSpent += foldCovered(amount, charge)
 	if e := l.entries[requestID]; e != nil {
 		if e.finished {
 			l.charged -= e.covered()

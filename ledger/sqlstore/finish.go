@@ -30,6 +30,8 @@ type finish struct {
 	// onlyIfExpired makes the finish a no-op unless the reservation is still
 	// open and expired at now (the sweep must not race a late settlement).
 	onlyIfExpired bool
+	// linger lets the write wait briefly for company (SettleRequest.Background).
+	linger bool
 }
 
 // errNotOpen is returned by finishTx when the reservation is already
@@ -115,7 +117,7 @@ func (s *Store) finishTx(ctx context.Context, tx *sql.Tx, f finish) (ledger.Even
 		return ledger.Event{}, err
 	}
 	ev = f.event(ev, evID, money.Amount(reserved))
-	if holder.Valid {
+	if holder.Valid && int64(ev.Amount) <= reserved {
 		if err := s.insertEvent(ctx, q, &ev); err != nil {
 			return ledger.Event{}, err
 		}
@@ -128,6 +130,12 @@ func (s *Store) finishTx(ctx context.Context, tx *sql.Tx, f finish) (ledger.Even
 	var moves []bucketMove
 	for rows.Next() {
 		m := bucketMove{spent: int64(ev.Amount), reserved: -reserved}
+		if holder.Valid {
+			// An overrun under a lease: the excess over the reservation was
+			// never the lease's, so it is spent at once; the lease's fold
+			// adds the rest.
+			m = bucketMove{spent: int64(ev.Amount) - reserved}
+		}
 		if err := rows.Scan(&m.policyID, &m.bucket); err != nil {
 			rows.Close()
 			return ledger.Event{}, fmt.Errorf("read reservation buckets: %w", err)
@@ -157,8 +165,9 @@ func (s *Store) finishTx(ctx context.Context, tx *sql.Tx, f finish) (ledger.Even
 // locks are taken in the same order as everywhere else), and the event and
 // its integration_queue entry are inserted. Every data-modifying WITH
 // clause runs to completion whether or not the outer SELECT reads it.
-// A reservation held under a lease (holder set) leaves usage alone: its
-// holder folds the charge in later, and the UPDATE returns the row as it
+// A reservation held under a lease (holder set) leaves usage alone but
+// for an overrun's excess, which is spent at once: its holder folds the
+// rest of the charge in later, and the UPDATE returns the row as it
 // is after any reclaim that detached it, so exactly one of the two counts
 // it. Placeholders: status, event id, release flag, charge (NULL for the
 // reserved amount), request id, expiry bound (NULL for no bound), time,
@@ -172,9 +181,11 @@ const pgFinishSQL = `WITH r AS (
 	SELECT r.charge_nanos AS charge, r.amount_nanos AS reserved FROM r
 ), u AS (
 	INSERT INTO usage (policy_id, bucket_ns, spent_nanos, reserved_nanos)
-	SELECT b.policy_id, b.bucket_ns, c.charge, -c.reserved
+	SELECT b.policy_id, b.bucket_ns,
+		CASE WHEN r.holder IS NULL THEN c.charge ELSE c.charge - c.reserved END,
+		CASE WHEN r.holder IS NULL THEN -c.reserved ELSE 0 END
 	FROM reservation_buckets b JOIN r ON b.request_id = r.request_id CROSS JOIN c
-	WHERE r.holder IS NULL
+	WHERE r.holder IS NULL OR c.charge > c.reserved
 	ORDER BY b.policy_id
 	ON CONFLICT (policy_id, bucket_ns) DO UPDATE SET
 	spent_nanos = usage.spent_nanos + excluded.spent_nanos,
@@ -238,12 +249,15 @@ func (s *Store) finishOnce(ctx context.Context, f finish) (ledger.Event, error) 
 		return s.finishPG(ctx, f)
 	}
 	var ev ledger.Event
-	err := s.appendTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	fn := func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		ev, err = s.finishTx(ctx, tx, f)
 		return err
-	})
-	return ev, err
+	}
+	if f.linger {
+		return ev, s.lingerTx(ctx, fn)
+	}
+	return ev, s.appendTx(ctx, fn)
 }
 
 // finish runs finishTx in its own transaction. If the reservation was
@@ -307,7 +321,7 @@ func (s *Store) Settle(ctx context.Context, r ledger.SettleRequest) (ledger.Even
 	amt := r.Amount
 	ev, err := s.finish(ctx, finish{
 		requestID: r.RequestID, status: resSettled, outcome: r.Outcome, amount: &amt, code: r.Code,
-		tokens: r.Tokens, quantity: r.Quantity, unit: r.Unit, reason: r.Reason, now: r.Now,
+		tokens: r.Tokens, quantity: r.Quantity, unit: r.Unit, reason: r.Reason, now: r.Now, linger: r.Background,
 	})
 	if err != nil {
 		return ledger.Event{}, fmt.Errorf("settle %s: %w", r.RequestID, err)

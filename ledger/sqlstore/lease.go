@@ -269,10 +269,10 @@ const (
 	foldClearSQL = `UPDATE reservations SET holder = NULL WHERE holder = ? AND status <> 'open'`
 )
 
-// foldTx folds holder's finished reservations: each one's charge moves to
-// usage.spent_nanos of its buckets and leaves the lease (up to the
-// reserved amount: an overrun's excess was never the lease's), so spent +
-// leased stays what it was but for an overrun. It returns what it folded.
+// foldTx folds holder's finished reservations: each one's charge, up to
+// its reserved amount, moves from the lease to usage.spent_nanos of its
+// buckets, so spent + leased stays what it was (an overrun's excess was
+// spent when the reservation finished). It returns what it folded.
 func (s *Store) foldTx(ctx context.Context, q querier, holder string) ([]folded, error) {
 	var rows *sql.Rows
 	var err error
@@ -312,7 +312,7 @@ func (s *Store) foldTx(ctx context.Context, q querier, holder string) ([]folded,
 			moves[f.key] = m
 		}
 		m.grant -= foldCovered(f.amount, f.charge)
-		m.spent += f.charge
+		m.spent += foldCovered(f.amount, f.charge)
 	}
 	list := make([]leaseMove, 0, len(moves))
 	for _, m := range moves {

@@ -16,8 +16,10 @@ const usageSumSQL = `SELECT CAST(COALESCE(SUM(spent_nanos), 0) AS BIGINT), CAST(
 
 // heldUsageSQL sums one policy's reservations still inside their
 // holders' leases from a window start on: open ones as reserved, finished
-// ones (not yet folded into usage) as spent.
-const heldUsageSQL = `SELECT CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN 0 ELSE r.charge_nanos END), 0) AS BIGINT),
+// ones (not yet folded into usage) as spent, up to the reserved amount (an
+// overrun's excess is in usage already).
+const heldUsageSQL = `SELECT CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN 0
+		WHEN r.charge_nanos > r.amount_nanos THEN r.amount_nanos ELSE r.charge_nanos END), 0) AS BIGINT),
 	CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN r.amount_nanos ELSE 0 END), 0) AS BIGINT)
 	FROM reservations r JOIN reservation_buckets b ON b.request_id = r.request_id
 	WHERE r.holder IS NOT NULL AND b.policy_id = ? AND b.bucket_ns >= ?`
