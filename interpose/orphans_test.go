@@ -43,7 +43,9 @@ func TestAmbiguousReserveIsReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	relay, via := pgtest.NewRelay(t, url)
-	s, err := postgres.Open(ctx, via, postgres.Options{})
+	// No background lease loop: its commits would race the one whose
+	// reply the test loses.
+	s, err := postgres.Open(ctx, via, postgres.Options{ManualLeases: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +77,16 @@ func TestAmbiguousReserveIsReleased(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 		}
+	}
+
+	// A first call leases headroom, so the next one's only transaction is
+	// its reservation's.
+	warm, d := eng.Begin(ctx, interpose.Call{AgentID: a.ID, Resource: "mcp:fs/read", RequestID: "warm-up"})
+	if warm == nil {
+		t.Fatalf("warm-up call refused: %+v", d)
+	}
+	if _, err := eng.Release(ctx, warm, "warm-up"); err != nil {
+		t.Fatal(err)
 	}
 
 	// The COMMIT lands; its reply is lost.

@@ -29,8 +29,24 @@ type leaser struct {
 	// loop runs once, from the first reservation that needs a holder,
 	// until Close.
 	loopOnce sync.Once
+	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
+}
+
+// stopLoop stops the background loop, if it ran, and keeps it from
+// starting; it reports whether it ran. It is safe to call more than once.
+func (z *leaser) stopLoop() bool {
+	z.loopOnce.Do(func() {}) // no loop starts after this
+	ran := false
+	z.stopOnce.Do(func() {
+		if z.stop != nil {
+			close(z.stop)
+			<-z.done
+			ran = true
+		}
+	})
+	return ran
 }
 
 // wantWait bounds how long a call that does not fit waits for other
@@ -179,9 +195,10 @@ func (s *Store) acquire(ctx context.Context, r *ledger.ReserveRequest, req *poli
 	for i, k := range keys {
 		needs[i] = int64(r.Amount)
 		if l := s.lz.lease(k); l != nil {
-			if !l.frozen {
-				needs[i] = max(int64(r.Amount)-max(l.avail(), 0), 0)
-			}
+			// A frozen lease's rest counts too: the transaction thaws it
+			// only if the budget, read under its row lock, still has room
+			// for it.
+			needs[i] = max(int64(r.Amount)-max(l.avail(), 0), 0)
 			tight[i] = now.Before(l.tightUntil)
 		}
 	}
@@ -219,13 +236,18 @@ func (s *Store) acquire(ctx context.Context, r *ledger.ReserveRequest, req *poli
 	return d, admitted, others, nil
 }
 
-// applyAcquired applies one committed acquire to its lease.
+// applyAcquired applies one committed acquire to its lease. A frozen
+// lease thaws when the budget, read under its row lock against the policy
+// version in force, was within its limit: its rest, counted in usage
+// leased all along, then is too, and is this process's to use.
 func (s *Store) applyAcquired(l *lease, a acquired, need int64) {
 	l.grant += a.grant
 	l.baseSpent = a.sums.spent
 	l.baseReserved = a.sums.reserved + a.othersLeased
-	if a.grant > 0 || (need == 0 && !l.frozen) {
+	if a.headroom >= 0 {
 		l.frozen = false
+	}
+	if a.grant > 0 {
 		l.lastGrant, l.lastNeed = a.grant, need
 	}
 }
@@ -299,12 +321,7 @@ func (s *Store) LeaseHolder() string {
 // reclaim once its heartbeat lapses. It is for crash tests and
 // simulations; a process that exits cleanly calls Close.
 func (s *Store) Abandon() error {
-	s.lz.loopOnce.Do(func() {})
-	if s.lz.stop != nil {
-		close(s.lz.stop)
-		<-s.lz.done
-		s.lz.stop = nil
-	}
+	s.lz.stopLoop()
 	err := s.db.Close()
 	if s.rdb != s.db {
 		err = errors.Join(err, s.rdb.Close())
@@ -369,14 +386,7 @@ func (s *Store) leaseLoop() {
 // headroom, so a process that exits cleanly leaves nothing to reclaim
 // but the reservations still open.
 func (s *Store) closeLeases(ctx context.Context) {
-	started := false
-	s.lz.loopOnce.Do(func() {}) // no loop starts after this
-	if s.lz.stop != nil {
-		close(s.lz.stop)
-		<-s.lz.done
-		started = true
-	}
-	if !started {
+	if !s.lz.stopLoop() {
 		return
 	}
 	s.lz.mu.Lock()

@@ -166,6 +166,7 @@ type acquired struct {
 	sums         windowSums
 	ours         int64 // this holder's grant on the key before the acquire
 	othersLeased int64
+	headroom     int64 // limit − spent − reserved − leased before the grant
 }
 
 // acquireTx leases headroom for needs[i] on keys[i], for a decision at
@@ -206,8 +207,11 @@ func (s *Store) acquireTx(ctx context.Context, tx *sql.Tx, holder string, keys [
 		w := sums[k.policyID]
 		headroom := int64(pols[i].Limit) - w.spent - w.reserved - w.leased
 		need := needs[i]
-		g := leaseSize(headroom, need, holders, tight[i])
-		out[i] = acquired{key: k, grant: g, sums: w, ours: ours, othersLeased: w.leased - ours}
+		g := int64(0)
+		if need > 0 {
+			g = leaseSize(headroom, need, holders, tight[i])
+		}
+		out[i] = acquired{key: k, grant: g, sums: w, ours: ours, othersLeased: w.leased - ours, headroom: headroom}
 		if g > 0 {
 			moves = append(moves, leaseMove{key: k, grant: g})
 		}
