@@ -187,6 +187,11 @@ func (s *Store) tryAdmit(r *ledger.ReserveRequest, req *policy.Request, ce chain
 func (s *Store) acquire(ctx context.Context, r *ledger.ReserveRequest, req *policy.Request, ce chainEntry, keys []leaseKey, pols []policy.Policy) (policy.Decision, string, bool, error) {
 	s.lz.txMu.Lock()
 	defer s.lz.txMu.Unlock()
+	// The holder may have been reclaimed and forgotten since this call
+	// began (a lapsed heartbeat): register anew.
+	if err := s.registerLocked(ctx); err != nil {
+		return policy.Decision{}, "", false, err
+	}
 	now := time.Now()
 	s.lz.mu.Lock()
 	holder := s.lz.holder
