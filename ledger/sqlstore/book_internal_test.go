@@ -1,6 +1,9 @@
 package sqlstore
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/caracal-dev/caracal/policy"
@@ -79,5 +82,28 @@ func TestBookAccounting(t *testing.T) {
 	l.frozen = true
 	if b.fits(keys, 1) {
 		t.Fatal("a frozen lease admitted")
+	}
+}
+
+func TestDeadHere(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{fmt.Sprintf("%s:%d", host, cmd.Process.Pid), true},
+		{holderName(), false},
+		{fmt.Sprintf("elsewhere-%s:%d", host, cmd.Process.Pid), false},
+		{host + ":not-a-pid", false},
+		{"no-colon", false},
+	}
+	for _, tt := range tests {
+		if got := deadHere(tt.name); got != tt.want {
+			t.Errorf("deadHere(%q) = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

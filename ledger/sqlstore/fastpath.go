@@ -247,8 +247,8 @@ func (s *Store) acquire(ctx context.Context, r *ledger.ReserveRequest, req *poli
 // leased all along, then is too, and is this process's to use.
 func (s *Store) applyAcquired(l *lease, a acquired, need int64) {
 	l.grant += a.grant
-	l.baseSpent = a.sums.spent
-	l.baseReserved = a.sums.reserved + a.othersLeased
+	l.baseSpent = a.sums.spent + a.sums.othersFinished
+	l.baseReserved = a.sums.reserved + a.othersLeased - a.sums.othersFinished
 	if a.headroom >= 0 {
 		l.frozen = false
 	}

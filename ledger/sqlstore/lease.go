@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,25 +52,74 @@ func leaseSize(headroom, need int64, holders int, tight bool) int64 {
 	return share
 }
 
+// holderName names this process among lease holders: host and process ID.
+func holderName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}
+
+// deadHere reports whether a holder of that name was a process of this
+// machine that no longer runs: a process restarted after a crash then
+// reclaims its predecessor's leases at once instead of after the TTL. A
+// false positive (another PID namespace under the same host name) only
+// makes a live holder register anew.
+func deadHere(name string) bool {
+	host, _ := os.Hostname()
+	h, pid, ok := strings.Cut(name, ":")
+	if !ok || h != host {
+		return false
+	}
+	n, err := strconv.Atoi(pid)
+	return err == nil && n != os.Getpid() && processGone(n)
+}
+
 // register makes this process a lease holder.
 func (s *Store) register(ctx context.Context) (string, error) {
 	id := uuid.NewString()
-	host, _ := os.Hostname()
 	now := time.Now()
 	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO lease_holders (id, name, started_ns, expires_ns) VALUES (?, ?, ?, ?)`),
-		id, fmt.Sprintf("%s:%d", host, os.Getpid()), now.UnixNano(), now.Add(s.leaseTTL).UnixNano())
+		id, holderName(), now.UnixNano(), now.Add(s.leaseTTL).UnixNano())
 	if err != nil {
 		return "", s.wrap(fmt.Errorf("register lease holder: %w", err))
 	}
 	return id, nil
 }
 
-// windowSums is a policy's usage summed over its window.
-type windowSums struct{ spent, reserved, leased int64 }
+// windowSums is a policy's usage summed over its window: the usage rows,
+// and what of leased is other holders' finished reservations not yet
+// folded (spent, as far as anyone reading the budget is concerned).
+type windowSums struct{ spent, reserved, leased, othersFinished int64 }
 
-// sumWindows reads the usage of each policy over its window at now, in
-// one query.
-func (s *Store) sumWindows(ctx context.Context, q querier, pols []policy.Policy, now time.Time) (map[string]windowSums, error) {
+// othersFinishedSQL sums what finished reservations take of other
+// holders' leases on one policy from a window start on.
+const othersFinishedSQL = `SELECT CAST(COALESCE(SUM(CASE WHEN r.charge_nanos > r.amount_nanos THEN r.amount_nanos ELSE r.charge_nanos END), 0) AS BIGINT)
+	FROM reservations r JOIN reservation_buckets b ON b.request_id = r.request_id
+	WHERE r.holder IS NOT NULL AND r.holder <> ? AND r.status <> 'open' AND b.policy_id = ? AND b.bucket_ns >= ?`
+
+// sumWindows reads the usage of each policy over its window at now, as
+// holder sees it.
+func (s *Store) sumWindows(ctx context.Context, q querier, holder string, pols []policy.Policy, now time.Time) (map[string]windowSums, error) {
+	out, err := s.sumUsageRows(ctx, q, pols, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pols {
+		ws, err := s.zones.WindowStart(p, now)
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: window: %w", p.ID, err)
+		}
+		w := out[p.ID]
+		if err := q.QueryRowContext(ctx, s.q(othersFinishedSQL), holder, p.ID, ws.UnixNano()).Scan(&w.othersFinished); err != nil {
+			return nil, fmt.Errorf("read leased usage: %w", err)
+		}
+		out[p.ID] = w
+	}
+	return out, nil
+}
+
+// sumUsageRows reads the usage rows of each policy over its window at
+// now, in one query.
+func (s *Store) sumUsageRows(ctx context.Context, q querier, pols []policy.Policy, now time.Time) (map[string]windowSums, error) {
 	out := make(map[string]windowSums, len(pols))
 	if len(pols) == 0 {
 		return out, nil
@@ -191,7 +241,7 @@ func (s *Store) acquireTx(ctx context.Context, tx *sql.Tx, holder string, keys [
 	if err := q.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM lease_holders WHERE expires_ns > ?`), now.UnixNano()).Scan(&holders); err != nil {
 		return nil, fmt.Errorf("count lease holders: %w", err)
 	}
-	sums, err := s.sumWindows(ctx, q, pols, at)
+	sums, err := s.sumWindows(ctx, q, holder, pols, at)
 	if err != nil {
 		return nil, err
 	}
@@ -361,8 +411,8 @@ const (
 )
 
 // ReclaimLeases reclaims the leases of every holder whose heartbeat is
-// older than the lease TTL at now, and returns how many holders it
-// reclaimed. For each, in one transaction under the policies' row locks:
+// older than the lease TTL at now, or whose process, on this machine, no
+// longer runs, and returns how many holders it reclaimed. For each, in one transaction under the policies' row locks:
 // its open reservations leave its leases and count as reserved in usage
 // (the expiry sweep settles them as unconfirmed when they expire), its
 // finished ones are folded, and what is left of its grants returns to the
@@ -370,23 +420,32 @@ const (
 // so that a finish racing the reclaim is counted exactly once, whichever
 // commits first.
 func (s *Store) ReclaimLeases(ctx context.Context, now time.Time) (int, error) {
-	rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT id FROM lease_holders WHERE expires_ns < ? LIMIT 16`), now.UnixNano())
+	rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT id, name, expires_ns FROM lease_holders`))
 	if err != nil {
-		return 0, s.wrap(fmt.Errorf("list expired lease holders: %w", err))
+		return 0, s.wrap(fmt.Errorf("list lease holders: %w", err))
 	}
-	var dead []string
+	type candidate struct {
+		id   string
+		gone bool
+	}
+	var dead []candidate
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var id, name string
+		var exp int64
+		if err := rows.Scan(&id, &name, &exp); err != nil {
 			rows.Close()
-			return 0, s.wrap(fmt.Errorf("list expired lease holders: %w", err))
+			return 0, s.wrap(fmt.Errorf("list lease holders: %w", err))
 		}
-		dead = append(dead, id)
+		if exp < now.UnixNano() {
+			dead = append(dead, candidate{id: id})
+		} else if deadHere(name) {
+			dead = append(dead, candidate{id: id, gone: true})
+		}
 	}
 	rows.Close()
 	n := 0
-	for _, id := range dead {
-		ok, err := s.reclaim(ctx, id, now)
+	for _, c := range dead {
+		ok, err := s.reclaim(ctx, c.id, now, c.gone)
 		if err != nil {
 			return n, err
 		}
@@ -397,7 +456,9 @@ func (s *Store) ReclaimLeases(ctx context.Context, now time.Time) (int, error) {
 	return n, nil
 }
 
-func (s *Store) reclaim(ctx context.Context, holder string, now time.Time) (bool, error) {
+// reclaim reclaims holder's leases if its heartbeat lapsed by now, or,
+// with gone, whatever its heartbeat (its process is known to be dead).
+func (s *Store) reclaim(ctx context.Context, holder string, now time.Time, gone bool) (bool, error) {
 	done := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		q := querier(tx) // not ptx: preparing needs the write connection this holds
@@ -405,7 +466,7 @@ func (s *Store) reclaim(ctx context.Context, holder string, now time.Time) (bool
 		// Locks the holder row: a reservation insert of the holder's, which
 		// takes a key-share lock on it, waits, then finds it gone.
 		err := q.QueryRowContext(ctx, s.q(`SELECT expires_ns FROM lease_holders WHERE id = ?`+s.dialect.ForUpdate()), holder).Scan(&exp)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && exp >= now.UnixNano()) {
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && exp >= now.UnixNano() && !gone) {
 			return nil
 		}
 		if err != nil {

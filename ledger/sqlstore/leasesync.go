@@ -79,7 +79,7 @@ func (s *Store) syncLeases(ctx context.Context) error {
 				return fmt.Errorf("delete lease: %w", err)
 			}
 		}
-		sums, err = s.sumWindows(ctx, q, pols, now)
+		sums, err = s.sumWindows(ctx, q, holder, pols, now)
 		return err
 	})
 	if errors.Is(err, errHolderGone) {
@@ -113,8 +113,8 @@ func (s *Store) syncLeases(ctx context.Context) error {
 	}
 	for k, l := range s.lz.leases {
 		if w, ok := sums[k.policyID]; ok {
-			l.baseSpent = w.spent
-			l.baseReserved = w.reserved + w.leased - l.grant
+			l.baseSpent = w.spent + w.othersFinished
+			l.baseReserved = w.reserved + w.leased - l.grant - w.othersFinished
 		}
 	}
 	return nil
