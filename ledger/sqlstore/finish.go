@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
@@ -88,7 +86,7 @@ func (f finish) event(ev ledger.Event, evID string, reserved money.Amount) ledge
 // for the sweep, not yet expired).
 func (s *Store) finishTx(ctx context.Context, tx *sql.Tx, f finish) (ledger.Event, error) {
 	q := s.ptx(tx)
-	evID := uuid.NewString()
+	evID := newEventID()
 	var charge sql.NullInt64
 	if f.amount != nil {
 		charge = sql.NullInt64{Int64: int64(*f.amount), Valid: true}
@@ -197,7 +195,7 @@ SELECT agent_id, agent_name, chain, resource, operation, quantity, unit, amount_
 
 // finishPG is finishTx for PostgreSQL, in one statement (pgFinishSQL).
 func (s *Store) finishPG(ctx context.Context, f finish) (ledger.Event, error) {
-	evID := uuid.NewString()
+	evID := newEventID()
 	var bound, charge sql.NullInt64
 	if f.onlyIfExpired {
 		bound = sql.NullInt64{Int64: f.now.UnixNano(), Valid: true}
