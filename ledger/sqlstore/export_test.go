@@ -40,3 +40,12 @@ func (s *Store) QueuedWrites() int {
 	defer s.enforce.mu.Unlock()
 	return len(s.enforce.queue)
 }
+
+// KeyCached reports whether KeyByHash holds the key with this hash in its
+// cache.
+func (s *Store) KeyCached(hash []byte) bool {
+	s.config.mu.Lock()
+	defer s.config.mu.Unlock()
+	_, ok := s.config.keys[string(hash)]
+	return ok
+}
