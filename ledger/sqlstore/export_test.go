@@ -49,3 +49,6 @@ func (s *Store) KeyCached(hash []byte) bool {
 	_, ok := s.config.keys[string(hash)]
 	return ok
 }
+
+// ExpiredListSQL is the expiry sweep's query, for the tests.
+const ExpiredListSQL = expiredListSQL

@@ -334,6 +334,10 @@ func (s *Store) Release(ctx context.Context, requestID, reason string) (ledger.E
 // expireBatch bounds how many expired reservations one sweep query lists.
 const expireBatch = 500
 
+// expiredListSQL lists open reservations expired at a time, oldest first.
+// The literal status lets the partial index reservations_open answer it.
+const expiredListSQL = `SELECT request_id FROM reservations WHERE status = 'open' AND expires_ns <= ? ORDER BY expires_ns LIMIT ?`
+
 // ExpireReservations settles every open reservation with expires_ns ≤ now
 // as an unconfirmed charge of the full reserved amount (an outcome that is
 // unknown is never silently refunded), each in its own transaction, and
@@ -342,8 +346,7 @@ const expireBatch = 500
 func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	for {
-		rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT request_id FROM reservations WHERE status = ? AND expires_ns <= ? ORDER BY expires_ns LIMIT ?`),
-			resOpen, now.UnixNano(), expireBatch)
+		rows, err := s.rdb.QueryContext(ctx, s.q(expiredListSQL), now.UnixNano(), expireBatch)
 		if err != nil {
 			return n, s.wrap(fmt.Errorf("list expired reservations: %w", err))
 		}
