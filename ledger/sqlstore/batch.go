@@ -30,16 +30,26 @@ func (s *Store) writeTx(ctx context.Context, fn txFunc) error {
 	return s.enforce.run(ctx, s, fn, false)
 }
 
-// appendTx is writeTx for an append: fn either fails having written
-// nothing, returning an error that wraps nothingWritten, or writes
-// statements that cannot fail but for the database itself failing. Such
-// a call needs no savepoint of its own in a group; any other failure of
-// it fails the whole group.
-func (s *Store) appendTx(ctx context.Context, fn txFunc) error {
+// appendFunc is an append's work (see appendTx), on the querier it is
+// given, using the ctx it is given.
+type appendFunc func(ctx context.Context, q querier) error
+
+// appendTx runs an append: fn either fails having written nothing,
+// returning an error that wraps nothingWritten, or writes statements that
+// cannot fail but for the database itself failing. On SQLite such a call
+// joins a group (see writeTx) without a savepoint of its own; any other
+// failure of it fails the whole group. Where statements are merged
+// (PostgreSQL) an append writes in a single statement, which is atomic
+// and durable on its own, so fn runs on the pool without a transaction:
+// no BEGIN and COMMIT round trips.
+func (s *Store) appendTx(ctx context.Context, fn appendFunc) error {
 	if !s.dialect.GroupCommit() {
+		if s.dialect.MergeStatements() {
+			return s.wrap(fn(ctx, s.db))
+		}
 		return s.tx(ctx, func(tx *sql.Tx) error { return fn(ctx, tx) })
 	}
-	return s.enforce.run(ctx, s, fn, true)
+	return s.enforce.run(ctx, s, func(ctx context.Context, tx *sql.Tx) error { return fn(ctx, s.ptx(tx)) }, true)
 }
 
 // maxGroup bounds how many calls share one SQLite commit, so a leader

@@ -77,15 +77,14 @@ func (f finish) event(ev ledger.Event, evID string, reserved money.Amount) ledge
 	return ev
 }
 
-// finishTx ends an open reservation inside tx (SQLite): it marks the
+// finishTx ends an open reservation inside the transaction q (SQLite): it marks the
 // reservation finished with its charge and, unless the reservation is
 // held under a lease (whose holder folds the charge into usage later),
 // moves the reserved amount out of exactly the buckets it was reserved in,
 // spending the charge there; then it records the event. It returns
 // errNotOpen, having written nothing, if the reservation is not open (or,
 // for the sweep, not yet expired).
-func (s *Store) finishTx(ctx context.Context, tx *sql.Tx, f finish) (ledger.Event, error) {
-	q := s.ptx(tx)
+func (s *Store) finishTx(ctx context.Context, q querier, f finish) (ledger.Event, error) {
 	evID := newEventID()
 	var charge sql.NullInt64
 	if f.amount != nil {
@@ -236,9 +235,9 @@ func (s *Store) finishOnce(ctx context.Context, f finish) (ledger.Event, error) 
 		return s.finishPG(ctx, f)
 	}
 	var ev ledger.Event
-	err := s.appendTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.appendTx(ctx, func(ctx context.Context, q querier) error {
 		var err error
-		ev, err = s.finishTx(ctx, tx, f)
+		ev, err = s.finishTx(ctx, q, f)
 		return err
 	})
 	return ev, err

@@ -144,8 +144,7 @@ func (s *Store) writeReservation(ctx context.Context, r *ledger.ReserveRequest, 
 	}
 	args := []any{r.RequestID, ce.chain[0].ID, encodeChain(chainIDs(ce.chain)), r.Resource, r.Operation, r.Upstream, int64(r.Amount), r.Currency,
 		r.Unpriced, r.Quantity, r.Unit, resOpen, r.Now.UnixNano(), r.Now.Add(r.TTL).UnixNano(), hold, hold, hold}
-	err := s.appendTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		q := s.ptx(tx)
+	err := s.appendTx(ctx, func(ctx context.Context, q querier) error {
 		ok, err := s.insertReservation(ctx, q, args, r.RequestID, keys)
 		if err != nil || ok {
 			return err
@@ -231,8 +230,8 @@ func (s *Store) writeDenial(ctx context.Context, r *ledger.ReserveRequest, ce ch
 		Currency: r.Currency, RequestID: r.RequestID, Outcome: policy.OutcomeDenied,
 		Code: d.Code, Reason: d.Reason, Upstream: r.Upstream, Unpriced: r.Unpriced,
 	}
-	err := s.appendTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return s.insertEvent(ctx, s.ptx(tx), &ev)
+	err := s.appendTx(ctx, func(ctx context.Context, q querier) error {
+		return s.insertEvent(ctx, q, &ev)
 	})
 	if err != nil {
 		return fmt.Errorf("record denial: %w", err)
