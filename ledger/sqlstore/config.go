@@ -35,9 +35,17 @@ type configCache struct {
 	// anyone fill the cache, and a key made by another process must work
 	// at once.
 	keys map[string]keyEntry
+	// names are agent names by ID, for the events a finish writes.
+	names map[string]nameEntry
 	// gen counts configChanged calls, so that a read that started before
 	// a change is not cached after it.
 	gen uint64
+}
+
+// nameEntry is an agent's name as last read.
+type nameEntry struct {
+	name   string
+	loaded time.Time
 }
 
 // keyEntry is an API key and its agent as last read.
@@ -67,7 +75,7 @@ func (s *Store) configTx(ctx context.Context, fn func(*sql.Tx) error) error {
 // leases until each is acquired again against the changed policies.
 func (s *Store) configChanged() {
 	s.config.mu.Lock()
-	s.config.chains, s.config.keys = nil, nil
+	s.config.chains, s.config.keys, s.config.names = nil, nil, nil
 	s.config.gen++
 	s.config.mu.Unlock()
 	s.lz.mu.Lock()
@@ -167,4 +175,30 @@ func (s *Store) pollConfig(ctx context.Context) error {
 		s.configChanged()
 	}
 	return nil
+}
+
+// agentName returns the name of the agent with this ID, from the cache
+// when fresh (as chainFor) or else read through q.
+func (s *Store) agentName(ctx context.Context, q querier, agentID string) (string, error) {
+	now := time.Now()
+	s.config.mu.Lock()
+	e, ok := s.config.names[agentID]
+	gen := s.config.gen
+	s.config.mu.Unlock()
+	if ok && now.Sub(e.loaded) < configMaxAge {
+		return e.name, nil
+	}
+	var name string
+	if err := q.QueryRowContext(ctx, s.q(agentNameSQL), agentID).Scan(&name); err != nil {
+		return "", fmt.Errorf("read the name of agent %s: %w", agentID, err)
+	}
+	s.config.mu.Lock()
+	if s.config.gen == gen {
+		if s.config.names == nil {
+			s.config.names = make(map[string]nameEntry)
+		}
+		s.config.names[agentID] = nameEntry{name: name, loaded: now}
+	}
+	s.config.mu.Unlock()
+	return name, nil
 }

@@ -36,16 +36,17 @@ var errNotOpen = errors.New("reservation is not open")
 
 // Statements that finish a reservation on SQLite. The conditional UPDATE
 // makes the finish happen exactly once: a second finisher finds no open row.
+// The agent's name comes from agentName (config.go), not a subselect per
+// finish.
 const (
 	finishSQL = `UPDATE reservations SET status = ?, event_id = ?, charge_nanos = CASE WHEN ? THEN 0 ELSE COALESCE(?, amount_nanos) END
 		WHERE request_id = ? AND status = 'open'
-		RETURNING agent_id, (SELECT name FROM agents WHERE agents.id = reservations.agent_id),
-		chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, holder`
+		RETURNING agent_id, chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, holder`
 	finishExpiredSQL = `UPDATE reservations SET status = ?, event_id = ?, charge_nanos = CASE WHEN ? THEN 0 ELSE COALESCE(?, amount_nanos) END
 		WHERE request_id = ? AND status = 'open' AND expires_ns <= ?
-		RETURNING agent_id, (SELECT name FROM agents WHERE agents.id = reservations.agent_id),
-		chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, holder`
+		RETURNING agent_id, chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, holder`
 	bucketsSelectSQL = `SELECT policy_id, bucket_ns FROM reservation_buckets WHERE request_id = ? ORDER BY policy_id`
+	agentNameSQL     = `SELECT name FROM agents WHERE id = ?`
 )
 
 // event returns the event that f records for a reservation whose stored
@@ -100,13 +101,16 @@ func (s *Store) finishTx(ctx context.Context, q querier, f finish) (ledger.Event
 		reserved int64
 		holder   sql.NullString
 	)
-	err := q.QueryRowContext(ctx, s.q(query), args...).Scan(&ev.AgentID, &ev.AgentName, &chain, &ev.Resource, &ev.Operation,
+	err := q.QueryRowContext(ctx, s.q(query), args...).Scan(&ev.AgentID, &chain, &ev.Resource, &ev.Operation,
 		&ev.Upstream, &reserved, &ev.Currency, &ev.Unpriced, &ev.Quantity, &ev.Unit, &holder)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ledger.Event{}, nothingWritten{errNotOpen}
 	}
 	if err != nil {
 		return ledger.Event{}, fmt.Errorf("finish reservation: %w", err)
+	}
+	if ev.AgentName, err = s.agentName(ctx, q, ev.AgentID); err != nil {
+		return ledger.Event{}, err
 	}
 	if ev.Chain, err = decodeChain(chain); err != nil {
 		return ledger.Event{}, err

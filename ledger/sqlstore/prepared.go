@@ -10,7 +10,7 @@ import (
 var sqliteStatements = append([]string{
 	`SAVEPOINT op`, `ROLLBACK TO op`, `RELEASE op`,
 	enforceChainSQL, usageSumSQL, usageUpsertSQL, reservationInsertSQL,
-	finishSQL, finishExpiredSQL, bucketsSelectSQL, eventInsertSQL, queueInsertSQL,
+	finishSQL, finishExpiredSQL, bucketsSelectSQL, agentNameSQL, eventInsertSQL, queueInsertSQL,
 }, bucketInserts...)
 
 // prepare prepares sqliteStatements on the write connection until all of
