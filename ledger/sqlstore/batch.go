@@ -16,8 +16,8 @@ type txFunc func(ctx context.Context, tx *sql.Tx) error
 //
 // On SQLite, where there is one writer and every commit costs a WAL fsync,
 // concurrent calls are grouped: the first caller becomes the leader, runs
-// its own fn and every fn queued meanwhile (up to maxGroup) one after the
-// other in one transaction, each inside its own SAVEPOINT so that one
+// its own fn and every fn queued meanwhile, or while the group runs (up to
+// maxGroup), one after the other in one transaction, each inside its own SAVEPOINT so that one
 // failure rolls back only its own work, and commits once for the group.
 // No caller returns before the commit that holds its work is durable, and
 // each fn sees the effects of the ones before it exactly as if they had
@@ -103,7 +103,7 @@ func (q *enforceState) run(ctx context.Context, s *Store, fn txFunc, appendOnly 
 	q.queue = q.queue[n:]
 	q.mu.Unlock()
 
-	errs := s.runGroup(group)
+	group, errs := s.runGroup(group)
 	for i, o := range group[1:] {
 		o.done <- errs[i+1]
 	}
@@ -119,17 +119,29 @@ func (q *enforceState) run(ctx context.Context, s *Store, fn txFunc, appendOnly 
 	return errs[0]
 }
 
-// runGroup runs the group's functions in one transaction and returns each
-// one's result.
-func (s *Store) runGroup(group []*txOp) []error {
+// takeQueued removes up to n queued calls from the queue and returns them.
+func (q *enforceState) takeQueued(n int) []*txOp {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n = min(n, len(q.queue))
+	out := append([]*txOp(nil), q.queue[:n]...)
+	q.queue = q.queue[n:]
+	return out
+}
+
+// runGroup runs the group's functions in one transaction and returns the
+// group and each one's result. Calls that queued while the group ran join
+// it before the commit (up to maxGroup in all): the commit, whose WAL
+// fsync no other write can overlap, is then shared by more calls.
+func (s *Store) runGroup(group []*txOp) ([]*txOp, []error) {
 	errs := make([]error, len(group))
-	fail := func(err error) []error {
+	fail := func(err error) ([]*txOp, []error) {
 		for i := range errs {
 			if errs[i] == nil {
 				errs[i] = err
 			}
 		}
-		return errs
+		return group, errs
 	}
 	s.prepare()
 	// The transaction outlives any one caller's context.
@@ -141,7 +153,21 @@ func (s *Store) runGroup(group []*txOp) []error {
 	// A group of one needs no savepoint: its failure rolls back the whole
 	// transaction.
 	solo := len(group) == 1
-	for i, o := range group {
+	for i := 0; ; i++ {
+		if i == len(group) {
+			// A lone call that failed is rolled back whole (it ran
+			// without a savepoint), so nothing may join it.
+			if len(group) == maxGroup || (solo && errs[0] != nil) {
+				break
+			}
+			more := s.enforce.takeQueued(maxGroup - len(group))
+			if len(more) == 0 {
+				break
+			}
+			group = append(group, more...)
+			errs = append(errs, make([]error, len(more))...)
+		}
+		o := group[i]
 		if err := o.ctx.Err(); err != nil {
 			errs[i] = err
 			continue
@@ -150,13 +176,16 @@ func (s *Store) runGroup(group []*txOp) []error {
 		// statement could roll back the whole shared transaction.
 		ctx := context.WithoutCancel(o.ctx)
 		q := s.ptx(tx)
-		if solo || o.append {
+		// Only a group's first call can be alone: calls that join later
+		// run with the savepoints of a group.
+		alone := solo && i == 0
+		if alone || o.append {
 			err := callTx(ctx, tx, o.fn)
 			var nw nothingWritten
 			switch {
 			case err == nil:
 				ran++
-			case solo || errors.As(err, &nw):
+			case alone || errors.As(err, &nw):
 				errs[i] = s.wrap(err)
 			default:
 				// An append that failed part-way: nothing of the group
@@ -186,12 +215,12 @@ func (s *Store) runGroup(group []*txOp) []error {
 	}
 	if ran == 0 {
 		_ = tx.Rollback()
-		return errs
+		return group, errs
 	}
 	if err := tx.Commit(); err != nil {
 		return fail(s.wrap(fmt.Errorf("commit: %w", err)))
 	}
-	return errs
+	return group, errs
 }
 
 // callTx runs fn, turning a panic into an error so that one bad call
