@@ -439,8 +439,9 @@ func (s *Store) ListKeys(ctx context.Context, agentID string) ([]policy.APIKey, 
 	return out, nil
 }
 
-// KeyByHash implements ledger.Agents.
-func (s *Store) KeyByHash(ctx context.Context, hash []byte) (policy.APIKey, policy.Agent, error) {
+// readKeyByHash reads the key with this hash and its agent (KeyByHash
+// caches it).
+func (s *Store) readKeyByHash(ctx context.Context, hash []byte) (policy.APIKey, policy.Agent, error) {
 	row := s.rdb.QueryRowContext(ctx, s.q(`SELECT k.id, k.agent_id, k.prefix, k.created_ns, k.expires_ns, k.revoked_ns,
 			a.id, a.name, a.owner, a.parent_id, a.status, a.metadata, a.created_ns
 		FROM api_keys k JOIN agents a ON a.id = k.agent_id WHERE k.hash = ?`), hash)

@@ -17,8 +17,8 @@ type txFunc func(ctx context.Context, tx *sql.Tx) error
 //
 // On SQLite, where there is one writer and every commit costs a WAL fsync,
 // concurrent calls are grouped: the first caller becomes the leader, runs
-// its own fn and every fn queued meanwhile (up to maxGroup) one after the
-// other in one transaction, each inside its own SAVEPOINT so that one
+// its own fn and every fn queued meanwhile, or while the group runs (up to
+// maxGroup), one after the other in one transaction, each inside its own SAVEPOINT so that one
 // failure rolls back only its own work, and commits once for the group.
 // No caller returns before the commit that holds its work is durable, and
 // each fn sees the effects of the ones before it exactly as if they had
@@ -31,16 +31,26 @@ func (s *Store) writeTx(ctx context.Context, fn txFunc) error {
 	return s.enforce.run(ctx, s, fn, false)
 }
 
-// appendTx is writeTx for an append: fn either fails having written
-// nothing, returning an error that wraps nothingWritten, or writes
-// statements that cannot fail but for the database itself failing. Such
-// a call needs no savepoint of its own in a group; any other failure of
-// it fails the whole group.
-func (s *Store) appendTx(ctx context.Context, fn txFunc) error {
+// appendFunc is an append's work (see appendTx), on the querier it is
+// given, using the ctx it is given.
+type appendFunc func(ctx context.Context, q querier) error
+
+// appendTx runs an append: fn either fails having written nothing,
+// returning an error that wraps nothingWritten, or writes statements that
+// cannot fail but for the database itself failing. On SQLite such a call
+// joins a group (see writeTx) without a savepoint of its own; any other
+// failure of it fails the whole group. Where statements are merged
+// (PostgreSQL) an append writes in a single statement, which is atomic
+// and durable on its own, so fn runs on the pool without a transaction:
+// no BEGIN and COMMIT round trips.
+func (s *Store) appendTx(ctx context.Context, fn appendFunc) error {
 	if !s.dialect.GroupCommit() {
+		if s.dialect.MergeStatements() {
+			return s.wrap(fn(ctx, s.db))
+		}
 		return s.tx(ctx, func(tx *sql.Tx) error { return fn(ctx, tx) })
 	}
-	return s.enforce.run(ctx, s, fn, true)
+	return s.enforce.run(ctx, s, func(ctx context.Context, tx *sql.Tx) error { return fn(ctx, s.ptx(tx)) }, true)
 }
 
 // lingerFor is how long an append no one waits on (lingerTx) may hold
@@ -53,11 +63,12 @@ const lingerFor = time.Millisecond
 // lingerTx is appendTx for an append whose caller does not wait on it:
 // a group made only of such appends waits up to lingerFor, or until an
 // append someone waits on arrives, before it commits.
-func (s *Store) lingerTx(ctx context.Context, fn txFunc) error {
+func (s *Store) lingerTx(ctx context.Context, fn appendFunc) error {
 	if !s.dialect.GroupCommit() {
 		return s.appendTx(ctx, fn)
 	}
-	return s.enforce.runOp(ctx, s, &txOp{ctx: ctx, fn: fn, append: true, linger: true, done: make(chan error, 1)})
+	run := func(ctx context.Context, tx *sql.Tx) error { return fn(ctx, s.ptx(tx)) }
+	return s.enforce.runOp(ctx, s, &txOp{ctx: ctx, fn: run, append: true, linger: true, done: make(chan error, 1)})
 }
 
 // maxGroup bounds how many calls share one SQLite commit, so a leader
@@ -129,7 +140,7 @@ func (q *enforceState) runOp(ctx context.Context, s *Store, op *txOp) error {
 	q.queue = q.queue[n:]
 	q.mu.Unlock()
 
-	errs := s.runGroup(group)
+	group, errs := s.runGroup(group)
 	for i, o := range group[1:] {
 		o.done <- errs[i+1]
 	}
@@ -172,17 +183,29 @@ func (q *enforceState) lingerIfAlone(op *txOp) {
 	}
 }
 
-// runGroup runs the group's functions in one transaction and returns each
-// one's result.
-func (s *Store) runGroup(group []*txOp) []error {
+// takeQueued removes up to n queued calls from the queue and returns them.
+func (q *enforceState) takeQueued(n int) []*txOp {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n = min(n, len(q.queue))
+	out := append([]*txOp(nil), q.queue[:n]...)
+	q.queue = q.queue[n:]
+	return out
+}
+
+// runGroup runs the group's functions in one transaction and returns the
+// group and each one's result. Calls that queued while the group ran join
+// it before the commit (up to maxGroup in all): the commit, whose WAL
+// fsync no other write can overlap, is then shared by more calls.
+func (s *Store) runGroup(group []*txOp) ([]*txOp, []error) {
 	errs := make([]error, len(group))
-	fail := func(err error) []error {
+	fail := func(err error) ([]*txOp, []error) {
 		for i := range errs {
 			if errs[i] == nil {
 				errs[i] = err
 			}
 		}
-		return errs
+		return group, errs
 	}
 	s.prepare()
 	// The transaction outlives any one caller's context.
@@ -194,7 +217,21 @@ func (s *Store) runGroup(group []*txOp) []error {
 	// A group of one needs no savepoint: its failure rolls back the whole
 	// transaction.
 	solo := len(group) == 1
-	for i, o := range group {
+	for i := 0; ; i++ {
+		if i == len(group) {
+			// A lone call that failed is rolled back whole (it ran
+			// without a savepoint), so nothing may join it.
+			if len(group) == maxGroup || (solo && errs[0] != nil) {
+				break
+			}
+			more := s.enforce.takeQueued(maxGroup - len(group))
+			if len(more) == 0 {
+				break
+			}
+			group = append(group, more...)
+			errs = append(errs, make([]error, len(more))...)
+		}
+		o := group[i]
 		if err := o.ctx.Err(); err != nil {
 			errs[i] = err
 			continue
@@ -203,13 +240,16 @@ func (s *Store) runGroup(group []*txOp) []error {
 		// statement could roll back the whole shared transaction.
 		ctx := context.WithoutCancel(o.ctx)
 		q := s.ptx(tx)
-		if solo || o.append {
+		// Only a group's first call can be alone: calls that join later
+		// run with the savepoints of a group.
+		alone := solo && i == 0
+		if alone || o.append {
 			err := callTx(ctx, tx, o.fn)
 			var nw nothingWritten
 			switch {
 			case err == nil:
 				ran++
-			case solo || errors.As(err, &nw):
+			case alone || errors.As(err, &nw):
 				errs[i] = s.wrap(err)
 			default:
 				// An append that failed part-way: nothing of the group
@@ -239,12 +279,12 @@ func (s *Store) runGroup(group []*txOp) []error {
 	}
 	if ran == 0 {
 		_ = tx.Rollback()
-		return errs
+		return group, errs
 	}
 	if err := tx.Commit(); err != nil {
 		return fail(s.wrap(fmt.Errorf("commit: %w", err)))
 	}
-	return errs
+	return group, errs
 }
 
 // callTx runs fn, turning a panic into an error so that one bad call

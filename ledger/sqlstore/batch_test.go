@@ -66,6 +66,18 @@ type writeResult struct {
 // transaction. The first writer inserts "first".
 func runGrouped(t *testing.T, s *sqlstore.Store, fns []func(context.Context, *sql.Tx) error) (*sql.Tx, []writeResult) {
 	t.Helper()
+	firstTx, out, firstErr := runGroupedAfter(t, s, named("first"), fns)
+	if firstErr != nil {
+		t.Fatalf("first writer: %v", firstErr)
+	}
+	return firstTx, out
+}
+
+// runGroupedAfter is runGrouped with the first writer running first
+// (once the others have queued); it also returns the first writer's
+// result.
+func runGroupedAfter(t *testing.T, s *sqlstore.Store, first func(context.Context, *sql.Tx) error, fns []func(context.Context, *sql.Tx) error) (*sql.Tx, []writeResult, error) {
+	t.Helper()
 	ctx := context.Background()
 	release := make(chan struct{})
 	held := make(chan *sql.Tx, 1)
@@ -74,7 +86,7 @@ func runGrouped(t *testing.T, s *sqlstore.Store, fns []func(context.Context, *sq
 		firstDone <- s.WriteTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			held <- tx
 			<-release
-			return insert(ctx, tx, "first")
+			return first(ctx, tx)
 		})
 	}()
 	firstTx := <-held
@@ -101,11 +113,9 @@ func runGrouped(t *testing.T, s *sqlstore.Store, fns []func(context.Context, *sq
 		time.Sleep(time.Millisecond)
 	}
 	close(release)
-	if err := <-firstDone; err != nil {
-		t.Fatalf("first writer: %v", err)
-	}
+	firstErr := <-firstDone
 	wg.Wait()
-	return firstTx, out
+	return firstTx, out, firstErr
 }
 
 func named(name string) func(context.Context, *sql.Tx) error {
@@ -126,15 +136,43 @@ func TestGroupCommitSharesOneTransaction(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("writer %d: %v", i, r.err)
 		}
-		if r.tx == firstTx {
-			t.Errorf("writer %d ran in the first writer's transaction, which had begun before it queued", i)
-		}
-		if r.tx != out[0].tx {
-			t.Errorf("writer %d ran in a transaction of its own; want every queued writer in one", i)
+		// Writers that queue while a group runs join it before its
+		// commit, so they share its fsync.
+		if r.tx != firstTx {
+			t.Errorf("writer %d ran in a transaction of its own; want it to join the running group's", i)
 		}
 	}
 	if got := strings.Join(committed(t, s), ","); got != "first,"+strings.Join(want, ",") {
 		t.Fatalf("committed %s", got)
+	}
+}
+
+// TestGroupCommitLoneFailureTakesNoJoiners checks that writers queued
+// behind a lone writer that fails do not join its transaction: it ran
+// without a savepoint, so its partial work is rolled back with the whole
+// transaction, and theirs must commit.
+func TestGroupCommitLoneFailureTakesNoJoiners(t *testing.T) {
+	s := batchStore(t)
+	boom := errors.New("boom")
+	firstTx, out, firstErr := runGroupedAfter(t, s, func(ctx context.Context, tx *sql.Tx) error {
+		if err := insert(ctx, tx, "first"); err != nil {
+			return err
+		}
+		return boom
+	}, []func(context.Context, *sql.Tx) error{named("a"), named("b")})
+	if !errors.Is(firstErr, boom) {
+		t.Fatalf("failing lone writer got %v, want its own error", firstErr)
+	}
+	for i, r := range out {
+		if r.err != nil {
+			t.Errorf("writer %d got %v, want nil", i, r.err)
+		}
+		if r.tx == firstTx {
+			t.Errorf("writer %d joined the failed lone writer's transaction", i)
+		}
+	}
+	if got := strings.Join(committed(t, s), ","); got != "a,b" {
+		t.Fatalf("committed %s, want a,b", got)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -22,13 +23,36 @@ const (
 	configMaxAge       = time.Second
 )
 
-// configCache holds each agent's enforcement chain as last read, so a
-// decision reads nothing. Its zero value is ready.
+// configCache holds each agent's enforcement chain and each API key (with
+// its agent) as last read, so a decision or an authentication reads
+// nothing. Its zero value is ready.
 type configCache struct {
 	mu      sync.Mutex
 	version int64
 	polled  bool
 	chains  map[string]chainEntry
+	// keys are by key hash. Unknown hashes are not cached: they would let
+	// anyone fill the cache, and a key made by another process must work
+	// at once.
+	keys map[string]keyEntry
+	// names are agent names by ID, for the events a finish writes.
+	names map[string]nameEntry
+	// gen counts configChanged calls, so that a read that started before
+	// a change is not cached after it.
+	gen uint64
+}
+
+// nameEntry is an agent's name as last read.
+type nameEntry struct {
+	name   string
+	loaded time.Time
+}
+
+// keyEntry is an API key and its agent as last read.
+type keyEntry struct {
+	key    policy.APIKey
+	agent  policy.Agent
+	loaded time.Time
 }
 
 // chainEntry is an agent's chain and the active policies on it.
@@ -51,7 +75,8 @@ func (s *Store) configTx(ctx context.Context, fn func(*sql.Tx) error) error {
 // leases until each is acquired again against the changed policies.
 func (s *Store) configChanged() {
 	s.config.mu.Lock()
-	s.config.chains = nil
+	s.config.chains, s.config.keys, s.config.names = nil, nil, nil
+	s.config.gen++
 	s.config.mu.Unlock()
 	s.lz.mu.Lock()
 	for _, l := range s.lz.leases {
@@ -66,6 +91,7 @@ func (s *Store) chainFor(ctx context.Context, agentID string) (chainEntry, error
 	now := time.Now()
 	s.config.mu.Lock()
 	e, ok := s.config.chains[agentID]
+	gen := s.config.gen
 	s.config.mu.Unlock()
 	if ok && now.Sub(e.loaded) < configMaxAge {
 		return e, nil
@@ -76,12 +102,62 @@ func (s *Store) chainFor(ctx context.Context, agentID string) (chainEntry, error
 	}
 	e = chainEntry{chain: chain, pols: pols, loaded: now}
 	s.config.mu.Lock()
+	defer s.config.mu.Unlock()
+	if s.config.gen != gen {
+		// Changed meanwhile: what was read may predate the change.
+		return e, nil
+	}
 	if s.config.chains == nil {
 		s.config.chains = make(map[string]chainEntry)
 	}
 	s.config.chains[agentID] = e
-	s.config.mu.Unlock()
 	return e, nil
+}
+
+// KeyByHash implements ledger.Agents: it returns the key with this hash and
+// its agent, from the cache when fresh (as chainFor), so a revoked or
+// expired key or a suspended agent takes effect at once in this process
+// and within configMaxAge in every other.
+func (s *Store) KeyByHash(ctx context.Context, hash []byte) (policy.APIKey, policy.Agent, error) {
+	now := time.Now()
+	h := string(hash)
+	s.config.mu.Lock()
+	e, ok := s.config.keys[h]
+	gen := s.config.gen
+	s.config.mu.Unlock()
+	if ok && now.Sub(e.loaded) < configMaxAge {
+		return e.copy()
+	}
+	k, a, err := s.readKeyByHash(ctx, hash)
+	if err != nil {
+		return policy.APIKey{}, policy.Agent{}, err
+	}
+	e = keyEntry{key: k, agent: a, loaded: now}
+	s.config.mu.Lock()
+	if s.config.gen == gen {
+		if s.config.keys == nil {
+			s.config.keys = make(map[string]keyEntry)
+		}
+		s.config.keys[h] = e
+	}
+	s.config.mu.Unlock()
+	return e.copy()
+}
+
+// copy returns the entry's key and agent, sharing nothing a caller could
+// change with the cache.
+func (e keyEntry) copy() (policy.APIKey, policy.Agent, error) {
+	k, a := e.key, e.agent
+	if k.ExpiresAt != nil {
+		t := *k.ExpiresAt
+		k.ExpiresAt = &t
+	}
+	if k.RevokedAt != nil {
+		t := *k.RevokedAt
+		k.RevokedAt = &t
+	}
+	a.Metadata = maps.Clone(a.Metadata)
+	return k, a, nil
 }
 
 // pollConfig reads config_clock and, if another process changed agents,
@@ -99,4 +175,30 @@ func (s *Store) pollConfig(ctx context.Context) error {
 		s.configChanged()
 	}
 	return nil
+}
+
+// agentName returns the name of the agent with this ID, from the cache
+// when fresh (as chainFor) or else read through q.
+func (s *Store) agentName(ctx context.Context, q querier, agentID string) (string, error) {
+	now := time.Now()
+	s.config.mu.Lock()
+	e, ok := s.config.names[agentID]
+	gen := s.config.gen
+	s.config.mu.Unlock()
+	if ok && now.Sub(e.loaded) < configMaxAge {
+		return e.name, nil
+	}
+	var name string
+	if err := q.QueryRowContext(ctx, s.q(agentNameSQL), agentID).Scan(&name); err != nil {
+		return "", fmt.Errorf("read the name of agent %s: %w", agentID, err)
+	}
+	s.config.mu.Lock()
+	if s.config.gen == gen {
+		if s.config.names == nil {
+			s.config.names = make(map[string]nameEntry)
+		}
+		s.config.names[agentID] = nameEntry{name: name, loaded: now}
+	}
+	s.config.mu.Unlock()
+	return name, nil
 }

@@ -21,8 +21,7 @@ const (
 		(id, time_ns, agent_id, agent_name, chain, resource, operation, quantity, unit, amount_nanos, currency,
 		 request_id, outcome, code, reason, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens,
 		 upstream, unpriced)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		RETURNING pk`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	queueInsertSQL = `INSERT INTO integration_queue (event_pk, event_id, queued_ns) VALUES (?, ?, ?)`
 )
 
@@ -32,7 +31,7 @@ const (
 // ev.ID (a new UUID) when empty and sets ev.Seq to -1 (not yet integrated).
 func (s *Store) insertEvent(ctx context.Context, q querier, ev *ledger.Event) error {
 	if ev.ID == "" {
-		ev.ID = uuid.NewString()
+		ev.ID = newEventID()
 	}
 	if ev.Currency == "" {
 		ev.Currency = money.DefaultCurrency
@@ -46,20 +45,34 @@ func (s *Store) insertEvent(ctx context.Context, q querier, ev *ledger.Event) er
 	queued := time.Now().UnixNano()
 	if s.dialect.MergeStatements() {
 		// One round trip: the queue entry rides in the event's statement.
-		query := `WITH e AS (` + eventInsertSQL + `, id) INSERT INTO integration_queue (event_pk, event_id, queued_ns) SELECT pk, id, CAST(? AS BIGINT) FROM e`
+		query := `WITH e AS (` + eventInsertSQL + ` RETURNING pk, id) INSERT INTO integration_queue (event_pk, event_id, queued_ns) SELECT pk, id, CAST(? AS BIGINT) FROM e`
 		if _, err := q.ExecContext(ctx, s.q(query), append(args, queued)...); err != nil {
 			return fmt.Errorf("insert event: %w", err)
 		}
 		return nil
 	}
-	var pk int64
-	if err := q.QueryRowContext(ctx, eventInsertSQL, args...).Scan(&pk); err != nil {
+	// The new row's pk is its rowid, which the driver reports without the
+	// cost of a RETURNING row.
+	res, err := q.ExecContext(ctx, eventInsertSQL, args...)
+	if err != nil {
+		return fmt.Errorf("insert event: %w", err)
+	}
+	pk, err := res.LastInsertId()
+	if err != nil {
 		return fmt.Errorf("insert event: %w", err)
 	}
 	if _, err := q.ExecContext(ctx, queueInsertSQL, pk, ev.ID, queued); err != nil {
 		return fmt.Errorf("queue event for integration: %w", err)
 	}
 	return nil
+}
+
+// newEventID returns a new event ID: a version 7 UUID, which begins with
+// its creation time, so that the unique indexes on event IDs (events,
+// integration_queue, leaves) grow at their right edge instead of at a
+// random page, which keeps the pages each commit writes few.
+func newEventID() string {
+	return uuid.Must(uuid.NewV7()).String()
 }
 
 // EventColumns is the select list that ScanEvent reads, over the events

@@ -40,3 +40,15 @@ func (s *Store) QueuedWrites() int {
 	defer s.enforce.mu.Unlock()
 	return len(s.enforce.queue)
 }
+
+// KeyCached reports whether KeyByHash holds the key with this hash in its
+// cache.
+func (s *Store) KeyCached(hash []byte) bool {
+	s.config.mu.Lock()
+	defer s.config.mu.Unlock()
+	_, ok := s.config.keys[string(hash)]
+	return ok
+}
+
+// ExpiredListSQL is the expiry sweep's query, for the tests.
+const ExpiredListSQL = expiredListSQL

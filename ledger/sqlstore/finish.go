@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
@@ -40,16 +38,17 @@ var errNotOpen = errors.New("reservation is not open")
 
 // Statements that finish a reservation on SQLite. The conditional UPDATE
 // makes the finish happen exactly once: a second finisher finds no open row.
+// The agent's name comes from agentName (config.go), not a subselect per
+// finish.
 const (
 	finishSQL = `UPDATE reservations SET status = ?, event_id = ?, charge_nanos = CASE WHEN ? THEN 0 ELSE COALESCE(?, amount_nanos) END
 		WHERE request_id = ? AND status = 'open'
-		RETURNING agent_id, (SELECT name FROM agents WHERE agents.id = reservations.agent_id),
-		chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, holder`
+		RETURNING agent_id, chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, holder`
 	finishExpiredSQL = `UPDATE reservations SET status = ?, event_id = ?, charge_nanos = CASE WHEN ? THEN 0 ELSE COALESCE(?, amount_nanos) END
 		WHERE request_id = ? AND status = 'open' AND expires_ns <= ?
-		RETURNING agent_id, (SELECT name FROM agents WHERE agents.id = reservations.agent_id),
-		chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, holder`
+		RETURNING agent_id, chain, resource, operation, upstream, amount_nanos, currency, unpriced, quantity, unit, holder`
 	bucketsSelectSQL = `SELECT policy_id, bucket_ns FROM reservation_buckets WHERE request_id = ? ORDER BY policy_id`
+	agentNameSQL     = `SELECT name FROM agents WHERE id = ?`
 )
 
 // event returns the event that f records for a reservation whose stored
@@ -81,16 +80,15 @@ func (f finish) event(ev ledger.Event, evID string, reserved money.Amount) ledge
 	return ev
 }
 
-// finishTx ends an open reservation inside tx (SQLite): it marks the
+// finishTx ends an open reservation inside the transaction q (SQLite): it marks the
 // reservation finished with its charge and, unless the reservation is
 // held under a lease (whose holder folds the charge into usage later),
 // moves the reserved amount out of exactly the buckets it was reserved in,
 // spending the charge there; then it records the event. It returns
 // errNotOpen, having written nothing, if the reservation is not open (or,
 // for the sweep, not yet expired).
-func (s *Store) finishTx(ctx context.Context, tx *sql.Tx, f finish) (ledger.Event, error) {
-	q := s.ptx(tx)
-	evID := uuid.NewString()
+func (s *Store) finishTx(ctx context.Context, q querier, f finish) (ledger.Event, error) {
+	evID := newEventID()
 	var charge sql.NullInt64
 	if f.amount != nil {
 		charge = sql.NullInt64{Int64: int64(*f.amount), Valid: true}
@@ -105,13 +103,16 @@ func (s *Store) finishTx(ctx context.Context, tx *sql.Tx, f finish) (ledger.Even
 		reserved int64
 		holder   sql.NullString
 	)
-	err := q.QueryRowContext(ctx, s.q(query), args...).Scan(&ev.AgentID, &ev.AgentName, &chain, &ev.Resource, &ev.Operation,
+	err := q.QueryRowContext(ctx, s.q(query), args...).Scan(&ev.AgentID, &chain, &ev.Resource, &ev.Operation,
 		&ev.Upstream, &reserved, &ev.Currency, &ev.Unpriced, &ev.Quantity, &ev.Unit, &holder)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ledger.Event{}, nothingWritten{errNotOpen}
 	}
 	if err != nil {
 		return ledger.Event{}, fmt.Errorf("finish reservation: %w", err)
+	}
+	if ev.AgentName, err = s.agentName(ctx, q, ev.AgentID); err != nil {
+		return ledger.Event{}, err
 	}
 	if ev.Chain, err = decodeChain(chain); err != nil {
 		return ledger.Event{}, err
@@ -208,7 +209,7 @@ SELECT agent_id, agent_name, chain, resource, operation, quantity, unit, amount_
 
 // finishPG is finishTx for PostgreSQL, in one statement (pgFinishSQL).
 func (s *Store) finishPG(ctx context.Context, f finish) (ledger.Event, error) {
-	evID := uuid.NewString()
+	evID := newEventID()
 	var bound, charge sql.NullInt64
 	if f.onlyIfExpired {
 		bound = sql.NullInt64{Int64: f.now.UnixNano(), Valid: true}
@@ -249,9 +250,9 @@ func (s *Store) finishOnce(ctx context.Context, f finish) (ledger.Event, error) 
 		return s.finishPG(ctx, f)
 	}
 	var ev ledger.Event
-	fn := func(ctx context.Context, tx *sql.Tx) error {
+	fn := func(ctx context.Context, q querier) error {
 		var err error
-		ev, err = s.finishTx(ctx, tx, f)
+		ev, err = s.finishTx(ctx, q, f)
 		return err
 	}
 	if f.linger {
@@ -350,6 +351,10 @@ func (s *Store) Release(ctx context.Context, requestID, reason string) (ledger.E
 // expireBatch bounds how many expired reservations one sweep query lists.
 const expireBatch = 500
 
+// expiredListSQL lists open reservations expired at a time, oldest first.
+// The literal status lets the partial index reservations_open answer it.
+const expiredListSQL = `SELECT request_id FROM reservations WHERE status = 'open' AND expires_ns <= ? ORDER BY expires_ns LIMIT ?`
+
 // ExpireReservations settles every open reservation with expires_ns ≤ now
 // as an unconfirmed charge of the full reserved amount (an outcome that is
 // unknown is never silently refunded), each in its own transaction, and
@@ -358,8 +363,7 @@ const expireBatch = 500
 func (s *Store) ExpireReservations(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	for {
-		rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT request_id FROM reservations WHERE status = ? AND expires_ns <= ? ORDER BY expires_ns LIMIT ?`),
-			resOpen, now.UnixNano(), expireBatch)
+		rows, err := s.rdb.QueryContext(ctx, s.q(expiredListSQL), now.UnixNano(), expireBatch)
 		if err != nil {
 			return n, s.wrap(fmt.Errorf("list expired reservations: %w", err))
 		}

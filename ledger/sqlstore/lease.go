@@ -311,12 +311,17 @@ type folded struct {
 // merges statements (PostgreSQL: the UPDATE's row locks make it wait for a
 // finish in progress, and the buckets never change); on SQLite, whose
 // write transactions are exclusive, as a read then an update.
+// The ANY(ARRAY(…)) condition, redundant with the join, makes PostgreSQL
+// fetch the buckets through their primary key: without it the planner
+// guesses the UPDATE's row count and hash-joins a sequential scan of all
+// reservation_buckets, a table that only grows.
 const (
 	foldMergedSQL = `WITH f AS (
 		UPDATE reservations SET holder = NULL WHERE holder = ? AND status <> 'open'
 		RETURNING request_id, amount_nanos, charge_nanos)
 	SELECT f.request_id, f.amount_nanos, COALESCE(f.charge_nanos, 0), b.policy_id, b.bucket_ns
-	FROM f JOIN reservation_buckets b ON b.request_id = f.request_id`
+	FROM f JOIN reservation_buckets b ON b.request_id = f.request_id
+	WHERE b.request_id = ANY(ARRAY(SELECT request_id FROM f))`
 	foldReadSQL = `SELECT r.request_id, r.amount_nanos, COALESCE(r.charge_nanos, 0), b.policy_id, b.bucket_ns
 	FROM reservations r JOIN reservation_buckets b ON b.request_id = r.request_id
 	WHERE r.holder = ? AND r.status <> 'open'`
@@ -403,7 +408,8 @@ const (
 		UPDATE reservations SET holder = NULL WHERE holder = ? AND status = 'open'
 		RETURNING request_id, amount_nanos)
 	SELECT f.request_id, f.amount_nanos, b.policy_id, b.bucket_ns
-	FROM f JOIN reservation_buckets b ON b.request_id = f.request_id`
+	FROM f JOIN reservation_buckets b ON b.request_id = f.request_id
+	WHERE b.request_id = ANY(ARRAY(SELECT request_id FROM f))`
 	detachReadSQL = `SELECT r.request_id, r.amount_nanos, b.policy_id, b.bucket_ns
 	FROM reservations r JOIN reservation_buckets b ON b.request_id = r.request_id
 	WHERE r.holder = ? AND r.status = 'open'`

@@ -7,11 +7,11 @@ import (
 
 // sqliteStatements are the statements of the SQLite enforcement path,
 // prepared once on the write connection: parsing dominated their cost.
-var sqliteStatements = []string{
+var sqliteStatements = append([]string{
 	`SAVEPOINT op`, `ROLLBACK TO op`, `RELEASE op`,
-	enforceChainSQL, usageSumSQL, usageUpsertSQL, reservationInsertSQL, bucketInsertSQL,
-	finishSQL, finishExpiredSQL, bucketsSelectSQL, eventInsertSQL, queueInsertSQL,
-}
+	enforceChainSQL, usageSumSQL, usageUpsertSQL, reservationInsertSQL,
+	finishSQL, finishExpiredSQL, bucketsSelectSQL, agentNameSQL, eventInsertSQL, queueInsertSQL,
+}, bucketInserts...)
 
 // prepare prepares sqliteStatements on the write connection until all of
 // them are (a store opened before its schema was migrated cannot prepare

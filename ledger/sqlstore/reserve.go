@@ -96,7 +96,6 @@ const (
 		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
 		WHERE ? IS NULL OR EXISTS (SELECT 1 FROM lease_holders WHERE id = ?)
 		ON CONFLICT (request_id) DO NOTHING`
-	bucketInsertSQL = `INSERT INTO reservation_buckets (request_id, policy_id, bucket_ns) VALUES (?, ?, ?)`
 	// pgReservationInsertSQL is both in one statement; it returns a row
 	// per bucket, or one row for a reservation without buckets, if the
 	// reservation was written.
@@ -107,6 +106,28 @@ const (
 		WHERE CAST(? AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM h)
 		ON CONFLICT (request_id) DO NOTHING RETURNING request_id)`
 )
+
+// bucketInsertSQL inserts n reservation_buckets rows in one statement.
+func bucketInsertSQL(n int) string {
+	if n <= len(bucketInserts) {
+		return bucketInserts[n-1]
+	}
+	return bucketInsertText(n)
+}
+
+func bucketInsertText(n int) string {
+	return `INSERT INTO reservation_buckets (request_id, policy_id, bucket_ns) VALUES (?, ?, ?)` + strings.Repeat(`, (?, ?, ?)`, n-1)
+}
+
+// bucketInserts are bucketInsertSQL's statements for chains of up to 8
+// budgeted agents, prepared on SQLite.
+var bucketInserts = func() []string {
+	out := make([]string, 8)
+	for i := range out {
+		out[i] = bucketInsertText(i + 1)
+	}
+	return out
+}()
 
 // nothingWritten marks the failure of an append (see appendTx) that
 // wrote nothing, so the rest of its group may still commit.
@@ -123,8 +144,7 @@ func (s *Store) writeReservation(ctx context.Context, r *ledger.ReserveRequest, 
 	}
 	args := []any{r.RequestID, ce.chain[0].ID, encodeChain(chainIDs(ce.chain)), r.Resource, r.Operation, r.Upstream, int64(r.Amount), r.Currency,
 		r.Unpriced, r.Quantity, r.Unit, resOpen, r.Now.UnixNano(), r.Now.Add(r.TTL).UnixNano(), hold, hold, hold}
-	err := s.appendTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		q := s.ptx(tx)
+	err := s.appendTx(ctx, func(ctx context.Context, q querier) error {
 		ok, err := s.insertReservation(ctx, q, args, r.RequestID, keys)
 		if err != nil || ok {
 			return err
@@ -157,10 +177,15 @@ func (s *Store) insertReservation(ctx context.Context, q querier, args []any, re
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return false, err
 		}
+		if len(keys) == 0 {
+			return true, nil
+		}
+		bargs := make([]any, 0, 3*len(keys))
 		for _, k := range keys {
-			if _, err := q.ExecContext(ctx, bucketInsertSQL, requestID, k.policyID, k.bucket); err != nil {
-				return false, fmt.Errorf("insert reservation bucket: %w", err)
-			}
+			bargs = append(bargs, requestID, k.policyID, k.bucket)
+		}
+		if _, err := q.ExecContext(ctx, bucketInsertSQL(len(keys)), bargs...); err != nil {
+			return false, fmt.Errorf("insert reservation buckets: %w", err)
 		}
 		return true, nil
 	}
@@ -205,8 +230,8 @@ func (s *Store) writeDenial(ctx context.Context, r *ledger.ReserveRequest, ce ch
 		Currency: r.Currency, RequestID: r.RequestID, Outcome: policy.OutcomeDenied,
 		Code: d.Code, Reason: d.Reason, Upstream: r.Upstream, Unpriced: r.Unpriced,
 	}
-	err := s.appendTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return s.insertEvent(ctx, s.ptx(tx), &ev)
+	err := s.appendTx(ctx, func(ctx context.Context, q querier) error {
+		return s.insertEvent(ctx, q, &ev)
 	})
 	if err != nil {
 		return fmt.Errorf("record denial: %w", err)

@@ -6,7 +6,8 @@ import (
 )
 
 // OpenReservations counts the reservations still open, for metrics. The
-// reservations_open index on (status, expires_ns) answers it.
+// partial index reservations_open (of open reservations only) answers it;
+// the condition must stay the literal status = 'open' for that.
 func (s *Store) OpenReservations(ctx context.Context) (int64, error) {
 	var n int64
 	if err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM reservations WHERE status = 'open'`).Scan(&n); err != nil {
