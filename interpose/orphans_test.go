@@ -79,8 +79,8 @@ func TestAmbiguousReserveIsReleased(t *testing.T) {
 		}
 	}
 
-	// A first call leases headroom, so the next one's only transaction is
-	// its reservation's.
+	// A first call leases headroom, so the next one's only write is its
+	// reservation, one statement in its own transaction.
 	warm, d := eng.Begin(ctx, interpose.Call{AgentID: a.ID, Resource: "mcp:fs/read", RequestID: "warm-up"})
 	if warm == nil {
 		t.Fatalf("warm-up call refused: %+v", d)
@@ -89,8 +89,9 @@ func TestAmbiguousReserveIsReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The COMMIT lands; its reply is lost.
-	lost := relay.LoseReplyTo([]byte("commit\x00"))
+	// The reservation's statement commits; its reply is lost. Its
+	// parameters carry the request ID, so the marker is that.
+	lost := relay.LoseReplyTo([]byte("landed"))
 	tk, d := eng.Begin(ctx, interpose.Call{AgentID: a.ID, Resource: "mcp:fs/read", RequestID: "landed"})
 	if tk != nil || d.Code != policy.CodeUnavailable {
 		t.Fatalf("Begin with its commit reply lost = %+v, %+v; want unavailable", tk, d)
@@ -134,13 +135,13 @@ func TestAmbiguousReserveIsReleased(t *testing.T) {
 		t.Fatalf("usage after the release = %+v, %v; want nothing spent or reserved", us, err)
 	}
 
-	// A reservation whose transaction was cut at BEGIN never reached the
+	// A reservation whose statement was cut before it reached the
 	// database: nothing to release, and no event.
-	lost = relay.LoseReplyTo([]byte("begin\x00"))
+	cut := relay.CutBefore([]byte("never"))
 	if tk, d := eng.Begin(ctx, interpose.Call{AgentID: a.ID, Resource: "mcp:fs/read", RequestID: "never"}); tk != nil || d.Code != policy.CodeUnavailable {
-		t.Fatalf("Begin with its transaction cut = %+v, %+v", tk, d)
+		t.Fatalf("Begin with its statement cut = %+v, %+v", tk, d)
 	}
-	<-lost
+	<-cut
 	if n := eng.PendingReleases(); n != 1 {
 		t.Fatalf("PendingReleases = %d, want 1", n)
 	}

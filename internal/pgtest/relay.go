@@ -31,6 +31,8 @@ type Relay struct {
 type loseReply struct {
 	marker []byte
 	done   chan struct{}
+	// before: the marked bytes themselves are dropped (CutBefore).
+	before bool
 }
 
 // NewRelay starts a relay to the server of databaseURL and returns it with
@@ -104,6 +106,10 @@ func (r *Relay) pipe(client net.Conn) {
 			n, err := client.Read(buf)
 			if n > 0 {
 				if l := r.claim(buf[:n]); l != nil {
+					if l.before {
+						close(l.done)
+						break
+					}
 					lost.Store(l)
 				}
 				if _, werr := server.Write(buf[:n]); werr != nil {
@@ -161,6 +167,18 @@ func (r *Relay) pipe(client net.Conn) {
 // closed once the reply has been dropped.
 func (r *Relay) LoseReplyTo(marker []byte) <-chan struct{} {
 	l := &loseReply{marker: bytes.Clone(marker), done: make(chan struct{})}
+	r.mu.Lock()
+	r.lose = l
+	r.mu.Unlock()
+	return l.done
+}
+
+// CutBefore arms the relay once: the next client bytes that contain
+// marker never reach the server; the connection is cut instead, so the
+// client's statement fails having done nothing. The channel returned is
+// closed once the bytes have been dropped.
+func (r *Relay) CutBefore(marker []byte) <-chan struct{} {
+	l := &loseReply{marker: bytes.Clone(marker), done: make(chan struct{}), before: true}
 	r.mu.Lock()
 	r.lose = l
 	r.mu.Unlock()
