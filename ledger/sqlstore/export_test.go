@@ -52,3 +52,10 @@ func (s *Store) KeyCached(hash []byte) bool {
 
 // ExpiredListSQL is the expiry sweep's query, for the tests.
 const ExpiredListSQL = expiredListSQL
+
+// OthersFinishedSQL and HeldUsageSQL read what is inside leases, for the
+// tests of their query plans.
+const (
+	OthersFinishedSQL = othersFinishedSQL
+	HeldUsageSQL      = heldUsageSQL
+)

@@ -22,7 +22,7 @@ const heldUsageSQL = `SELECT CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN 
 		WHEN r.charge_nanos > r.amount_nanos THEN r.amount_nanos ELSE r.charge_nanos END), 0) AS BIGINT),
 	CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN r.amount_nanos ELSE 0 END), 0) AS BIGINT)
 	FROM reservations r JOIN reservation_buckets b ON b.request_id = r.request_id
-	WHERE r.holder IS NOT NULL AND b.policy_id = ? AND b.bucket_ns >= ?`
+	WHERE r.holder > '' AND b.policy_id = ? AND b.bucket_ns >= ?`
 
 // fillUsage sets Spent and Reserved of every policy to what is spent and
 // reserved in its window (buckets that start at or after
