@@ -9,7 +9,7 @@ import (
 // prepared once on the write connection: parsing dominated their cost.
 var sqliteStatements = append([]string{
 	`SAVEPOINT op`, `ROLLBACK TO op`, `RELEASE op`,
-	enforceChainSQL, usageSumSQL, usageUpsertSQL, reservationInsertSQL,
+	enforceChainSQL, usageUpsertSQL, reservationInsertSQL,
 	finishSQL, finishExpiredSQL, bucketsSelectSQL, agentNameSQL, eventInsertSQL, queueInsertSQL,
 }, bucketInserts...)
 

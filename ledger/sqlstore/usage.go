@@ -10,19 +10,26 @@ import (
 	"github.com/caracal-dev/caracal/policy"
 )
 
-// usageSumSQL sums one policy's usage buckets from a window start on.
-const usageSumSQL = `SELECT CAST(COALESCE(SUM(spent_nanos), 0) AS BIGINT), CAST(COALESCE(SUM(reserved_nanos), 0) AS BIGINT)
-	FROM usage WHERE policy_id = ? AND bucket_ns >= ?`
-
 // heldUsageSQL sums one policy's reservations still inside their
 // holders' leases from a window start on: open ones as reserved, finished
 // ones (not yet folded into usage) as spent, up to the reserved amount (an
 // overrun's excess is in usage already).
 const heldUsageSQL = `SELECT CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN 0
-		WHEN r.charge_nanos > r.amount_nanos THEN r.amount_nanos ELSE r.charge_nanos END), 0) AS BIGINT),
-	CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN r.amount_nanos ELSE 0 END), 0) AS BIGINT)
+		WHEN r.charge_nanos > r.amount_nanos THEN r.amount_nanos ELSE r.charge_nanos END), 0) AS BIGINT) AS spent,
+	CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN r.amount_nanos ELSE 0 END), 0) AS BIGINT) AS reserved
 	FROM reservations r JOIN reservation_buckets b ON b.request_id = r.request_id
 	WHERE r.holder > '' AND b.policy_id = ? AND b.bucket_ns >= ?`
+
+// windowUsageSQL is one policy's spent and reserved from a window start
+// on: its usage rows plus what heldUsageSQL finds inside leases. It is one
+// statement so that both parts are read in one snapshot: a sync folding a
+// charge from its lease into the usage rows between two reads would
+// otherwise hide the charge, or count it twice. Placeholders: policy ID
+// and window start, three times.
+const windowUsageSQL = `SELECT
+	CAST(COALESCE((SELECT SUM(spent_nanos) FROM usage WHERE policy_id = ? AND bucket_ns >= ?), 0) AS BIGINT) + h.spent,
+	CAST(COALESCE((SELECT SUM(reserved_nanos) FROM usage WHERE policy_id = ? AND bucket_ns >= ?), 0) AS BIGINT) + h.reserved
+	FROM (` + heldUsageSQL + `) h`
 
 // fillUsage sets Spent and Reserved of every policy to what is spent and
 // reserved in its window (buckets that start at or after
@@ -30,79 +37,17 @@ const heldUsageSQL = `SELECT CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN 
 // leases, so the figures are exact whenever they are read. Headroom a
 // lease holds but has not used is neither.
 func (s *Store) fillUsage(ctx context.Context, q querier, pols []policy.PolicyUsage, now time.Time) error {
-	if err := s.fillUsageRows(ctx, q, pols, now); err != nil {
-		return err
-	}
 	for i := range pols {
 		ws, err := s.zones.WindowStart(pols[i].Policy, now)
 		if err != nil {
 			return fmt.Errorf("policy %s: window: %w", pols[i].Policy.ID, err)
 		}
+		id, start := pols[i].Policy.ID, ws.UnixNano()
 		var spent, reserved int64
-		if err := q.QueryRowContext(ctx, s.q(heldUsageSQL), pols[i].Policy.ID, ws.UnixNano()).Scan(&spent, &reserved); err != nil {
-			return fmt.Errorf("read leased usage: %w", err)
-		}
-		pols[i].Spent += money.Amount(spent)
-		pols[i].Reserved += money.Amount(reserved)
-	}
-	return nil
-}
-
-// fillUsageRows sets Spent and Reserved from the usage rows alone: one
-// prepared query per policy on SQLite, one query for all on PostgreSQL.
-func (s *Store) fillUsageRows(ctx context.Context, q querier, pols []policy.PolicyUsage, now time.Time) error {
-	if len(pols) == 0 {
-		return nil
-	}
-	starts := make([]int64, len(pols))
-	for i, pu := range pols {
-		ws, err := s.zones.WindowStart(pu.Policy, now)
-		if err != nil {
-			return fmt.Errorf("policy %s: window: %w", pu.Policy.ID, err)
-		}
-		starts[i] = ws.UnixNano()
-	}
-	if !s.dialect.MergeStatements() {
-		for i := range pols {
-			var spent, reserved int64
-			if err := q.QueryRowContext(ctx, usageSumSQL, pols[i].Policy.ID, starts[i]).Scan(&spent, &reserved); err != nil {
-				return fmt.Errorf("read usage: %w", err)
-			}
-			pols[i].Spent, pols[i].Reserved = money.Amount(spent), money.Amount(reserved)
-		}
-		return nil
-	}
-	var b strings.Builder
-	b.WriteString(`SELECT policy_id, CAST(SUM(spent_nanos) AS BIGINT), CAST(SUM(reserved_nanos) AS BIGINT) FROM usage WHERE `)
-	args := make([]any, 0, 2*len(pols))
-	idx := make(map[string]int, len(pols))
-	for i, pu := range pols {
-		if i > 0 {
-			b.WriteString(" OR ")
-		}
-		b.WriteString("(policy_id = ? AND bucket_ns >= ?)")
-		args = append(args, pu.Policy.ID, starts[i])
-		idx[pu.Policy.ID] = i
-	}
-	b.WriteString(" GROUP BY policy_id")
-	rows, err := q.QueryContext(ctx, s.q(b.String()), args...)
-	if err != nil {
-		return fmt.Errorf("read usage: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		var spent, reserved int64
-		if err := rows.Scan(&id, &spent, &reserved); err != nil {
+		if err := q.QueryRowContext(ctx, s.q(windowUsageSQL), id, start, id, start, id, start).Scan(&spent, &reserved); err != nil {
 			return fmt.Errorf("read usage: %w", err)
 		}
-		if i, ok := idx[id]; ok {
-			pols[i].Spent = money.Amount(spent)
-			pols[i].Reserved = money.Amount(reserved)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read usage: %w", err)
+		pols[i].Spent, pols[i].Reserved = money.Amount(spent), money.Amount(reserved)
 	}
 	return nil
 }
