@@ -30,36 +30,62 @@ type configCache struct {
 	mu      sync.Mutex
 	version int64
 	polled  bool
-	chains  map[string]chainEntry
+	chains  map[string]cached[chainEntry]
 	// keys are by key hash. Unknown hashes are not cached: they would let
 	// anyone fill the cache, and a key made by another process must work
 	// at once.
-	keys map[string]keyEntry
+	keys map[string]cached[keyEntry]
 	// names are agent names by ID, for the events a finish writes.
-	names map[string]nameEntry
+	names map[string]cached[string]
 	// gen counts configChanged calls, so that a read that started before
 	// a change is not cached after it.
 	gen uint64
 }
 
-// nameEntry is an agent's name as last read.
-type nameEntry struct {
-	name   string
+// cached is a value as read at loaded.
+type cached[V any] struct {
+	v      V
 	loaded time.Time
 }
 
-// keyEntry is an API key and its agent as last read.
+// lookup returns (*m)[key] if it was read less than configMaxAge ago, or
+// else load's value, which it keeps unless the configuration changed
+// while load ran (what was read may then predate the change). Every
+// cache of agents, policies and keys goes through it, under c.mu.
+func lookup[V any](c *configCache, m *map[string]cached[V], key string, load func() (V, error)) (V, error) {
+	now := time.Now()
+	c.mu.Lock()
+	e, ok := (*m)[key]
+	gen := c.gen
+	c.mu.Unlock()
+	if ok && now.Sub(e.loaded) < configMaxAge {
+		return e.v, nil
+	}
+	v, err := load()
+	if err != nil {
+		return v, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == gen {
+		if *m == nil {
+			*m = make(map[string]cached[V])
+		}
+		(*m)[key] = cached[V]{v: v, loaded: now}
+	}
+	return v, nil
+}
+
+// keyEntry is an API key and its agent.
 type keyEntry struct {
-	key    policy.APIKey
-	agent  policy.Agent
-	loaded time.Time
+	key   policy.APIKey
+	agent policy.Agent
 }
 
 // chainEntry is an agent's chain and the active policies on it.
 type chainEntry struct {
-	chain  []policy.Agent
-	pols   []policy.PolicyUsage // usage fields zero
-	loaded time.Time
+	chain []policy.Agent
+	pols  []policy.PolicyUsage // usage fields zero
 }
 
 // configTx is tx for a change to agents, policies or keys: once it
@@ -88,30 +114,13 @@ func (s *Store) configChanged() {
 // chainFor returns the agent's chain and its active policies, from the
 // cache when fresh.
 func (s *Store) chainFor(ctx context.Context, agentID string) (chainEntry, error) {
-	now := time.Now()
-	s.config.mu.Lock()
-	e, ok := s.config.chains[agentID]
-	gen := s.config.gen
-	s.config.mu.Unlock()
-	if ok && now.Sub(e.loaded) < configMaxAge {
-		return e, nil
-	}
-	chain, pols, err := s.loadEnforceChain(ctx, s.rdb, agentID)
-	if err != nil {
-		return chainEntry{}, s.wrap(err)
-	}
-	e = chainEntry{chain: chain, pols: pols, loaded: now}
-	s.config.mu.Lock()
-	defer s.config.mu.Unlock()
-	if s.config.gen != gen {
-		// Changed meanwhile: what was read may predate the change.
-		return e, nil
-	}
-	if s.config.chains == nil {
-		s.config.chains = make(map[string]chainEntry)
-	}
-	s.config.chains[agentID] = e
-	return e, nil
+	return lookup(&s.config, &s.config.chains, agentID, func() (chainEntry, error) {
+		chain, pols, err := s.loadEnforceChain(ctx, s.rdb, agentID)
+		if err != nil {
+			return chainEntry{}, s.wrap(err)
+		}
+		return chainEntry{chain: chain, pols: pols}, nil
+	})
 }
 
 // KeyByHash implements ledger.Agents: it returns the key with this hash and
@@ -119,28 +128,13 @@ func (s *Store) chainFor(ctx context.Context, agentID string) (chainEntry, error
 // expired key or a suspended agent takes effect at once in this process
 // and within configMaxAge in every other.
 func (s *Store) KeyByHash(ctx context.Context, hash []byte) (policy.APIKey, policy.Agent, error) {
-	now := time.Now()
-	h := string(hash)
-	s.config.mu.Lock()
-	e, ok := s.config.keys[h]
-	gen := s.config.gen
-	s.config.mu.Unlock()
-	if ok && now.Sub(e.loaded) < configMaxAge {
-		return e.copy()
-	}
-	k, a, err := s.readKeyByHash(ctx, hash)
+	e, err := lookup(&s.config, &s.config.keys, string(hash), func() (keyEntry, error) {
+		k, a, err := s.readKeyByHash(ctx, hash)
+		return keyEntry{key: k, agent: a}, err
+	})
 	if err != nil {
 		return policy.APIKey{}, policy.Agent{}, err
 	}
-	e = keyEntry{key: k, agent: a, loaded: now}
-	s.config.mu.Lock()
-	if s.config.gen == gen {
-		if s.config.keys == nil {
-			s.config.keys = make(map[string]keyEntry)
-		}
-		s.config.keys[h] = e
-	}
-	s.config.mu.Unlock()
 	return e.copy()
 }
 
@@ -180,25 +174,11 @@ func (s *Store) pollConfig(ctx context.Context) error {
 // agentName returns the name of the agent with this ID, from the cache
 // when fresh (as chainFor) or else read through q.
 func (s *Store) agentName(ctx context.Context, q querier, agentID string) (string, error) {
-	now := time.Now()
-	s.config.mu.Lock()
-	e, ok := s.config.names[agentID]
-	gen := s.config.gen
-	s.config.mu.Unlock()
-	if ok && now.Sub(e.loaded) < configMaxAge {
-		return e.name, nil
-	}
-	var name string
-	if err := q.QueryRowContext(ctx, s.q(agentNameSQL), agentID).Scan(&name); err != nil {
-		return "", fmt.Errorf("read the name of agent %s: %w", agentID, err)
-	}
-	s.config.mu.Lock()
-	if s.config.gen == gen {
-		if s.config.names == nil {
-			s.config.names = make(map[string]nameEntry)
+	return lookup(&s.config, &s.config.names, agentID, func() (string, error) {
+		var name string
+		if err := q.QueryRowContext(ctx, s.q(agentNameSQL), agentID).Scan(&name); err != nil {
+			return "", fmt.Errorf("read the name of agent %s: %w", agentID, err)
 		}
-		s.config.names[agentID] = nameEntry{name: name, loaded: now}
-	}
-	s.config.mu.Unlock()
-	return name, nil
+		return name, nil
+	})
 }
