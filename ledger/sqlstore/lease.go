@@ -170,34 +170,50 @@ type leaseMove struct {
 	spent, reserved int64
 }
 
-// applyLeaseMoves writes moves, sorted by policy ID (the order every
-// transaction takes usage row locks in), for holder.
+// applyLeaseMoves writes moves for holder: the usage rows through
+// applyUsage, moves of one bucket summed and sorted by policy ID (the
+// order every transaction takes usage row locks in), then holder's lease
+// rows ("" for none: the usage rows only).
 func (s *Store) applyLeaseMoves(ctx context.Context, q querier, holder string, moves []leaseMove) error {
-	sort.Slice(moves, func(i, j int) bool {
-		if moves[i].key.policyID != moves[j].key.policyID {
-			return moves[i].key.policyID < moves[j].key.policyID
-		}
-		return moves[i].key.bucket < moves[j].key.bucket
-	})
+	sum := make(map[leaseKey]leaseMove, len(moves))
 	for _, m := range moves {
-		if m.grant == 0 && m.spent == 0 && m.reserved == 0 {
-			continue
+		t := sum[m.key]
+		t.key = m.key
+		t.grant += m.grant
+		t.spent += m.spent
+		t.reserved += m.reserved
+		sum[m.key] = t
+	}
+	keys := make([]leaseKey, 0, len(sum))
+	for k, m := range sum {
+		if m.grant != 0 || m.spent != 0 || m.reserved != 0 {
+			keys = append(keys, k)
 		}
-		if _, err := q.ExecContext(ctx, s.q(`INSERT INTO usage (policy_id, bucket_ns, spent_nanos, reserved_nanos, leased_nanos) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (policy_id, bucket_ns) DO UPDATE SET
-			spent_nanos = usage.spent_nanos + excluded.spent_nanos,
-			reserved_nanos = usage.reserved_nanos + excluded.reserved_nanos,
-			leased_nanos = usage.leased_nanos + excluded.leased_nanos`),
-			m.key.policyID, m.key.bucket, m.spent, m.reserved, m.grant); err != nil {
-			return fmt.Errorf("update usage: %w", err)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].policyID != keys[j].policyID {
+			return keys[i].policyID < keys[j].policyID
 		}
-		if m.grant == 0 || holder == "" {
-			continue
-		}
-		if _, err := q.ExecContext(ctx, s.q(`INSERT INTO leases (holder_id, policy_id, bucket_ns, grant_nanos) VALUES (?, ?, ?, ?)
-			ON CONFLICT (holder_id, policy_id, bucket_ns) DO UPDATE SET grant_nanos = leases.grant_nanos + excluded.grant_nanos`),
-			holder, m.key.policyID, m.key.bucket, m.grant); err != nil {
-			return fmt.Errorf("update lease: %w", err)
+		return keys[i].bucket < keys[j].bucket
+	})
+	usage := make([]bucketMove, len(keys))
+	for i, k := range keys {
+		m := sum[k]
+		usage[i] = bucketMove{policyID: k.policyID, bucket: k.bucket, spent: m.spent, reserved: m.reserved, leased: m.grant}
+	}
+	if err := s.applyUsage(ctx, q, usage); err != nil {
+		return err
+	}
+	if holder == "" {
+		return nil
+	}
+	for _, k := range keys {
+		if g := sum[k].grant; g != 0 {
+			if _, err := q.ExecContext(ctx, s.q(`INSERT INTO leases (holder_id, policy_id, bucket_ns, grant_nanos) VALUES (?, ?, ?, ?)
+				ON CONFLICT (holder_id, policy_id, bucket_ns) DO UPDATE SET grant_nanos = leases.grant_nanos + excluded.grant_nanos`),
+				holder, k.policyID, k.bucket, g); err != nil {
+				return fmt.Errorf("update lease: %w", err)
+			}
 		}
 	}
 	return nil

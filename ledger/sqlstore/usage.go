@@ -52,38 +52,44 @@ func (s *Store) fillUsage(ctx context.Context, q querier, pols []policy.PolicyUs
 	return nil
 }
 
-// bucketMove is one usage row change.
+// bucketMove is one usage row change: each amount is added to its column
+// (leased to leased_nanos, the headroom held by leases).
 type bucketMove struct {
 	policyID string
 	bucket   int64
 	spent    int64
 	reserved int64
+	leased   int64
 }
 
 // usageUpsertSQL adds to one usage row, creating it if missing.
-const usageUpsertSQL = `INSERT INTO usage (policy_id, bucket_ns, spent_nanos, reserved_nanos) VALUES (?, ?, ?, ?)
-	ON CONFLICT (policy_id, bucket_ns) DO UPDATE SET
+const usageUpsertSQL = usageInsert + `(?, ?, ?, ?, ?)` + usageAdd
+
+const (
+	usageInsert = `INSERT INTO usage (policy_id, bucket_ns, spent_nanos, reserved_nanos, leased_nanos) VALUES `
+	usageAdd    = ` ON CONFLICT (policy_id, bucket_ns) DO UPDATE SET
 	spent_nanos = usage.spent_nanos + excluded.spent_nanos,
-	reserved_nanos = usage.reserved_nanos + excluded.reserved_nanos`
+	reserved_nanos = usage.reserved_nanos + excluded.reserved_nanos,
+	leased_nanos = usage.leased_nanos + excluded.leased_nanos`
+)
 
 // usageValues returns the multi-row form of usageUpsertSQL for PostgreSQL
 // and its arguments. PostgreSQL takes the row locks in VALUES order, so the
 // moves must be sorted by policy ID: with the policies locked in that
-// order too, concurrent reserves and settles never deadlock.
+// order too, concurrent reserves and settles never deadlock. A statement
+// may change a row only once, so no two moves may share a bucket.
 func usageValues(moves []bucketMove) (string, []any) {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO usage (policy_id, bucket_ns, spent_nanos, reserved_nanos) VALUES `)
-	args := make([]any, 0, 4*len(moves))
+	b.WriteString(usageInsert)
+	args := make([]any, 0, 5*len(moves))
 	for i, m := range moves {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(?, ?, ?, ?)")
-		args = append(args, m.policyID, m.bucket, m.spent, m.reserved)
+		b.WriteString("(?, ?, ?, ?, ?)")
+		args = append(args, m.policyID, m.bucket, m.spent, m.reserved, m.leased)
 	}
-	b.WriteString(` ON CONFLICT (policy_id, bucket_ns) DO UPDATE SET
-		spent_nanos = usage.spent_nanos + excluded.spent_nanos,
-		reserved_nanos = usage.reserved_nanos + excluded.reserved_nanos`)
+	b.WriteString(usageAdd)
 	return b.String(), args
 }
 
@@ -95,7 +101,7 @@ func (s *Store) applyUsage(ctx context.Context, q querier, moves []bucketMove) e
 	}
 	if !s.dialect.MergeStatements() {
 		for _, m := range moves {
-			if _, err := q.ExecContext(ctx, usageUpsertSQL, m.policyID, m.bucket, m.spent, m.reserved); err != nil {
+			if _, err := q.ExecContext(ctx, usageUpsertSQL, m.policyID, m.bucket, m.spent, m.reserved, m.leased); err != nil {
 				return fmt.Errorf("update usage: %w", err)
 			}
 		}
