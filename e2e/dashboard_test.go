@@ -46,7 +46,11 @@ func newBrowser(t testing.TB) context.Context {
 	}
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelT := chromedp.NewContext(actx)
-	ctx, cancelD := context.WithTimeout(ctx, 3*time.Minute)
+	// The whole browser session takes about 25 s on an idle machine; under
+	// make test, Chromium shares two cores with race-enabled package tests
+	// and once needed more than three minutes, so the bound only catches a
+	// page that never shows what it should.
+	ctx, cancelD := context.WithTimeout(ctx, 8*time.Minute)
 	t.Cleanup(func() { cancelD(); cancelT(); cancelA() })
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
 		t.Fatalf("start chromium: %v", err)
