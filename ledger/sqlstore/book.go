@@ -210,8 +210,11 @@ func (b *book) fold(k leaseKey, requestID string, amount, charge int64) {
 }
 
 // foldCovered is what a finished reservation of amount, charged charge,
-// takes of its lease when folded.
+// takes of its lease when folded; foldCoveredSQL is the same over a
+// reservations row aliased r.
 func foldCovered(amount, charge int64) int64 { return min(charge, amount) }
+
+const foldCoveredSQL = `CASE WHEN r.charge_nanos > r.amount_nanos THEN r.amount_nanos ELSE r.charge_nanos END`
 
 // reset forgets every lease, when the database no longer knows this
 // process as a holder.

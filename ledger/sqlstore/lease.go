@@ -95,7 +95,7 @@ type windowSums struct{ spent, reserved, leased, othersFinished int64 }
 // (every holder ID is non-empty) makes SQLite drive the join from the
 // partial index of held reservations, which are few, where "IS NOT NULL"
 // lets it scan every reservation bucket.
-const othersFinishedSQL = `SELECT CAST(COALESCE(SUM(CASE WHEN r.charge_nanos > r.amount_nanos THEN r.amount_nanos ELSE r.charge_nanos END), 0) AS BIGINT)
+const othersFinishedSQL = `SELECT CAST(COALESCE(SUM(` + foldCoveredSQL + `), 0) AS BIGINT)
 	FROM reservations r JOIN reservation_buckets b ON b.request_id = r.request_id
 	WHERE r.holder > '' AND r.holder <> ? AND r.status <> 'open' AND b.policy_id = ? AND b.bucket_ns >= ?`
 

@@ -15,7 +15,7 @@ import (
 // ones (not yet folded into usage) as spent, up to the reserved amount (an
 // overrun's excess is in usage already).
 const heldUsageSQL = `SELECT CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN 0
-		WHEN r.charge_nanos > r.amount_nanos THEN r.amount_nanos ELSE r.charge_nanos END), 0) AS BIGINT) AS spent,
+		ELSE ` + foldCoveredSQL + ` END), 0) AS BIGINT) AS spent,
 	CAST(COALESCE(SUM(CASE WHEN r.status = 'open' THEN r.amount_nanos ELSE 0 END), 0) AS BIGINT) AS reserved
 	FROM reservations r JOIN reservation_buckets b ON b.request_id = r.request_id
 	WHERE r.holder > '' AND b.policy_id = ? AND b.bucket_ns >= ?`
