@@ -257,10 +257,12 @@ func (s *Store) applyAcquired(l *lease, a acquired, need int64) {
 	}
 }
 
+const heartbeatSQL = `UPDATE lease_holders SET expires_ns = ? WHERE id = ?`
+
 // heartbeat extends holder's lease expiry; a holder reclaimed meanwhile
 // (its heartbeat lapsed) is errHolderGone.
-func (s *Store) heartbeat(ctx context.Context, tx *sql.Tx, holder string, now time.Time) error {
-	res, err := tx.ExecContext(ctx, s.q(`UPDATE lease_holders SET expires_ns = ? WHERE id = ?`), now.Add(s.leaseTTL).UnixNano(), holder)
+func (s *Store) heartbeat(ctx context.Context, q querier, holder string, now time.Time) error {
+	res, err := q.ExecContext(ctx, s.q(heartbeatSQL), now.Add(s.leaseTTL).UnixNano(), holder)
 	if err != nil {
 		return fmt.Errorf("lease heartbeat: %w", err)
 	}

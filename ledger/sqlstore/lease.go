@@ -170,6 +170,10 @@ type leaseMove struct {
 	spent, reserved int64
 }
 
+// leaseAddSQL adds to a lease's grant, creating the lease row if missing.
+const leaseAddSQL = `INSERT INTO leases (holder_id, policy_id, bucket_ns, grant_nanos) VALUES (?, ?, ?, ?)
+	ON CONFLICT (holder_id, policy_id, bucket_ns) DO UPDATE SET grant_nanos = leases.grant_nanos + excluded.grant_nanos`
+
 // applyLeaseMoves writes moves for holder: the usage rows through
 // applyUsage, moves of one bucket summed and sorted by policy ID (the
 // order every transaction takes usage row locks in), then holder's lease
@@ -209,9 +213,7 @@ func (s *Store) applyLeaseMoves(ctx context.Context, q querier, holder string, m
 	}
 	for _, k := range keys {
 		if g := sum[k].grant; g != 0 {
-			if _, err := q.ExecContext(ctx, s.q(`INSERT INTO leases (holder_id, policy_id, bucket_ns, grant_nanos) VALUES (?, ?, ?, ?)
-				ON CONFLICT (holder_id, policy_id, bucket_ns) DO UPDATE SET grant_nanos = leases.grant_nanos + excluded.grant_nanos`),
-				holder, k.policyID, k.bucket, g); err != nil {
+			if _, err := q.ExecContext(ctx, s.q(leaseAddSQL), holder, k.policyID, k.bucket, g); err != nil {
 				return fmt.Errorf("update lease: %w", err)
 			}
 		}
@@ -402,9 +404,11 @@ func (s *Store) foldTx(ctx context.Context, q querier, holder string) ([]folded,
 	return out, nil
 }
 
+const leasePoliciesSQL = `SELECT DISTINCT policy_id FROM leases WHERE holder_id = ?`
+
 // leasePolicies returns the IDs of the policies holder leases.
 func (s *Store) leasePolicies(ctx context.Context, q querier, holder string) ([]string, error) {
-	rows, err := q.QueryContext(ctx, s.q(`SELECT DISTINCT policy_id FROM leases WHERE holder_id = ?`), holder)
+	rows, err := q.QueryContext(ctx, s.q(leasePoliciesSQL), holder)
 	if err != nil {
 		return nil, fmt.Errorf("read leases: %w", err)
 	}

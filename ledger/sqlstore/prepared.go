@@ -5,12 +5,16 @@ import (
 	"database/sql"
 )
 
-// sqliteStatements are the statements of the SQLite enforcement path,
-// prepared once on the write connection: parsing dominated their cost.
+// sqliteStatements are the statements of the SQLite enforcement path and
+// of a lease holder's sync, prepared once on the write connection:
+// parsing dominated their cost.
 var sqliteStatements = append([]string{
 	`SAVEPOINT op`, `ROLLBACK TO op`, `RELEASE op`,
 	enforceChainSQL, usageUpsertSQL, reservationInsertSQL,
 	finishSQL, finishExpiredSQL, bucketsSelectSQL, agentNameSQL, eventInsertSQL, queueInsertSQL,
+	// A holder's periodic sync (syncLeases).
+	heartbeatSQL, leasePoliciesSQL, foldReadSQL, foldClearSQL, wantedLeasesSQL, clearWantedSQL, leaseDeleteSQL,
+	leaseAddSQL, othersFinishedSQL,
 }, bucketInserts...)
 
 // prepare prepares sqliteStatements on the write connection until all of
