@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 
 	"github.com/caracal-dev/caracal/internal/apikey"
 	"github.com/caracal-dev/caracal/internal/errkind"
@@ -280,6 +279,11 @@ func unavailable(price money.Amount, currency, why string) policy.Decision {
 	return policy.Decision{Code: policy.CodeUnavailable, Reason: "metering is unavailable: " + why, Price: price, Currency: currency}
 }
 
+// NewRequestID returns a new request ID, time-ordered as
+// ledger.NewRequestID explains, for front ends that name a call before
+// Begin does.
+func NewRequestID() string { return ledger.NewRequestID() }
+
 // Begin prices and reserves a call. It returns a Ticket when the call may
 // proceed; otherwise nil and the denying Decision, already recorded in the
 // ledger. Any store or evaluation error denies with code unavailable (fail
@@ -288,7 +292,7 @@ func unavailable(price money.Amount, currency, why string) policy.Decision {
 // decision.
 func (e *Engine) begin(ctx context.Context, c Call) (t *Ticket, d policy.Decision) {
 	if c.RequestID == "" {
-		c.RequestID = uuid.NewString()
+		c.RequestID = ledger.NewRequestID()
 	}
 	defer func() {
 		if p := recover(); p != nil {

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
@@ -107,7 +106,7 @@ func (e *Engine) Begin(ctx context.Context, c Call) (*Ticket, policy.Decision) {
 	}
 	if c.RequestID == "" {
 		// Named here rather than in begin so that a denial's Record has it.
-		c.RequestID = uuid.NewString()
+		c.RequestID = ledger.NewRequestID()
 	}
 	start := time.Now()
 	t, d := e.begin(ctx, c)

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/merkle"
@@ -191,6 +193,15 @@ type Pricebook interface {
 	ListPrices(ctx context.Context) ([]policy.PriceRule, error)
 	// ImportPrices sets every rule in one transaction: all or nothing.
 	ImportPrices(ctx context.Context, rules []policy.PriceRule) error
+}
+
+// NewRequestID returns a new request ID for a call that has none: a
+// version 7 UUID, which begins with its creation time. Reservations are
+// keyed by request ID, so time-ordered IDs make that index grow at its
+// right edge and the calls of one commit share its last page, where
+// random IDs would each write a page of their own.
+func NewRequestID() string {
+	return uuid.Must(uuid.NewV7()).String()
 }
 
 // ReserveRequest asks to reserve Amount for one call.

@@ -25,7 +25,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/tidwall/gjson"
 
 	"github.com/caracal-dev/caracal/internal/jsoncheck"
@@ -281,7 +280,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{p: p, prov: prov, rest: rest, ep: classify(kind, r.Method, rest)}
-	reqID := uuid.NewString()
+	reqID := interpose.NewRequestID()
 	bc := interpose.Call{AgentID: agent.ID, Upstream: prov.Name, Operation: c.ep.operation(), RequestID: reqID}
 	if c.ep == epOther {
 		route := strings.TrimPrefix(rest, "/")

@@ -81,7 +81,7 @@ func ReserveSettleN(ctx context.Context, s ledger.Enforcer, agents []string, con
 			defer wg.Done()
 			agentID := agents[w%len(agents)]
 			for next.Add(1) <= n && failed.Load() == nil {
-				id := uuid.NewString()
+				id := ledger.NewRequestID()
 				d, err := s.Reserve(ctx, ledger.ReserveRequest{RequestID: id, AgentID: agentID, Resource: "mcp:bench/tool", Operation: "tools/call", Amount: m("0.001")})
 				if err == nil && !d.Allow {
 					err = fmt.Errorf("reserve for agent %s denied: %s", agentID, d.Reason)
