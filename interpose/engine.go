@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/caracal-dev/caracal/internal/apikey"
 	"github.com/caracal-dev/caracal/internal/errkind"
 	"github.com/caracal-dev/caracal/internal/money"

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/caracal-dev/caracal/internal/money"
 	"github.com/caracal-dev/caracal/ledger"
 	"github.com/caracal-dev/caracal/policy"
