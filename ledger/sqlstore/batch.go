@@ -89,6 +89,8 @@ type enforceState struct {
 	stmts map[string]*sql.Stmt
 	// prepared is set once every statement is prepared.
 	prepared bool
+	// preparing is held by the one call of prepare at work.
+	preparing sync.Mutex
 }
 
 // txOp is one queued call.

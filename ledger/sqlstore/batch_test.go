@@ -290,3 +290,40 @@ func TestTxRollsBackOnPanic(t *testing.T) {
 		t.Fatalf("committed %s, want after", got)
 	}
 }
+
+// TestPrepareWaitsWithoutBlockingTheConnectionsHolder: prepare waits for
+// the single write connection; a transaction that holds it and looks up
+// the prepared statements (ptx) must not wait for prepare in turn, or both
+// wait for ever.
+func TestPrepareWaitsWithoutBlockingTheConnectionsHolder(t *testing.T) {
+	s := storetest.OpenSQLite(t)
+	ctx := context.Background()
+	prepared := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Tx(ctx, func(tx *sql.Tx) error {
+			go func() { s.Prepare(); close(prepared) }()
+			// Give prepare time to start waiting for this transaction's
+			// connection; the order, not the speed, is under test.
+			time.Sleep(50 * time.Millisecond)
+			s.UsePrepared(tx)
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a transaction holding the write connection waited on prepare, which waits on that connection")
+	}
+	select {
+	case <-prepared:
+	case <-time.After(30 * time.Second):
+		t.Fatal("prepare never got the connection after the transaction ended")
+	}
+	if !s.Prepared() {
+		t.Error("not every enforcement statement was prepared")
+	}
+}

@@ -59,3 +59,17 @@ const (
 	OthersFinishedSQL = othersFinishedSQL
 	HeldUsageSQL      = heldUsageSQL
 )
+
+// Prepare runs prepare, for the tests.
+func (s *Store) Prepare() { s.prepare() }
+
+// Prepared reports whether every enforcement statement is prepared.
+func (s *Store) Prepared() bool {
+	s.enforce.mu.Lock()
+	defer s.enforce.mu.Unlock()
+	return s.enforce.prepared
+}
+
+// UsePrepared runs ptx on tx, as every SQLite write transaction does
+// before its statements.
+func (s *Store) UsePrepared(tx *sql.Tx) { s.ptx(tx) }

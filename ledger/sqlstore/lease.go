@@ -247,7 +247,7 @@ type acquired struct {
 // does not fit while other processes hold leases on the policy, marks
 // those leases wanted so their holders give back what they do not use.
 func (s *Store) acquireTx(ctx context.Context, tx *sql.Tx, holder string, keys []leaseKey, pols []policy.Policy, needs []int64, tight []bool, now, at time.Time) ([]acquired, error) {
-	q := querier(tx) // not ptx: preparing needs the write connection this holds
+	q := s.ptx(tx)
 	ids := make([]string, len(pols))
 	for i, p := range pols {
 		ids[i] = p.ID
@@ -490,7 +490,7 @@ func (s *Store) ReclaimLeases(ctx context.Context, now time.Time) (int, error) {
 func (s *Store) reclaim(ctx context.Context, holder string, now time.Time, gone bool) (bool, error) {
 	done := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		q := querier(tx) // not ptx: preparing needs the write connection this holds
+		q := s.ptx(tx)
 		var exp int64
 		// Locks the holder row: a reservation insert of the holder's, which
 		// takes a key-share lock on it, waits, then finds it gone.

@@ -21,21 +21,31 @@ var sqliteStatements = append([]string{
 // them are (a store opened before its schema was migrated cannot prepare
 // them yet). It runs while the caller holds no connection, as the write
 // pool has only one. A statement not prepared is simply run as text.
+//
+// Preparing waits for that connection, so it must not hold enforce.mu
+// meanwhile: a transaction that holds the connection takes enforce.mu in
+// ptx, and the two would wait for each other for ever. preparing keeps
+// preparers to one at a time instead.
 func (s *Store) prepare() {
+	s.enforce.preparing.Lock()
+	defer s.enforce.preparing.Unlock()
 	s.enforce.mu.Lock()
-	defer s.enforce.mu.Unlock()
-	if s.enforce.prepared {
+	done, old := s.enforce.prepared, s.enforce.stmts
+	s.enforce.mu.Unlock()
+	if done {
 		return
 	}
 	// Readers hold the old map without the lock, so build a new one.
 	m := make(map[string]*sql.Stmt, len(sqliteStatements))
 	for _, q := range sqliteStatements {
-		if st, ok := s.enforce.stmts[q]; ok {
+		if st, ok := old[q]; ok {
 			m[q] = st
 		} else if st, err := s.db.PrepareContext(context.Background(), q); err == nil {
 			m[q] = st
 		}
 	}
+	s.enforce.mu.Lock()
+	defer s.enforce.mu.Unlock()
 	s.enforce.stmts = m
 	s.enforce.prepared = len(m) == len(sqliteStatements)
 }
