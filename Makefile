@@ -136,22 +136,27 @@ stress:
 # beside its baseline in the same run (docs/BENCHMARKS.md), prints their
 # lines (all of them are kept in bin/bench-accept.log) and then the
 # acceptance figures worked out from them (internal/cmd/benchaccept).
-# ACCEPT_COUNT=5 repeats each benchmark; the figures then use medians.
+# ACCEPT_COUNT=5 runs five rounds; the figures then use medians. Each
+# round runs every benchmark once, so that a path and its baseline are
+# measured seconds apart, not minutes, on a machine whose speed drifts.
 ACCEPT_COUNT ?= 1
 bench-accept:
 	@mkdir -p bin && : > bin/bench-accept.log
 	@set -e; run() { \
 		pkg=$$1; shift; \
-		echo "go test -run '^\$$' -count $(ACCEPT_COUNT) $$* $$pkg"; \
-		$(GO) test -run '^$$' -count $(ACCEPT_COUNT) -timeout 30m "$$@" $$pkg > bin/bench-accept.run 2>&1 || { cat bin/bench-accept.run; exit 1; }; \
+		echo "go test -run '^\$$' $$* $$pkg"; \
+		$(GO) test -run '^$$' -count 1 -timeout 30m "$$@" $$pkg > bin/bench-accept.run 2>&1 || { cat bin/bench-accept.run; exit 1; }; \
 		cat bin/bench-accept.run >> bin/bench-accept.log; \
 		grep -E '^(pkg:|cpu:|pgtest:|Benchmark[^[:space:]]+[[:space:]]+[0-9])' bin/bench-accept.run; \
 	}; \
-	run ./mcp/ -bench '^BenchmarkToolsCall$$/^(direct|nullrelay|proxy-fakemeter|proxy-sqlite)$$/' -benchtime 3000x; \
-	run ./interpose/llmproxy/ -bench '^BenchmarkAddedLatency$$/^(bare|sqlite)$$/^plain$$/^c1$$' -benchtime 3000x; \
-	run ./interpose/llmproxy/ -bench '^BenchmarkThroughput$$/^(bare|sqlite)$$/^plain$$/' -benchtime 20000x; \
-	run ./ledger/sqlite/ -bench '^BenchmarkReserveSettle$$/^c=32/' -benchtime 20000x; \
-	run ./ledger/postgres/ -bench '^BenchmarkReserveSettleTwoProcesses$$' -benchtime 20000x; \
+	for round in $$(seq 1 $(ACCEPT_COUNT)); do \
+		echo "== round $$round of $(ACCEPT_COUNT)"; \
+		run ./mcp/ -bench '^BenchmarkToolsCall$$/^(direct|nullrelay|proxy-fakemeter|proxy-sqlite)$$/' -benchtime 3000x; \
+		run ./interpose/llmproxy/ -bench '^BenchmarkAddedLatency$$/^(bare|sqlite)$$/^plain$$/^c1$$' -benchtime 3000x; \
+		run ./interpose/llmproxy/ -bench '^BenchmarkThroughput$$/^(bare|sqlite)$$/^plain$$/' -benchtime 20000x; \
+		run ./ledger/sqlite/ -bench '^BenchmarkReserveSettle$$/^c=32/' -benchtime 20000x; \
+		run ./ledger/postgres/ -bench '^BenchmarkReserveSettleTwoProcesses$$' -benchtime 20000x; \
+	done; \
 	rm -f bin/bench-accept.run
 	@echo
 	@$(GO) run ./internal/cmd/benchaccept < bin/bench-accept.log
