@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,9 +48,11 @@ func newBrowser(t testing.TB) context.Context {
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelT := chromedp.NewContext(actx)
 	// The whole browser session takes about 25 s on an idle machine; under
-	// make test, Chromium shares two cores with race-enabled package tests
-	// and once needed more than three minutes, so the bound only catches a
-	// page that never shows what it should.
+	// make test, Chromium shares two cores with race-enabled package tests,
+	// so the bound is generous and only catches a page that never shows
+	// what it should. (A run that hit it, at eight minutes, was not slow:
+	// a late Overview had drawn itself over the agent page; staleRoute
+	// checks that this no longer happens.)
 	ctx, cancelD := context.WithTimeout(ctx, 8*time.Minute)
 	t.Cleanup(func() { cancelD(); cancelT(); cancelA() })
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
@@ -331,6 +334,8 @@ func TestDashboard(t *testing.T) {
 	screenshot(t, ctx, "ledger-narrow")
 	do(t, ctx, "wide again", chromedp.EmulateViewport(1280, 800))
 
+	staleRoute(t, ctx)
+
 	// A cross-site page posts to the API with the browser's cookies: with
 	// no CSRF token (and a foreign origin) it is refused, and the agent
 	// stays active.
@@ -396,6 +401,64 @@ func tamperProofs(t *testing.T, ctx context.Context) {
 			_, _ = chromedp.Call(ctx, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: ev.RequestID, ResponseCode: ev.ResponseStatusCode, ResponseHeaders: ev.ResponseHeaders, Body: out})
 		}
 	}()
+}
+
+// staleRoute checks that a page whose data arrives after the user has
+// moved on does not replace the page they moved to. Under load, the
+// Overview (six requests) can finish after a page opened later (two), and
+// used to draw itself over it. The browser holds the Overview's summary
+// requests back until the agent page is shown, then lets them go.
+func staleRoute(t *testing.T, ctx context.Context) {
+	t.Helper()
+	ectx, stop := context.WithCancel(ctx)
+	defer stop()
+	held := make(chan fetch.RequestID, 16)
+	go func() {
+		for ev, err := range chromedp.Events(ectx, fetch.RequestPaused) {
+			if err != nil {
+				return
+			}
+			held <- ev.RequestID
+		}
+	}()
+	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/v1/ledger/summary*"}}}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "overview, held back", void(chromedp.Evaluate[any](`location.hash = "#/overview?window=7d"`)))
+	var ids []fetch.RequestID
+	next := func(what string) {
+		select {
+		case id := <-held:
+			ids = append(ids, id)
+		case <-time.After(time.Minute):
+			t.Fatalf("%s: the overview's summary requests were not held", what)
+		}
+	}
+	next("first")
+	do(t, ctx, "agent while the overview loads", void(chromedp.Evaluate[any](`location.hash = "#/agent/bot"`)), chromedp.WaitVisible(chromedp.ID("agent-status")))
+	for len(ids) < 3 { // the Overview asks for three summaries
+		next("all three")
+	}
+	if _, err := chromedp.Call(ctx, fetch.Disable, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		// A request the page has since aborted is no longer held, and
+		// continuing it fails; that is the outcome wanted.
+		_, _ = chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: id})
+	}
+	// Had the Overview gone on, it would draw itself within milliseconds of
+	// its answers; three seconds without it is a pass.
+	wait, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(wait, chromedp.Poll[bool](`document.querySelector("#page h1")?.textContent !== "Agent bot"`))
+	switch {
+	case err == nil:
+		title := runB(t, ctx, "title", chromedp.Evaluate[string](`document.querySelector("#page h1")?.textContent ?? ""`))
+		t.Errorf("a page that finished loading after the agent page replaced it: the page shows %q", title)
+	case !errors.Is(err, context.DeadlineExceeded):
+		t.Fatal(err)
+	}
 }
 
 // crossSite serves a page on another origin (localhost, where the

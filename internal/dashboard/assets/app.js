@@ -28,11 +28,19 @@ const svg = (tag, attrs = {}, ...kids) => {
 
 class APIError extends Error { constructor(status, p) { super(p?.detail || `HTTP ${status}`); this.status = status; this.problem = p; } }
 
+// A page's reads belong to the page that made them: route() aborts the
+// ones still in flight when it draws another page. Otherwise a slow page
+// (the Overview makes six requests) that finishes after a page opened
+// later would draw itself over it. Changes (POST, DELETE) are never aborted.
+let pageReads = new AbortController();
+const isAbort = (e) => e?.name === "AbortError";
+
 async function api(path, { method = "GET", body } = {}) {
   const headers = {};
   if (method !== "GET") headers["X-CSRF-Token"] = me?.csrf || "";
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  const signal = method === "GET" ? pageReads.signal : undefined;
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin", signal });
   const text = await res.text();
   const data = text ? JSON.parse(text) : null;
   if (res.status === 401 && !path.startsWith("/ui/session")) { showSignIn("Your session has ended: sign in again."); }
@@ -69,6 +77,7 @@ function failure(e) { return h("p", { class: "error", role: "alert" }, e.message
 // ---- sign-in ----
 function showSignIn(msg = "") {
   me = null; stream?.close(); stream = null;
+  pageReads.abort(); pageReads = new AbortController();
   $("#nav").hidden = true; $("#signout").hidden = true; $("#who").textContent = "";
   $("#page").replaceChildren();
   $("#signin").hidden = false; $("#signin-error").textContent = msg;
@@ -104,6 +113,8 @@ function openStream() {
 const routes = { overview, budgets, ledger, agents, agent, integrity };
 function route() {
   if (!me) return;
+  pageReads.abort();
+  pageReads = new AbortController();
   listeners.clear();
   const [path, query] = location.hash.replace(/^#\/?/, "").split("?");
   const [name, ...rest] = path.split("/");
@@ -112,7 +123,7 @@ function route() {
     const target = a.getAttribute("href").slice(2);
     if (target === (name === "agent" ? "agents" : name || "overview")) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
-  return fn(new URLSearchParams(query || ""), ...rest.map(decodeURIComponent)).catch((e) => $("#page").append(failure(e)));
+  return fn(new URLSearchParams(query || ""), ...rest.map(decodeURIComponent)).catch((e) => { if (!isAbort(e)) $("#page").append(failure(e)); });
 }
 // A page reached by a link takes the focus to its heading, so keyboard and
 // screen-reader users start at the new content.
