@@ -28,11 +28,13 @@ const svg = (tag, attrs = {}, ...kids) => {
 
 class APIError extends Error { constructor(status, p) { super(p?.detail || `HTTP ${status}`); this.status = status; this.problem = p; } }
 
-// A page's reads belong to the page that made them: route() aborts the
-// ones still in flight when it draws another page. Otherwise a slow page
-// (the Overview makes six requests) that finishes after a page opened
-// later would draw itself over it. Changes (POST, DELETE) are never aborted.
+// A page's reads belong to the page that made them: leavePage() aborts the
+// ones still in flight before another page (or the sign-in form) is drawn.
+// Otherwise a slow page (the Overview makes six requests) that finishes
+// after a page opened later would draw itself over it. Changes (POST,
+// DELETE) are never aborted.
 let pageReads = new AbortController();
+function leavePage() { pageReads.abort(); pageReads = new AbortController(); }
 const isAbort = (e) => e?.name === "AbortError";
 
 async function api(path, { method = "GET", body } = {}) {
@@ -77,7 +79,7 @@ function failure(e) { return h("p", { class: "error", role: "alert" }, e.message
 // ---- sign-in ----
 function showSignIn(msg = "") {
   me = null; stream?.close(); stream = null;
-  pageReads.abort(); pageReads = new AbortController();
+  leavePage();
   $("#nav").hidden = true; $("#signout").hidden = true; $("#who").textContent = "";
   $("#page").replaceChildren();
   $("#signin").hidden = false; $("#signin-error").textContent = msg;
@@ -113,8 +115,7 @@ function openStream() {
 const routes = { overview, budgets, ledger, agents, agent, integrity };
 function route() {
   if (!me) return;
-  pageReads.abort();
-  pageReads = new AbortController();
+  leavePage();
   listeners.clear();
   const [path, query] = location.hash.replace(/^#\/?/, "").split("?");
   const [name, ...rest] = path.split("/");
